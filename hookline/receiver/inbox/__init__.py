@@ -1,0 +1,38 @@
+"""The receiver's durable inbox: SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from hookline.exceptions import ConfigError
+from hookline.receiver.inbox.base import (
+    Finish,
+    Inbox,
+    Incoming,
+    LeaseLost,
+    Outcome,
+    Result,
+    Stored,
+)
+
+__all__ = [
+    "Finish",
+    "Inbox",
+    "Incoming",
+    "LeaseLost",
+    "Outcome",
+    "Result",
+    "Stored",
+    "open_inbox",
+]
+
+
+def open_inbox(url: str) -> Inbox:
+    """The inbox for ``url`` (not yet opened): ``sqlite:///path`` or ``postgresql://...``."""
+    if url.startswith("sqlite:"):
+        from hookline.receiver.inbox.sqlite import SqliteInbox
+
+        return SqliteInbox(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from hookline.receiver.inbox.postgres import PostgresInbox
+
+        return PostgresInbox(url)
+    raise ConfigError(f"unsupported inbox URL {url!r}: use sqlite:///path or postgresql://...")

@@ -1,0 +1,216 @@
+"""What every inbox backend offers, and the pieces they share.
+
+The inbox is the receiver's durable memory: every webhook acknowledged, every token and
+``event_id`` seen (so duplicates are recognised), the per-user lanes that keep handlers of
+one user one at a time, the dead letters and the ``once`` keys. Only the backends know
+query names; the workers, the HTTP layer and the CLI call the methods below.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from hookline.events import Envelope
+
+_BLOCK = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+
+
+def load_queries(dialect: str) -> dict[str, str]:
+    """Read ``sql/<dialect>.sql`` into ``{name: sql}``; text before the first block is a comment."""
+    text = resources.files("hookline.receiver").joinpath(f"sql/{dialect}.sql").read_text("utf-8")
+    parts = _BLOCK.split(text)
+    return {name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+class Outcome(enum.Enum):
+    """What the inbox did with one incoming webhook."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REPLAYED = "replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A verified webhook on its way into the inbox."""
+
+    token: str
+    event_id: str | None
+    content_hash: str
+    user_id: str
+    event_type: str
+    ts: str
+    body: bytes
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope, body: bytes) -> Incoming:
+        return cls(
+            token=envelope.token,
+            event_id=envelope.event_id,
+            content_hash=content_hash(envelope),
+            user_id=lane_of(envelope),
+            event_type=envelope.event_type,
+            ts=envelope.timestamp,
+            body=body,
+        )
+
+    def params(self, now: float) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "event_id": self.event_id,
+            "content_hash": self.content_hash,
+            "user_id": self.user_id,
+            "event_type": self.event_type,
+            "ts": self.ts,
+            "body": self.body,
+            "now": now,
+        }
+
+
+def lane_of(envelope: Envelope) -> str:
+    """The user whose handlers run one at a time.
+
+    A webhook without hookline's ``user_id`` (one from Selz itself) has no known user, so
+    all of them share one lane: slower, never wrong.
+    """
+    return envelope.user_id or ""
+
+
+def content_hash(envelope: Envelope) -> str:
+    """Fingerprint of everything the sender means, leaving out the attempt's timestamp.
+
+    A retry keeps ``token`` and ``event_id`` but carries a new ``timestamp`` (and so a new,
+    valid ``X-Selz-Signature``): it must count as the same webhook. An attacker who
+    captured a request can only reuse its ``timestamp``/``token``/signature and change
+    ``data``, which changes this hash: that is the replay the receiver refuses.
+    """
+    doc = {
+        "webhook_id": envelope.webhook_id,
+        "event_type": envelope.event_type,
+        "token": envelope.token,
+        "event_id": envelope.event_id,
+        "user_id": envelope.user_id,
+        "data": envelope.data,
+    }
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def classify(incoming: Incoming, existing: dict[str, Any] | None) -> Outcome:
+    """Decide what a request that stored nothing was, from the row it collided with."""
+    if existing is None:
+        # The conflicting row vanished between insert and look-up (purged): treat as seen.
+        return Outcome.DUPLICATE
+    if existing["token"] == incoming.token and existing["content_hash"] != incoming.content_hash:
+        return Outcome.REPLAYED
+    return Outcome.DUPLICATE
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A pending webhook at the head of its lane."""
+
+    id: int
+    body: bytes
+    attempts: int
+    next_attempt_at: float
+
+
+class Result(enum.Enum):
+    """How one run of a webhook's handlers ended."""
+
+    DONE = "done"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The worker's verdict on one run, written by ``Inbox.finish``."""
+
+    webhook_id: int
+    result: Result
+    now: float
+    next_attempt_at: float | None = None
+    error: str | None = None
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the lane (its lease ran out and another took it)."""
+
+
+def head_from_row(row: Any) -> Stored | None:
+    if row is None:
+        return None
+    return Stored(
+        id=int(row["id"]),
+        body=bytes(row["body"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=float(row["next_attempt_at"]),
+    )
+
+
+class Inbox(abc.ABC):
+    """The storage interface; one implementation per database."""
+
+    url: str
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def accept(self, incoming: Incoming, now: float) -> Outcome:
+        """Store ``incoming`` durably (committed on return) unless it was seen before."""
+
+    @abc.abstractmethod
+    async def claim_lanes(self, owner: str, limit: int, now: float, lease: float) -> list[str]:
+        """Lease up to ``limit`` users with due work to ``owner``."""
+
+    @abc.abstractmethod
+    async def lane_head(self, user_id: str) -> Stored | None: ...
+
+    @abc.abstractmethod
+    async def finish(self, owner: str, user_id: str, finish: Finish) -> Stored | None:
+        """Record a run's result and return the lane's next head; ``LeaseLost`` if not ours."""
+
+    @abc.abstractmethod
+    async def release_lane(self, owner: str, user_id: str) -> None:
+        """Give the lane back, noting when its head is next due."""
+
+    @abc.abstractmethod
+    async def renew_leases(self, owner: str, lease_until: float) -> None: ...
+
+    @abc.abstractmethod
+    async def release_all(self, owner: str) -> None: ...
+
+    @abc.abstractmethod
+    async def claim_once(self, key: str, webhook_id: int, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def forget_once(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_webhooks(self, status: str, limit: int) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def get_webhook(self, webhook_id: int) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    async def replay_dead(self, webhook_id: int | None, now: float) -> list[int]:
+        """Make dead letters pending again (one, or all with ``None``); return their ids."""
+
+    @abc.abstractmethod
+    async def purge_finished(self, before: float) -> int: ...
+
+    @abc.abstractmethod
+    async def count_by_status(self) -> dict[str, int]: ...

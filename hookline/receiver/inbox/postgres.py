@@ -1,0 +1,212 @@
+"""The inbox on PostgreSQL, shared by any number of receiver processes on any hosts.
+
+Incoming webhooks are grouped: while one transaction commits, the next requests queue up
+and go together in the following one, so a burst costs a few commits, not one each.
+Lanes are leased with ``FOR UPDATE SKIP LOCKED``, which is what keeps one handler at a
+time per user across processes; a lease that is not renewed (its process died) runs out
+and another process takes the lane over.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import asyncpg
+
+from hookline.exceptions import StorageError, StorageUnavailable
+from hookline.receiver.inbox.base import (
+    Finish,
+    Inbox,
+    Incoming,
+    LeaseLost,
+    Outcome,
+    Result,
+    Stored,
+    classify,
+    head_from_row,
+    load_queries,
+)
+from hookline.receiver.inbox.batching import Batcher
+
+_PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
+_RESULT_QUERY = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DEAD: "bury"}
+
+
+class _Query:
+    """A named block with ``:name`` parameters turned into asyncpg's ``$n``."""
+
+    def __init__(self, sql: str) -> None:
+        self.names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.names:
+                self.names.append(name)
+            return f"${self.names.index(name) + 1}"
+
+        self.sql = _PARAM.sub(number, sql)
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params[name] for name in self.names]
+
+
+_Q = {name: _Query(sql) for name, sql in load_queries("postgres").items()}
+
+
+def _wrap(exc: BaseException) -> StorageError:
+    if isinstance(
+        exc, OSError | asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError
+    ):
+        return StorageUnavailable(f"PostgreSQL inbox unreachable: {exc}")
+    return StorageError(f"PostgreSQL inbox: {exc}")
+
+
+class PostgresInbox(Inbox):
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._batcher = Batcher(self._accept_batch, flushers=max(1, pool_size // 2))
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size)
+            async with self._pool.acquire() as conn:
+                # Two processes starting together must not race on CREATE TABLE.
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(7031964102)")
+                    await conn.execute(_Q["schema"].sql)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+        self._batcher.start()
+
+    async def close(self) -> None:
+        await self._batcher.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError("the inbox is not open")
+        return self._pool
+
+    async def _fetch(self, conn: Any, name: str, **params: Any) -> list[Any]:
+        query = _Q[name]
+        return list(await conn.fetch(query.sql, *query.args(params)))
+
+    async def _run(self, name: str, **params: Any) -> list[Any]:
+        try:
+            async with self.pool.acquire() as conn:
+                return await self._fetch(conn, name, **params)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+
+    # -- accepting, grouped -----------------------------------------------------------
+
+    async def accept(self, incoming: Incoming, now: float) -> Outcome:
+        return await self._batcher.submit((incoming, now))
+
+    async def _accept_batch(self, batch: list[tuple[Incoming, float]]) -> list[Outcome]:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return [await self._accept_one(conn, item, now) for item, now in batch]
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+
+    async def _accept_one(self, conn: Any, incoming: Incoming, now: float) -> Outcome:
+        if await self._fetch(conn, "insert_webhook", **incoming.params(now)):
+            await self._fetch(conn, "wake_lane", user_id=incoming.user_id, due_at=now)
+            return Outcome.ACCEPTED
+        rows = await self._fetch(
+            conn, "find_conflict", token=incoming.token, event_id=incoming.event_id
+        )
+        return classify(incoming, dict(rows[0]) if rows else None)
+
+    # -- lanes --------------------------------------------------------------------------
+
+    async def claim_lanes(self, owner: str, limit: int, now: float, lease: float) -> list[str]:
+        rows = await self._run(
+            "claim_lanes", owner=owner, limit=limit, now=now, lease_until=now + lease
+        )
+        return [r["user_id"] for r in rows]
+
+    async def lane_head(self, user_id: str) -> Stored | None:
+        rows = await self._run("lane_head", user_id=user_id)
+        return head_from_row(rows[0] if rows else None)
+
+    async def finish(self, owner: str, user_id: str, finish: Finish) -> Stored | None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await self._fetch(conn, "lane_owner", user_id=user_id)
+                if not rows or rows[0]["owner"] != owner:
+                    raise LeaseLost(user_id)
+                await self._fetch(
+                    conn,
+                    _RESULT_QUERY[finish.result],
+                    id=finish.webhook_id,
+                    now=finish.now,
+                    next_attempt_at=finish.next_attempt_at,
+                    error=finish.error,
+                )
+                head = await self._fetch(conn, "lane_head", user_id=user_id)
+                return head_from_row(head[0] if head else None)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+
+    async def release_lane(self, owner: str, user_id: str) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Lock the lane first: a webhook committed by then is seen by the head
+                # query below, and one committed later wakes the lane itself.
+                await self._fetch(conn, "lane_owner", user_id=user_id)
+                rows = await self._fetch(conn, "lane_head", user_id=user_id)
+                head = head_from_row(rows[0] if rows else None)
+                due_at = head.next_attempt_at if head else None
+                await self._fetch(conn, "release_lane", user_id=user_id, owner=owner, due_at=due_at)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+
+    async def renew_leases(self, owner: str, lease_until: float) -> None:
+        await self._run("renew_leases", owner=owner, lease_until=lease_until)
+
+    async def release_all(self, owner: str) -> None:
+        await self._run("release_all", owner=owner)
+
+    # -- once keys, dead letters, housekeeping ----------------------------------------
+
+    async def claim_once(self, key: str, webhook_id: int, now: float) -> bool:
+        return bool(await self._run("claim_once", key=key, webhook_id=webhook_id, now=now))
+
+    async def forget_once(self, key: str) -> None:
+        await self._run("forget_once", key=key)
+
+    async def list_webhooks(self, status: str, limit: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._run("list_webhooks", status=status, limit=limit)]
+
+    async def get_webhook(self, webhook_id: int) -> dict[str, Any] | None:
+        rows = await self._run("get_webhook", id=webhook_id)
+        return dict(rows[0]) if rows else None
+
+    async def replay_dead(self, webhook_id: int | None, now: float) -> list[int]:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await self._fetch(conn, "replay_dead", id=webhook_id, now=now)
+                for row in rows:
+                    await self._fetch(conn, "wake_lane", user_id=row["user_id"], due_at=now)
+                return sorted(int(r["id"]) for r in rows)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+
+    async def purge_finished(self, before: float) -> int:
+        try:
+            async with self.pool.acquire() as conn:
+                status = await conn.execute(_Q["purge_finished"].sql, before)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+        return int(status.split()[-1])
+
+    async def count_by_status(self) -> dict[str, int]:
+        return {r["status"]: int(r["n"]) for r in await self._run("count_by_status")}

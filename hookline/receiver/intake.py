@@ -1,0 +1,104 @@
+"""From an HTTP request to an answer: verify, store durably, acknowledge.
+
+Every integration (ASGI, Flask, Django) hands the raw headers and body to ``Intake`` and
+sends back the ``Receipt`` it gets, so the rules live in one place. A refusal is a 4xx
+with ``{"error": {"code", "message"}}`` and stores nothing; an acceptance is answered only
+after the webhook's transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from hookline.exceptions import (
+    BadSignature,
+    MalformedWebhook,
+    ReplayedToken,
+    SignatureError,
+    StaleTimestamp,
+    StorageError,
+)
+from hookline.receiver.inbox import Inbox, Incoming, Outcome
+from hookline.signing import Verifier
+
+log = logging.getLogger("hookline.receiver")
+
+_STATUS: dict[type[SignatureError], int] = {
+    BadSignature: 401,
+    StaleTimestamp: 401,
+    ReplayedToken: 409,
+    MalformedWebhook: 400,
+}
+_ACCEPTED = orjson.dumps({"status": "accepted"})
+_DUPLICATE = orjson.dumps({"status": "duplicate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The answer to one webhook request."""
+
+    status: int
+    body: bytes
+    #: "accepted", "duplicate", or the error code of a refusal.
+    outcome: str
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str) -> Receipt:
+        body = orjson.dumps({"error": {"code": code, "message": message}})
+        return cls(status, body, code)
+
+
+def too_large(limit: int) -> Receipt:
+    return Receipt.error(413, "body_too_large", f"the body is larger than {limit} bytes")
+
+
+class Intake:
+    def __init__(
+        self,
+        verifier: Verifier,
+        inbox: Callable[[], Awaitable[Inbox]],
+        *,
+        max_body_bytes: int,
+        on_accept: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._verifier = verifier
+        self._inbox = inbox
+        self.max_body_bytes = max_body_bytes
+        self._on_accept = on_accept
+
+    async def receive(self, headers: Mapping[str, str], body: bytes) -> Receipt:
+        if len(body) > self.max_body_bytes:
+            return too_large(self.max_body_bytes)
+        try:
+            envelope = self._verifier.verify(headers, body)
+        except SignatureError as exc:
+            return self._refuse(exc)
+        incoming = Incoming.from_envelope(envelope, body)
+        try:
+            inbox = await self._inbox()
+            outcome = await inbox.accept(incoming, time.time())
+        except StorageError as exc:
+            log.error("could not store webhook %s: %s", envelope.token, exc)
+            # 503: the sender keeps the webhook and tries again later.
+            return Receipt.error(503, exc.code, "the inbox is unavailable; try again")
+        if outcome is Outcome.ACCEPTED:
+            self._on_accept()
+            return Receipt(200, _ACCEPTED, "accepted")
+        if outcome is Outcome.DUPLICATE:
+            return Receipt(200, _DUPLICATE, "duplicate")
+        return self._refuse(
+            ReplayedToken(
+                "this token was already accepted with a different body: "
+                "a captured signature replayed with altered data"
+            )
+        )
+
+    def _refuse(self, exc: SignatureError) -> Receipt:
+        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        log.info("refused webhook (%s): %s", exc.code, exc.message)
+        return Receipt.error(status, exc.code, exc.message)

@@ -1,0 +1,131 @@
+-- The receiver's inbox on SQLite. Each block is one query; postgres.sql defines the same
+-- names. Parameters are written :name; times are Unix seconds from the receiver's clock.
+
+-- schema --
+CREATE TABLE IF NOT EXISTS inbox_webhooks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    token TEXT NOT NULL UNIQUE,
+    event_id TEXT UNIQUE,
+    content_hash TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    body BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    received_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS inbox_webhooks_lane
+    ON inbox_webhooks (user_id, ts, id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS inbox_webhooks_finished ON inbox_webhooks (status, finished_at);
+CREATE TABLE IF NOT EXISTS inbox_lanes (
+    user_id TEXT PRIMARY KEY,
+    owner TEXT,
+    lease_until REAL,
+    due_at REAL
+);
+CREATE INDEX IF NOT EXISTS inbox_lanes_due ON inbox_lanes (due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS inbox_once (
+    key TEXT PRIMARY KEY,
+    webhook_id INTEGER NOT NULL,
+    claimed_at REAL NOT NULL
+);
+
+-- insert_webhook --
+INSERT INTO inbox_webhooks
+    (token, event_id, content_hash, user_id, event_type, ts, body, next_attempt_at, received_at)
+VALUES (:token, :event_id, :content_hash, :user_id, :event_type, :ts, :body, :now, :now)
+ON CONFLICT DO NOTHING
+RETURNING id
+
+-- find_conflict --
+SELECT token, event_id, content_hash FROM inbox_webhooks
+WHERE token = :token OR event_id = :event_id
+ORDER BY token = :token DESC
+LIMIT 1
+
+-- wake_lane --
+INSERT INTO inbox_lanes (user_id, due_at) VALUES (:user_id, :due_at)
+ON CONFLICT (user_id) DO UPDATE
+SET due_at = min(coalesce(inbox_lanes.due_at, excluded.due_at), excluded.due_at)
+
+-- claim_lanes --
+UPDATE inbox_lanes SET owner = :owner, lease_until = :lease_until
+WHERE user_id IN (
+    SELECT user_id FROM inbox_lanes
+    WHERE due_at <= :now AND (owner IS NULL OR lease_until < :now)
+    ORDER BY due_at
+    LIMIT :limit
+)
+RETURNING user_id
+
+-- lane_owner --
+SELECT owner FROM inbox_lanes WHERE user_id = :user_id
+
+-- lane_head --
+SELECT id, body, attempts, next_attempt_at FROM inbox_webhooks
+WHERE user_id = :user_id AND status = 'pending'
+ORDER BY ts, id
+LIMIT 1
+
+-- release_lane --
+UPDATE inbox_lanes SET owner = NULL, lease_until = NULL, due_at = :due_at
+WHERE user_id = :user_id AND owner = :owner
+
+-- renew_leases --
+UPDATE inbox_lanes SET lease_until = :lease_until WHERE owner = :owner
+
+-- release_all --
+UPDATE inbox_lanes SET owner = NULL, lease_until = NULL WHERE owner = :owner
+
+-- complete --
+UPDATE inbox_webhooks
+SET status = 'done', attempts = attempts + 1, finished_at = :now, last_error = NULL
+WHERE id = :id AND status = 'pending'
+
+-- retry_later --
+UPDATE inbox_webhooks
+SET attempts = attempts + 1, next_attempt_at = :next_attempt_at, last_error = :error
+WHERE id = :id AND status = 'pending'
+
+-- bury --
+UPDATE inbox_webhooks
+SET status = 'dead', attempts = attempts + 1, finished_at = :now, last_error = :error
+WHERE id = :id AND status = 'pending'
+
+-- claim_once --
+INSERT INTO inbox_once (key, webhook_id, claimed_at) VALUES (:key, :webhook_id, :now)
+ON CONFLICT DO NOTHING
+RETURNING key
+
+-- forget_once --
+DELETE FROM inbox_once WHERE key = :key
+
+-- list_webhooks --
+SELECT id, event_type, user_id, event_id, ts, status, attempts, last_error, received_at,
+       finished_at
+FROM inbox_webhooks
+WHERE status = :status
+ORDER BY id
+LIMIT :limit
+
+-- get_webhook --
+SELECT id, token, event_type, user_id, event_id, ts, status, attempts, last_error, body,
+       received_at, finished_at, next_attempt_at
+FROM inbox_webhooks
+WHERE id = :id
+
+-- replay_dead --
+UPDATE inbox_webhooks
+SET status = 'pending', attempts = 0, next_attempt_at = :now, finished_at = NULL
+WHERE status = 'dead' AND (id = :id OR :id IS NULL)
+RETURNING id, user_id
+
+-- purge_finished --
+DELETE FROM inbox_webhooks WHERE status = 'done' AND finished_at < :before
+
+-- count_by_status --
+SELECT status, count(*) AS n FROM inbox_webhooks GROUP BY status

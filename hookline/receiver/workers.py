@@ -1,0 +1,185 @@
+"""Workers: run handlers one user at a time, in timestamp order, users in parallel.
+
+Each user is a *lane*. A process leases lanes that have due work (up to ``concurrency`` at
+once), runs the lane's webhooks one after the other, oldest timestamp first, and gives the
+lane back when it is empty or its head is waiting for a retry. Only the lease holder runs
+a lane's handlers, so one user's handlers never overlap, also across processes sharing a
+PostgreSQL inbox. Leases are renewed while the process lives; when it dies they run out and
+another process takes over, running the interrupted webhook again (at least once).
+
+A head that fails is retried with backoff and holds its lane meanwhile: a later webhook of
+that user never overtakes an earlier one. After the last retry it becomes a dead letter
+and the lane moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import secrets
+import socket
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from hookline.events import parse_envelope
+from hookline.exceptions import StorageError
+from hookline.receiver._config import ReceiverSettings
+from hookline.receiver.event import Event, OnceGuard
+from hookline.receiver.inbox import Finish, Inbox, LeaseLost, Result, Stored
+
+log = logging.getLogger("hookline.receiver.workers")
+
+Handler = Callable[[Event], Any]
+HandlerLookup = Callable[[str], Sequence[Handler]]
+MAX_ERROR_CHARS = 4000
+
+
+def new_owner_id() -> str:
+    """Names this process in lane leases: host, pid and a nonce (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Workers:
+    def __init__(self, inbox: Inbox, handlers: HandlerLookup, settings: ReceiverSettings) -> None:
+        self._inbox = inbox
+        self._handlers = handlers
+        self._settings = settings
+        self.owner = new_owner_id()
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._threads = ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix="hookline-handler"
+        )
+
+    def wake(self) -> None:
+        """Something is due now (a webhook was just accepted): look without waiting."""
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="hookline-dispatch"),
+            asyncio.create_task(self._heartbeat(), name="hookline-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        """Finish running handlers (up to ``shutdown_grace``), then give every lane back."""
+        self._stopping = True
+        self._wakeup.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        running = list(self._lanes.values())
+        if running:
+            _, late = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        with contextlib.suppress(StorageError):
+            await self._inbox.release_all(self.owner)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- claiming lanes -------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            free = self._settings.concurrency - len(self._lanes)
+            if free > 0:
+                try:
+                    await self._claim(free)
+                except StorageError as exc:
+                    log.warning("could not claim work: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_interval)
+
+    async def _claim(self, limit: int) -> None:
+        lanes = await self._inbox.claim_lanes(
+            self.owner, limit, time.time(), self._settings.lease_seconds
+        )
+        for user_id in lanes:
+            task = asyncio.create_task(self._run_lane(user_id))
+            self._lanes[user_id] = task
+            task.add_done_callback(functools.partial(self._lane_done, user_id))
+
+    def _lane_done(self, user_id: str, _task: asyncio.Task[None]) -> None:
+        self._lanes.pop(user_id, None)
+        self._wakeup.set()
+
+    async def _heartbeat(self) -> None:
+        """Renew this process's leases, and now and then forget long-finished webhooks."""
+        last_purge = 0.0
+        while True:
+            await asyncio.sleep(self._settings.lease_seconds / 3)
+            now = time.time()
+            try:
+                await self._inbox.renew_leases(self.owner, now + self._settings.lease_seconds)
+                if now - last_purge > 3600:
+                    last_purge = now
+                    await self._inbox.purge_finished(now - self._settings.retention_seconds)
+            except StorageError as exc:
+                log.warning("could not renew leases: %s", exc)
+
+    # -- one lane -----------------------------------------------------------------------
+
+    async def _run_lane(self, user_id: str) -> None:
+        try:
+            head = await self._inbox.lane_head(user_id)
+            while head is not None and head.next_attempt_at <= time.time() and not self._stopping:
+                finish = await self._process(head)
+                head = await self._inbox.finish(self.owner, user_id, finish)
+        except LeaseLost:
+            log.warning("lost the lease of user %r to another process", user_id)
+            return
+        except StorageError as exc:
+            log.error("lane %r stopped: %s", user_id, exc)
+        with contextlib.suppress(StorageError):
+            await asyncio.shield(self._inbox.release_lane(self.owner, user_id))
+
+    async def _process(self, stored: Stored) -> Finish:
+        envelope = parse_envelope(stored.body)
+        guard = OnceGuard(self._inbox, asyncio.get_running_loop(), stored.id)
+        event = Event.from_envelope(
+            envelope, attempt=stored.attempts + 1, inbox_id=stored.id, guard=guard
+        )
+        try:
+            for handler in self._handlers(event.event_type):
+                await self._call(handler, event)
+        except Exception as exc:
+            return self._failed(stored, event, exc)
+        return Finish(stored.id, Result.DONE, time.time())
+
+    async def _call(self, handler: Handler, event: Event) -> None:
+        if inspect.iscoroutinefunction(handler):
+            await handler(event)
+            return
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(self._threads, context.run, handler, event)
+        if inspect.isawaitable(result):
+            await _as_awaitable(result)
+
+    def _failed(self, stored: Stored, event: Event, exc: Exception) -> Finish:
+        now = time.time()
+        error = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
+        delay = self._settings.retry.next_delay(stored.attempts + 1)
+        if delay is None:
+            log.error("webhook %d (%s) is a dead letter: %r", stored.id, event.event_type, exc)
+            return Finish(stored.id, Result.DEAD, now, error=error)
+        log.warning("handler failed on webhook %d, retry in %.1f s: %r", stored.id, delay, exc)
+        return Finish(stored.id, Result.RETRY, now, next_attempt_at=now + delay, error=error)
+
+
+async def _as_awaitable(value: Awaitable[Any]) -> Any:
+    return await value

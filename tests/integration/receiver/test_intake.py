@@ -1,0 +1,195 @@
+"""Over real HTTP, on each inbox backend: what is refused, what is a duplicate, what is stored.
+
+Every refusal is a 4xx that says why and leaves the inbox untouched; an exact repeat of an
+accepted webhook is a 2xx and is handled once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+import pytest
+
+from hookline.receiver import Event, Receiver
+from tests.conftest import free_port
+from tests.support.receiver import KEY, post, serving, signed_webhook, wait_for
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def handled() -> list[Event]:
+    return []
+
+
+@pytest.fixture
+async def url(database_url: str, handled: list[Event]) -> AsyncIterator[str]:
+    receiver = Receiver(keys=["old-key", KEY], database=database_url, max_body_bytes=64 * 1024)
+
+    @receiver.on("*")
+    async def record(event: Event) -> None:
+        handled.append(event)
+
+    async with serving(receiver, free_port()) as url:
+        yield url
+
+
+async def test_a_signed_webhook_is_accepted_and_handled(
+    url: str, session: aiohttp.ClientSession, handled: list[Event]
+) -> None:
+    headers, body = signed_webhook(user_id="u1", data={"id": "ord_1", "total": "9.99"})
+    status, answer = await post(session, url, headers, body)
+    assert (status, answer) == (200, {"status": "accepted"})
+    await wait_for(lambda: len(handled) == 1)
+    event = handled[0]
+    envelope = orjson.loads(body)
+    assert event.event_id == envelope["event_id"]
+    assert event.token == envelope["token"]
+    assert event.timestamp == envelope["timestamp"]
+    assert (event.event_type, event.user_id) == ("order_completed", "u1")
+    assert event.data == {"id": "ord_1", "total": "9.99"}
+
+
+async def test_an_exact_repeat_is_a_duplicate_handled_once(
+    url: str, session: aiohttp.ClientSession, handled: list[Event]
+) -> None:
+    headers, body = signed_webhook()
+    answers = [await post(session, url, headers, body) for _ in range(3)]
+    assert answers[0] == (200, {"status": "accepted"})
+    assert answers[1:] == [(200, {"status": "duplicate"})] * 2
+    await wait_for(lambda: len(handled) == 1)
+    await asyncio.sleep(0.5)
+    assert len(handled) == 1
+
+
+async def test_a_retry_with_a_new_timestamp_is_a_duplicate(
+    url: str, session: aiohttp.ClientSession, handled: list[Event]
+) -> None:
+    """The sender's retry keeps token and event_id; its timestamp and signatures are new."""
+    first = signed_webhook(token="T" * 48, event_id="evt_retry", unix_ts=int(time.time()) - 60)
+    retry = signed_webhook(token="T" * 48, event_id="evt_retry")
+    assert first[1] != retry[1]
+    assert (await post(session, url, *first))[0] == 200
+    assert await post(session, url, *retry) == (200, {"status": "duplicate"})
+    await wait_for(lambda: len(handled) == 1)
+
+
+async def test_the_same_event_id_under_a_new_token_is_a_duplicate(
+    url: str, session: aiohttp.ClientSession, handled: list[Event]
+) -> None:
+    assert (await post(session, url, *signed_webhook(event_id="evt_same")))[0] == 200
+    again = signed_webhook(event_id="evt_same")
+    assert await post(session, url, *again) == (200, {"status": "duplicate"})
+    await wait_for(lambda: len(handled) == 1)
+
+
+async def test_a_key_being_rotated_out_is_still_accepted(
+    url: str, session: aiohttp.ClientSession, handled: list[Event]
+) -> None:
+    status, _ = await post(session, url, *signed_webhook(keys=["old-key"]))
+    assert status == 200
+
+
+def _replayed_with_other_data() -> tuple[
+    tuple[dict[str, str], bytes], tuple[dict[str, str], bytes]
+]:
+    """A captured request, and an attacker's copy: same timestamp, token and Selz signature,
+    altered data. The Selz signature does not cover data, so only the token gives it away."""
+    headers, body = signed_webhook(standard=False, data={"id": "ord_1", "total": "9.99"})
+    forged = body.replace(b'"total":"9.99"', b'"total":"0.01"')
+    assert forged != body
+    return (headers, body), (headers, forged)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("bad_signature", 401, "bad_signature"),
+        ("unknown_key", 401, "bad_signature"),
+        ("altered_body", 401, "bad_signature"),
+        ("stale", 401, "stale_timestamp"),
+        ("future", 401, "stale_timestamp"),
+        ("not_json", 400, "malformed_webhook"),
+        ("not_an_envelope", 400, "malformed_webhook"),
+        ("unknown_type", 400, "malformed_webhook"),
+        ("oversized", 413, "body_too_large"),
+    ],
+)
+async def test_refusals_say_why_and_store_nothing(
+    url: str,
+    session: aiohttp.ClientSession,
+    handled: list[Event],
+    case: str,
+    status: int,
+    code: str,
+) -> None:
+    headers, body = _refused(case)
+    got_status, answer = await post(session, url, headers, body)
+    assert got_status == status
+    assert answer["error"]["code"] == code
+    assert answer["error"]["message"]
+    # Nothing was stored: a valid webhook is the first and only one handled.
+    assert (await post(session, url, *signed_webhook(event_id="evt_after")))[0] == 200
+    await wait_for(lambda: len(handled) == 1)
+    await asyncio.sleep(0.3)
+    assert [e.event_id for e in handled] == ["evt_after"]
+
+
+def _refused(case: str) -> tuple[dict[str, str], bytes]:
+    now = int(time.time())
+    if case == "bad_signature":
+        headers, body = signed_webhook(standard=False)
+        return {**headers, "X-Selz-Signature": "AAAA" + headers["X-Selz-Signature"][4:]}, body
+    if case == "unknown_key":
+        return signed_webhook(keys=["someone-elses-key"])
+    if case == "altered_body":
+        headers, body = signed_webhook(data={"id": "ord_1", "total": "9.99"})
+        return headers, body.replace(b"9.99", b"0.01")
+    if case == "stale":
+        return signed_webhook(unix_ts=now - 301)
+    if case == "future":
+        return signed_webhook(unix_ts=now + 400)
+    if case == "not_json":
+        headers, _ = signed_webhook()
+        return headers, b"<xml>not json</xml>"
+    if case == "not_an_envelope":
+        headers, _ = signed_webhook()
+        return headers, b'["a", "list"]'
+    if case == "unknown_type":
+        headers, body = signed_webhook(standard=False)
+        return headers, body.replace(b"order_completed", b"order_teleported")
+    assert case == "oversized"
+    return signed_webhook(data={"id": "big", "blob": "x" * 70_000})
+
+
+async def test_a_captured_token_replayed_with_another_body_is_refused(
+    url: str, session: aiohttp.ClientSession, handled: list[Event]
+) -> None:
+    genuine, forged = _replayed_with_other_data()
+    assert (await post(session, url, *genuine))[0] == 200
+    status, answer = await post(session, url, *forged)
+    assert status == 409
+    assert answer["error"]["code"] == "replayed_token"
+    await wait_for(lambda: len(handled) == 1)
+    await asyncio.sleep(0.3)
+    assert handled[0].data == {"id": "ord_1", "total": "9.99"}
+    assert len(handled) == 1
+
+
+async def test_strict_mode_requires_the_body_signature(
+    database_url: str, session: aiohttp.ClientSession
+) -> None:
+    receiver = Receiver(keys=[KEY], database=database_url, require_standard=True)
+    async with serving(receiver, free_port()) as url:
+        status, answer = await post(session, url, *signed_webhook(standard=False))
+        assert status == 401
+        assert "webhook-signature" in answer["error"]["message"]
+        assert (await post(session, url, *signed_webhook()))[0] == 200

@@ -1,0 +1,91 @@
+"""Run the real ``hookline receive`` in a subprocess, and a sender that never gives up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+HOOKLINE = str(Path(sys.executable).with_name("hookline"))
+
+
+class ReceiveProcess:
+    """``hookline receive tests.support.receiver_app:receiver`` on a port of its own."""
+
+    def __init__(self, database: str, port: int, log: Path, *extra: str) -> None:
+        self.database, self.port, self.log, self.extra = database, port, log, extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/webhooks"
+
+    def start(self) -> ReceiveProcess:
+        env = {**os.environ, "HOOKLINE_TEST_LOG": str(self.log)}
+        command = [
+            HOOKLINE, "receive", "tests.support.receiver_app:receiver",
+            "--database", self.database, "--port", str(self.port),
+            "--lease-seconds", "2", "--poll-interval", "0.05", *self.extra,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not _listening(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hookline receive exited: {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "hookline receive did not start"
+            time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def deliver(
+    session: aiohttp.ClientSession, urls: list[str], headers: dict[str, str], body: bytes
+) -> str:
+    """Post until some receiver answers 2xx, as a sender does; return its status word."""
+    attempt = 0
+    while True:
+        url = urls[attempt % len(urls)]
+        attempt += 1
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                answer: Any = await response.json(content_type=None)
+                if response.status == 200:
+                    return str(answer["status"])
+                assert response.status >= 500, (response.status, answer)
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        await asyncio.sleep(0.05)

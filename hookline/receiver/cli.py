@@ -5,14 +5,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
+import orjson
 
+from hookline.events import EVENT_TYPES
+from hookline.exceptions import HooklineError
 from hookline.receiver._config import DEFAULT_INBOX_URL, INBOX_URL_ENV
+
+if TYPE_CHECKING:
+    from hookline.receiver.inbox import Inbox
+
+T = TypeVar("T")
 
 
 def load_receiver(target: str) -> Any:
@@ -83,4 +95,221 @@ def receive(
     )
 
 
-commands: list[click.Command] = [receive]
+# -- dead letters ---------------------------------------------------------------------
+
+
+def _with_inbox(database: str, work: Callable[[Inbox], Awaitable[T]]) -> T:
+    from hookline.receiver.inbox import open_inbox
+
+    async def run() -> T:
+        inbox = open_inbox(database)
+        await inbox.open()
+        try:
+            return await work(inbox)
+        finally:
+            await inbox.close()
+
+    try:
+        return asyncio.run(run())
+    except HooklineError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+def _when(moment: float | None) -> str:
+    if moment is None:
+        return "-"
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@click.group("dead-letters")
+@click.option(
+    "--database",
+    envvar=INBOX_URL_ENV,
+    default=DEFAULT_INBOX_URL,
+    show_default=True,
+    help="Inbox URL.",
+)
+@click.pass_context
+def dead_letters(ctx: click.Context, database: str) -> None:
+    """Webhooks whose handlers failed every retry: list, show, replay."""
+    ctx.obj = database
+
+
+@dead_letters.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.pass_obj
+def list_dead(database: str, limit: int) -> None:
+    """List dead letters, oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = _with_inbox(database, lambda inbox: inbox.list_webhooks("dead", limit))
+    if not rows:
+        click.echo("No dead letters.")
+        return
+    table = Table("id", "event type", "user", "event id", "runs", "failed at (UTC)", "error")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["event_type"],
+            row["user_id"],
+            row["event_id"] or "-",
+            str(row["attempts"]),
+            _when(row["finished_at"]),
+            _last_line(row["last_error"]),
+        )
+    Console().print(table)
+
+
+@dead_letters.command("show")
+@click.argument("webhook_id", type=int)
+@click.pass_obj
+def show_dead(database: str, webhook_id: int) -> None:
+    """Show one webhook: its fields, its body and the last error in full."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    row = _with_inbox(database, lambda inbox: inbox.get_webhook(webhook_id))
+    if row is None:
+        raise click.ClickException(f"no webhook {webhook_id} in {database}")
+    console = Console()
+    fields = Table(show_header=False, box=None)
+    for name in ("id", "status", "event_type", "user_id", "event_id", "token", "ts", "attempts"):
+        fields.add_row(name, str(row[name]))
+    fields.add_row("received_at", _when(row["received_at"]))
+    fields.add_row("finished_at", _when(row["finished_at"]))
+    console.print(fields)
+    pretty = orjson.dumps(orjson.loads(bytes(row["body"])), option=orjson.OPT_INDENT_2)
+    console.print(Syntax(pretty.decode(), "json"))
+    if row["last_error"]:
+        console.print("[bold]last error[/bold]")
+        console.print(row["last_error"], markup=False, highlight=False)
+
+
+@dead_letters.command("replay")
+@click.argument("webhook_id", type=int, required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.pass_obj
+def replay_dead(database: str, webhook_id: int | None, replay_all: bool) -> None:
+    """Queue dead letters again: their handlers run as if the webhooks had just arrived."""
+    if (webhook_id is None) == (not replay_all):
+        raise click.UsageError("give one webhook id, or --all")
+    ids = _with_inbox(database, lambda inbox: inbox.replay_dead(webhook_id, time.time()))
+    if not ids and webhook_id is not None:
+        raise click.ClickException(f"webhook {webhook_id} is not a dead letter")
+    click.echo(f"Replaying {len(ids)} webhook(s): {', '.join(map(str, ids)) or '-'}")
+
+
+# -- tools for app developers ---------------------------------------------------------
+
+
+@click.command("send-test")
+@click.option("--url", required=True, help="The receiver's webhook URL.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    envvar="HOOKLINE_VERIFICATION_KEY",
+    help="Verification key (repeat to sign with several, as during a rotation).",
+)
+@click.option(
+    "--event", "event_type", required=True, type=click.Choice(EVENT_TYPES), help="Event type."
+)
+@click.option("--user-id", default="test-user", show_default=True)
+@click.option("--data", "data_file", type=click.File("rb"), help="JSON file to send as data.")
+@click.option("--timeout", default=10.0, show_default=True, type=float)
+def send_test(
+    url: str,
+    keys: tuple[str, ...],
+    event_type: str,
+    user_id: str,
+    data_file: IO[bytes] | None,
+    timeout: float,
+) -> None:
+    """Send one correctly signed sample webhook of any type to URL."""
+    from hookline.receiver.samples import signed_sample
+
+    data_json = None
+    if data_file is not None:
+        data_json = data_file.read()
+        if not isinstance(orjson.loads(data_json), dict):
+            raise click.BadParameter("the data file must hold one JSON object", param_hint="--data")
+    headers, body = signed_sample(list(keys), event_type, user_id=user_id, data_json=data_json)
+    status, answer = asyncio.run(_post(url, headers, body, timeout))
+    click.echo(f"{status} {answer.decode(errors='replace')}")
+    if not 200 <= status < 300:
+        raise SystemExit(1)
+
+
+async def _post(
+    url: str, headers: dict[str, str], body: bytes, timeout: float
+) -> tuple[int, bytes]:
+    import aiohttp
+
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.post(url, data=body, headers=headers, allow_redirects=False) as response,
+        ):
+            return response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise click.ClickException(f"could not reach {url}: {exc!r}") from exc
+
+
+@click.command("verify")
+@click.argument("request_file", type=click.File("rb"))
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    envvar="HOOKLINE_VERIFICATION_KEY",
+    help="Verification key (repeat for several).",
+)
+@click.option("--tolerance", default=300, show_default=True, help="Allowed clock skew, seconds.")
+@click.option("--at", "at", type=float, help="Check the time window as of this Unix time.")
+@click.option("--ignore-time", is_flag=True, help="Skip the time window (old captures).")
+@click.option("--strict", is_flag=True, help="Require the Standard Webhooks signature.")
+def verify(
+    request_file: IO[bytes],
+    keys: tuple[str, ...],
+    tolerance: int,
+    at: float | None,
+    ignore_time: bool,
+    strict: bool,
+) -> None:
+    """Check a saved request (JSON {"headers", "body"} or an HTTP message) and say what is wrong.
+
+    Exits 0 if the receiver would accept it, 1 if not.
+    """
+    from hookline.receiver.diagnose import diagnose, load_request
+
+    try:
+        headers, body = load_request(request_file.read())
+    except HooklineError as exc:
+        raise click.ClickException(exc.message) from exc
+    report = diagnose(
+        headers,
+        body,
+        keys,
+        tolerance_seconds=10**12 if ignore_time else tolerance,
+        now=at,
+        require_standard=strict,
+    )
+    for check in report.checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.fatal else "warn")
+        click.echo(f"{mark}  {check.name}: {check.message}")
+    click.echo("valid: the receiver would accept this request" if report.valid else "INVALID")
+    if not report.valid:
+        raise SystemExit(1)
+
+
+commands: list[click.Command] = [receive, dead_letters, send_test, verify]

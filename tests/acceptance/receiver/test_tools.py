@@ -1,0 +1,82 @@
+"""The developer tools against the real ``hookline receive``: ``send-test`` for every type,
+and the dead-letter commands (list, show, replay)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from hookline.events import EVENT_TYPES
+from tests.conftest import free_port
+from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess
+from tests.support.receiver import KEY, read_runs
+
+
+def hookline(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HOOKLINE, *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )  # fmt: skip
+
+
+def _until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_send_test_delivers_every_type(tmp_path: Path, sqlite_url: str) -> None:
+    log = tmp_path / "runs.jsonl"
+    log.touch()
+    receiver = ReceiveProcess(sqlite_url, free_port(), log).start()
+    try:
+        for event_type in EVENT_TYPES:
+            result = hookline(
+                "send-test", "--url", receiver.url, "--key", KEY, "--event", event_type
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.startswith('200 {"status":"accepted"}')
+        _until(lambda: len([r for r in read_runs(log) if r.end]) == len(EVENT_TYPES))
+        wrong = hookline(
+            "send-test", "--url", receiver.url, "--key", "nope", "--event", "order_completed"
+        )
+        assert wrong.returncode == 1 and "bad_signature" in wrong.stdout
+    finally:
+        receiver.stop()
+
+
+def test_dead_letters_are_listed_shown_and_replayed(tmp_path: Path, sqlite_url: str) -> None:
+    log, flag = tmp_path / "runs.jsonl", tmp_path / "fail"
+    log.touch()
+    flag.touch()
+    os.environ["HOOKLINE_TEST_FAIL_FLAG"] = str(flag)
+    try:
+        receiver = ReceiveProcess(sqlite_url, free_port(), log).start()
+    finally:
+        del os.environ["HOOKLINE_TEST_FAIL_FLAG"]
+    db = ["dead-letters", "--database", sqlite_url]
+    try:
+        sent = hookline(
+            "send-test", "--url", receiver.url, "--key", KEY, "--event", "order_completed"
+        )
+        assert sent.returncode == 0, sent.stderr
+        _until(lambda: "order_completed" in hookline(*db, "list").stdout)
+        listed = hookline(*db, "list").stdout
+        assert "failing on purpose" in listed and " 3 " in listed  # three runs, then dead
+
+        shown = hookline(*db, "show", "1")
+        assert shown.returncode == 0, shown.stderr
+        assert "XZHQ59WA" in shown.stdout and "RuntimeError: failing on purpose" in shown.stdout
+
+        flag.unlink()
+        replayed = hookline(*db, "replay", "1")
+        assert replayed.returncode == 0 and "Replaying 1 webhook(s): 1" in replayed.stdout
+        _until(lambda: any(r.end for r in read_runs(log)))
+        _until(lambda: hookline(*db, "list").stdout.strip() == "No dead letters.")
+        assert hookline(*db, "replay", "1").returncode == 1  # not a dead letter any more
+        assert hookline(*db, "replay", "--all").stdout.startswith("Replaying 0")
+    finally:
+        receiver.stop()

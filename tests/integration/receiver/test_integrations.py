@@ -1,0 +1,143 @@
+"""The examples in examples/receiver, each served for real: FastAPI (ASGI), Flask, Django.
+
+Each takes Selz's example order twice (a duplicate) and sends one receipt email.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import uvicorn
+
+from hookline.receiver import Receiver
+from tests.conftest import free_port
+from tests.support.receiver import post, signed_webhook, wait_for
+
+ROOT = Path(__file__).resolve().parents[3]
+SEED = ROOT.parent / "shared/seed/order_payment_succeeded.example.json"
+
+
+def _order() -> dict[str, object]:
+    if SEED.exists():
+        return dict(json.loads(SEED.read_text())["data"])
+    from hookline.receiver.samples import SELZ_ORDER
+
+    return SELZ_ORDER
+
+
+@pytest.fixture(autouse=True)
+def example_receiver(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The examples are run from a checkout, where ``examples`` is importable.
+    monkeypatch.syspath_prepend(str(ROOT))
+    basic = importlib.import_module("examples.receiver.basic")
+    basic.receiver.configure(database=sqlite_url)
+    basic.sent_emails.clear()
+    yield
+
+
+def _example() -> tuple[Receiver, list[str]]:
+    basic = importlib.import_module("examples.receiver.basic")
+    return basic.receiver, basic.sent_emails
+
+
+def _webhook() -> tuple[dict[str, str], bytes]:
+    key = _example()[0].verifier.keys[0]
+    return signed_webhook([key], event_type="order_payment_succeeded", data=_order())
+
+
+def _wait_sync(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+async def test_fastapi_app_with_the_endpoint_and_the_lifespan() -> None:
+    app = importlib.import_module("examples.receiver.fastapi_app").app
+
+    sent_emails = _example()[1]
+    server = uvicorn.Server(uvicorn.Config(app, port=free_port(), log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started or task.done())
+    base = f"http://127.0.0.1:{server.config.port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            request = _webhook()
+            assert await post(session, base + "/webhooks/selz", *request) == (
+                200,
+                {"status": "accepted"},
+            )
+            assert (await post(session, base + "/webhooks/selz", *request))[1] == {
+                "status": "duplicate"
+            }
+            async with session.get(base + "/") as response:
+                assert await response.json() == {"app": "shop"}
+            await wait_for(lambda: len(sent_emails) == 1)
+    finally:
+        server.should_exit = True
+        await task
+    assert sent_emails == ["support@selz.com: receipt for XZHQ59WA"]
+
+
+def test_flask_view() -> None:
+    app = importlib.import_module("examples.receiver.flask_app").app
+
+    sent_emails = _example()[1]
+    view = app.view_functions["hookline_webhook"]
+    client = app.test_client()
+    try:
+        headers, body = _webhook()
+        first = client.post("/webhooks/selz", data=body, headers=headers)
+        assert (first.status_code, first.json) == (200, {"status": "accepted"})
+        again = client.post("/webhooks/selz", data=body, headers=headers)
+        assert again.json == {"status": "duplicate"}
+        forged = client.post("/webhooks/selz", data=body.replace(b"John", b"Eve"), headers=headers)
+        assert forged.status_code == 401
+        big = client.post("/webhooks/selz", data=b"x" * (2 << 20), headers=headers)
+        assert big.status_code == 413
+        _wait_sync(lambda: len(sent_emails) == 1)
+    finally:
+        view.background.stop()
+    assert sent_emails == ["support@selz.com: receipt for XZHQ59WA"]
+
+
+def test_django_view_is_csrf_exempt_and_post_only() -> None:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            ROOT_URLCONF="examples.receiver.django_app",
+            ALLOWED_HOSTS=["testserver"],
+            SECRET_KEY="test-only",
+            MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
+        )
+        django.setup()
+    from django.test import Client
+    from django.urls import resolve
+
+    sent_emails = _example()[1]
+    view = resolve("/webhooks/selz").func
+    client = Client(enforce_csrf_checks=True)
+    try:
+        headers, body = _webhook()
+        first = client.post(
+            "/webhooks/selz", data=body, content_type="application/json", headers=headers
+        )
+        assert (first.status_code, first.json()) == (200, {"status": "accepted"})
+        again = client.post(
+            "/webhooks/selz", data=body, content_type="application/json", headers=headers
+        )
+        assert again.json() == {"status": "duplicate"}
+        assert client.get("/webhooks/selz").status_code == 405
+        _wait_sync(lambda: len(sent_emails) == 1)
+    finally:
+        view.background.stop()
+    assert sent_emails == ["support@selz.com: receipt for XZHQ59WA"]

@@ -1,0 +1,132 @@
+"""Small immutable settings objects, each with documented defaults and a strict parser."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hookline.exceptions import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///./hookline.db"
+
+#: Delays before each attempt: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean; use 1 or 0")
+
+
+def _parse_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if number < 0:
+        raise ConfigError(f"{name}={value!r} must not be negative")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to try a failed delivery again.
+
+    ``schedule[i]`` is the delay before attempt ``i + 1``; after the last one the delivery
+    ends as failed. Each delay is spread by ±``jitter`` (a fraction) so that a recovering
+    endpoint is not hit by every retry at the same second. A ``Retry-After`` answer is
+    honoured up to ``max_retry_after`` seconds: it can lengthen a delay, never shorten it.
+    """
+
+    schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    jitter: float = 0.1
+    max_retry_after: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.schedule:
+            raise ConfigError("a retry schedule needs at least one attempt")
+        if any(d < 0 for d in self.schedule):
+            raise ConfigError("retry delays must not be negative")
+        if not 0 <= self.jitter < 1:
+            raise ConfigError("jitter is a fraction between 0 and 1")
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.schedule)
+
+    def next_delay(self, attempts_made: int, retry_after: float | None = None) -> float | None:
+        """Seconds until the next attempt after ``attempts_made`` failures; None: give up."""
+        if attempts_made >= len(self.schedule):
+            return None
+        base = self.schedule[attempts_made]
+        delay = base * (1 + random.uniform(-self.jitter, self.jitter)) if base else 0.0
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after))
+        return delay
+
+    @classmethod
+    def parse(cls, text: str) -> RetryPolicy:
+        """Parse ``"0,5,300"`` (seconds) into a policy; used for ``HOOKLINE_RETRY_SCHEDULE``."""
+        try:
+            schedule = tuple(float(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ConfigError(
+                f"retry schedule {text!r} must be comma-separated seconds, e.g. 0,5,300"
+            ) from None
+        return cls(schedule=schedule)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the delivery engine behaves; each value has an environment variable."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Allow deliveries to loopback, private and link-local addresses (tests, intranets).
+    allow_private_targets: bool = False
+    #: Deliveries sent at once by one engine, all endpoints together.
+    concurrency: int = 512
+    #: Deliveries in flight at once to one endpoint, unless the endpoint says otherwise.
+    endpoint_max_in_flight: int = 64
+    #: Extra seconds a claim is held beyond the endpoint's timeout before another worker
+    #: may take it over (the process that claimed it is presumed dead).
+    lease_margin: float = 15.0
+    #: How often the engine looks for due retries when nothing wakes it.
+    poll_interval: float = 0.5
+    #: Largest body accepted for one event's data, in bytes.
+    max_event_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EngineSettings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if "HOOKLINE_RETRY_SCHEDULE" in env:
+            values["retry"] = RetryPolicy.parse(env["HOOKLINE_RETRY_SCHEDULE"])
+        if "HOOKLINE_ALLOW_PRIVATE_TARGETS" in env:
+            values["allow_private_targets"] = _parse_bool(
+                "HOOKLINE_ALLOW_PRIVATE_TARGETS", env["HOOKLINE_ALLOW_PRIVATE_TARGETS"]
+            )
+        for name, key in (
+            ("concurrency", "HOOKLINE_CONCURRENCY"),
+            ("endpoint_max_in_flight", "HOOKLINE_ENDPOINT_MAX_IN_FLIGHT"),
+        ):
+            if key in env:
+                values[name] = int(_parse_float(key, env[key])) or 1
+        if "HOOKLINE_LEASE_MARGIN" in env:
+            values["lease_margin"] = _parse_float("HOOKLINE_LEASE_MARGIN", env["HOOKLINE_LEASE_MARGIN"])
+        if "HOOKLINE_POLL_INTERVAL" in env:
+            values["poll_interval"] = _parse_float(
+                "HOOKLINE_POLL_INTERVAL", env["HOOKLINE_POLL_INTERVAL"]
+            )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def database_url(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return explicit or env.get("HOOKLINE_DATABASE_URL") or DEFAULT_DATABASE_URL

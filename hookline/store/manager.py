@@ -1,0 +1,396 @@
+"""Everything hookline keeps, as operations: the only module that knows query names.
+
+The API, the delivery engine and the CLI call these methods; the connector below runs
+the named SQL of whichever dialect the database URL chose. Batches are passed to SQL as
+one JSON array, so publishing 1,000 events or recording 1,000 attempts costs a handful
+of statements, in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from hookline.events import matches, new_token
+from hookline.exceptions import Conflict, NotFound
+from hookline.store.connector import Connector, Row, connector_for
+from hookline.store.records import AttemptResult, Job, NewEvent, Published
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def hash_api_key(api_key: str) -> str:
+    # API keys carry 256 random bits, so a fast hash is enough: there is nothing to
+    # brute-force, and the lookup by hash runs on every API request.
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def signing_keys(app: Row, now: float) -> tuple[str, ...]:
+    """The keys that sign a request now, the signing one first.
+
+    During a rotation both keys sign the Standard Webhooks header; ``X-Selz-Signature``
+    (one signature only) switches to the new key at ``key_switch_at``.
+    """
+    current, upcoming = app["verification_key"], app.get("next_verification_key")
+    if not upcoming:
+        return (current,)
+    switch_at = app.get("key_switch_at")
+    if switch_at is not None and now >= switch_at:
+        return (upcoming, current)
+    return (current, upcoming)
+
+
+class Store:
+    def __init__(self, connector: Connector) -> None:
+        self.db = connector
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        connector = connector_for(url)
+        await connector.open()
+        if migrate:
+            await connector.migrate()
+        return cls(connector)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- apps, installations, endpoints -------------------------------------------------
+
+    async def create_app(self, name: str) -> tuple[Row, str]:
+        """Create an app; return its row and its API key (shown once, stored hashed)."""
+        api_key = "hk_" + secrets.token_urlsafe(32)
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "create_app",
+                id=new_id("app"),
+                name=name,
+                api_key_hash=hash_api_key(api_key),
+                verification_key=secrets.token_urlsafe(32),
+                now=time.time(),
+            )
+        assert row is not None
+        return row, api_key
+
+    async def get_app(self, app_id: str) -> Row:
+        row = await self.db.fetchrow("get_app", id=app_id)
+        if row is None:
+            raise NotFound(f"no app with id {app_id!r}")
+        return row
+
+    async def app_for_api_key(self, api_key: str) -> Row | None:
+        return await self.db.fetchrow("get_app_by_key_hash", api_key_hash=hash_api_key(api_key))
+
+    async def list_apps(self) -> list[Row]:
+        return await self.db.fetch("list_apps")
+
+    async def install(self, app_id: str, user_id: str) -> tuple[Row, bool]:
+        """Record that ``user_id`` installed the app; return the row and whether it is new."""
+        await self.get_app(app_id)
+        async with self.db.transaction() as tx:
+            existing = await tx.fetchrow("get_installation", app_id=app_id, user_id=user_id)
+            if existing is not None:
+                return existing, False
+            await tx.execute("create_installation", app_id=app_id, user_id=user_id, now=time.time())
+            row = await tx.fetchrow("get_installation", app_id=app_id, user_id=user_id)
+        assert row is not None
+        return row, True
+
+    async def list_installations(self, app_id: str) -> list[Row]:
+        return await self.db.fetch("list_installations", app_id=app_id)
+
+    async def create_endpoint(
+        self,
+        app_id: str,
+        *,
+        url: str,
+        event_types: list[str],
+        timeout: float,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+    ) -> Row:
+        await self.get_app(app_id)
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "create_endpoint",
+                id=new_id("ep"),
+                app_id=app_id,
+                url=url,
+                event_types=_json(event_types),
+                timeout=timeout,
+                ordered=int(ordered),
+                max_in_flight=max_in_flight,
+                now=time.time(),
+            )
+        assert row is not None
+        return row
+
+    async def get_endpoint(self, endpoint_id: str) -> Row:
+        row = await self.db.fetchrow("get_endpoint", id=endpoint_id)
+        if row is None:
+            raise NotFound(f"no endpoint with id {endpoint_id!r}")
+        return row
+
+    async def list_endpoints(self, app_id: str) -> list[Row]:
+        return await self.db.fetch("list_endpoints", app_id=app_id)
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish(self, events: Sequence[NewEvent]) -> list[Published]:
+        """Store events and their fan-out in one transaction.
+
+        An event whose id is already stored publishes nothing new and comes back marked
+        ``duplicate``; the same id with a different type, user or data is a ``Conflict``
+        and nothing of the batch is stored.
+        """
+        now = time.time()
+        async with self.db.transaction() as tx:
+            inserted = await tx.fetch(
+                "insert_events",
+                rows=_json([
+                    {"id": e.id, "event_type": e.event_type, "user_id": e.user_id, "data": e.data}
+                    for e in events
+                ]),
+                now=now,
+            )
+            fresh = {row["id"]: row for row in inserted}
+            await self._check_duplicates(tx, [e for e in events if e.id not in fresh])
+            counts = await self._fan_out(tx, sorted(inserted, key=lambda r: r["seq"]), now)
+            existing = {}
+            if len(fresh) < len(events):
+                existing = {
+                    row["id"]: row
+                    for row in await tx.fetch(
+                        "get_events_by_ids", ids=_json([e.id for e in events if e.id not in fresh])
+                    )
+                }
+        return [
+            Published(
+                id=e.id,
+                event_type=e.event_type,
+                user_id=e.user_id,
+                created_at=(fresh.get(e.id) or existing[e.id])["created_at"],
+                duplicate=e.id not in fresh,
+                deliveries=counts.get(e.id, 0),
+            )
+            for e in events
+        ]
+
+    async def _check_duplicates(self, tx: Any, repeats: list[NewEvent]) -> None:
+        if not repeats:
+            return
+        stored = {
+            row["id"]: row
+            for row in await tx.fetch("get_full_events_by_ids", ids=_json([e.id for e in repeats]))
+        }
+        for event in repeats:
+            row = stored.get(event.id)
+            if row is None:  # repeated within this very batch
+                continue
+            same = (
+                row["event_type"] == event.event_type
+                and row["user_id"] == event.user_id
+                and orjson.loads(row["data"]) == orjson.loads(event.data)
+            )
+            if not same:
+                raise Conflict(
+                    f"event_id {event.id!r} was already published with another type, user "
+                    "or data; use a new event_id for a new event"
+                )
+
+    async def _fan_out(self, tx: Any, inserted: list[Row], now: float) -> dict[str, int]:
+        """One delivery per matching endpoint of every app the event's user installed."""
+        if not inserted:
+            return {}
+        users = sorted({row["user_id"] for row in inserted})
+        targets: dict[str, list[Row]] = defaultdict(list)
+        for target in await tx.fetch("fanout_targets", users=_json(users)):
+            target["event_types"] = orjson.loads(target["event_types"])
+            targets[target["user_id"]].append(target)
+        deliveries, lanes, counts = [], Counter[tuple[str, str]](), Counter[str]()
+        for event in inserted:
+            for target in targets.get(event["user_id"], ()):
+                if not matches(target["event_types"], event["event_type"]):
+                    continue
+                token_text = new_token()
+                lane = event["user_id"] if target["ordered"] else "d:" + token_text
+                deliveries.append({
+                    "event_seq": event["seq"],
+                    "endpoint_id": target["endpoint_id"],
+                    "app_id": target["app_id"],
+                    "user_id": event["user_id"],
+                    "event_type": event["event_type"],
+                    "lane": lane,
+                    "token": token_text,
+                })
+                lanes[(target["endpoint_id"], lane)] += 1
+                counts[event["id"]] += 1
+        if deliveries:
+            await tx.execute("insert_deliveries", rows=_json(deliveries), now=now)
+            await tx.execute(
+                "grow_lanes",
+                rows=_json([
+                    {"endpoint_id": ep, "lane": lane, "count": n} for (ep, lane), n in lanes.items()
+                ]),
+                now=now,
+            )
+        return dict(counts)
+
+    async def get_event(self, event_id: str) -> Row:
+        row = await self.db.fetchrow("get_event", id=event_id)
+        if row is None:
+            raise NotFound(f"no event with id {event_id!r}")
+        return row
+
+    # -- delivery -----------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, *, limit: int, default_cap: int, lease_margin: float
+    ) -> list[Job]:
+        """Lease up to ``limit`` due lanes and return the head delivery of each."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            due = await tx.fetch("claim_lanes", now=now, limit=limit, default_cap=default_cap)
+            if not due:
+                return []
+            rows = _json([
+                {"endpoint_id": r["endpoint_id"], "lane": r["lane"],
+                 "until": now + float(r["timeout"]) + lease_margin}
+                for r in due
+            ])
+            leased = await tx.fetch("lease_lanes", rows=rows, owner=owner, now=now)
+            if not leased:
+                return []
+            heads = await tx.fetch("lane_heads", rows=_json(leased))
+            if len(heads) < len(leased):
+                # A lane with no pending delivery left: its count drifted; drop it.
+                found = {(h["endpoint_id"], h["lane"]) for h in heads}
+                empty = [r for r in leased if (r["endpoint_id"], r["lane"]) not in found]
+                await tx.execute("clear_lanes", rows=_json(empty))
+        return [Job.from_row(h, signing_keys(h, now)) for h in heads]
+
+    async def record(self, owner: str, results: Sequence[AttemptResult]) -> None:
+        """Log each attempt and move its delivery and lane on, all in one transaction."""
+        now = time.time()
+        final = [r for r in results if r.outcome != "retry"]
+        retries = [r for r in results if r.outcome == "retry"]
+        async with self.db.transaction() as tx:
+            await tx.execute("insert_attempts", rows=_json([_attempt_row(r) for r in results]))
+            if final:
+                finished = await tx.fetch(
+                    "finish_deliveries",
+                    rows=_json([
+                        {**_attempt_row(r), "status": "delivered" if r.outcome == "delivered" else "failed"}
+                        for r in final
+                    ]),
+                    now=now,
+                )
+                shrink = Counter((row["endpoint_id"], row["lane"]) for row in finished)
+                if shrink:
+                    await tx.execute(
+                        "shrink_lanes",
+                        rows=_json([
+                            {"endpoint_id": ep, "lane": lane, "count": n}
+                            for (ep, lane), n in shrink.items()
+                        ]),
+                    )
+                gone = [r for r in final if r.outcome == "gone"]
+                if gone:
+                    await tx.execute(
+                        "disable_endpoints",
+                        rows=_json([
+                            {"endpoint_id": r.job.endpoint_id,
+                             "reason": "the endpoint answered 410 Gone"}
+                            for r in gone
+                        ]),
+                        now=now,
+                    )
+            if retries:
+                await tx.execute(
+                    "reschedule_deliveries", rows=_json([_attempt_row(r) for r in retries]), now=now
+                )
+            lanes = _json([
+                {"endpoint_id": r.job.endpoint_id, "lane": r.job.lane, "retry_at": r.retry_at}
+                for r in results
+            ])
+            await tx.execute("release_lanes", rows=lanes, owner=owner, now=now)
+            await tx.execute("drop_empty_lanes", rows=lanes)
+
+    async def release(self, owner: str) -> None:
+        """Hand back every lane ``owner`` still holds (a clean shutdown)."""
+        async with self.db.transaction() as tx:
+            await tx.execute("release_owner", owner=owner, now=time.time())
+
+    # -- reading deliveries -------------------------------------------------------------
+
+    async def list_deliveries(
+        self,
+        app_id: str,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+        endpoint_id: str | None = None,
+        user_id: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_attempts: bool = True,
+    ) -> list[Row]:
+        rows = await self.db.fetch(
+            "list_deliveries",
+            app_id=app_id,
+            limit=limit,
+            before=before,
+            endpoint_id=endpoint_id,
+            user_id=user_id,
+            event_type=event_type,
+            status=status,
+            since=since,
+            until=until,
+        )
+        if with_attempts and rows:
+            await self._attach_attempts(rows)
+        return rows
+
+    async def get_delivery(self, delivery_id: int) -> Row:
+        row = await self.db.fetchrow("get_delivery", id=delivery_id)
+        if row is None:
+            raise NotFound(f"no delivery with id {delivery_id}")
+        await self._attach_attempts([row])
+        return row
+
+    async def _attach_attempts(self, rows: list[Row]) -> None:
+        attempts: dict[int, list[Row]] = defaultdict(list)
+        for attempt in await self.db.fetch("attempts_of", ids=_json([r["id"] for r in rows])):
+            attempts[attempt["delivery_id"]].append(attempt)
+        for row in rows:
+            row["attempt_log"] = attempts.get(row["id"], [])
+
+    async def delivery_counts(self) -> dict[str, int]:
+        return {r["status"]: int(r["n"]) for r in await self.db.fetch("count_deliveries_by_status")}
+
+
+def _attempt_row(result: AttemptResult) -> dict[str, Any]:
+    return {
+        "delivery_id": result.job.delivery_id,
+        "attempted_at": result.attempted_at,
+        "outcome": result.outcome,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "response_excerpt": result.response_excerpt,
+        "error": result.error,
+        "retry_at": result.retry_at,
+    }

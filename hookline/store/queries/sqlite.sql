@@ -1,0 +1,220 @@
+-- Named queries for SQLite. Every block here has a twin of the same name in
+-- postgres.sql; parameters are :named in both. Batches travel as one JSON array
+-- parameter (:rows) so that a batch of any size costs a fixed number of statements.
+
+-- create_app --
+INSERT INTO apps (id, name, api_key_hash, verification_key, created_at)
+VALUES (:id, :name, :api_key_hash, :verification_key, :now)
+RETURNING *;
+
+-- get_app --
+SELECT * FROM apps WHERE id = :id;
+
+-- get_app_by_key_hash --
+SELECT * FROM apps WHERE api_key_hash = :api_key_hash;
+
+-- list_apps --
+SELECT * FROM apps ORDER BY created_at, id;
+
+-- create_installation --
+INSERT INTO installations (app_id, user_id, created_at)
+VALUES (:app_id, :user_id, :now)
+ON CONFLICT (user_id, app_id) DO NOTHING;
+
+-- get_installation --
+SELECT * FROM installations WHERE app_id = :app_id AND user_id = :user_id;
+
+-- list_installations --
+SELECT * FROM installations WHERE app_id = :app_id ORDER BY created_at, user_id;
+
+-- create_endpoint --
+INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
+                       enabled, created_at, updated_at)
+VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, 1, :now, :now)
+RETURNING *;
+
+-- get_endpoint --
+SELECT * FROM endpoints WHERE id = :id;
+
+-- list_endpoints --
+SELECT * FROM endpoints WHERE app_id = :app_id ORDER BY created_at, id;
+
+-- disable_endpoints --
+UPDATE endpoints
+SET enabled = 0, disabled_reason = j.value ->> 'reason', updated_at = :now
+FROM json_each(:rows) AS j
+WHERE endpoints.id = j.value ->> 'endpoint_id' AND endpoints.enabled = 1;
+
+-- insert_events --
+INSERT INTO events (id, event_type, user_id, data, created_at)
+SELECT j.value ->> 'id', j.value ->> 'event_type', j.value ->> 'user_id',
+       j.value ->> 'data', :now
+FROM json_each(:rows) AS j
+WHERE true
+ORDER BY j.key
+ON CONFLICT (id) DO NOTHING
+RETURNING seq, id, event_type, user_id, created_at;
+
+-- get_events_by_ids --
+SELECT seq, id, event_type, user_id, created_at
+FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- get_event --
+SELECT * FROM events WHERE id = :id;
+
+-- fanout_targets --
+SELECT i.user_id, e.id AS endpoint_id, e.app_id, e.event_types, e.ordered
+FROM installations AS i
+JOIN endpoints AS e ON e.app_id = i.app_id
+WHERE e.enabled = 1 AND i.user_id IN (SELECT value FROM json_each(:users))
+ORDER BY e.id;
+
+-- insert_deliveries --
+INSERT INTO deliveries (event_seq, endpoint_id, app_id, user_id, event_type, lane, token,
+                        next_attempt_at, created_at, updated_at)
+SELECT j.value ->> 'event_seq', j.value ->> 'endpoint_id', j.value ->> 'app_id',
+       j.value ->> 'user_id', j.value ->> 'event_type', j.value ->> 'lane',
+       j.value ->> 'token', :now, :now, :now
+FROM json_each(:rows) AS j
+ORDER BY j.key;
+
+-- grow_lanes --
+INSERT INTO lanes (endpoint_id, lane, pending, next_attempt_at)
+SELECT j.value ->> 'endpoint_id', j.value ->> 'lane', j.value ->> 'count', :now
+FROM json_each(:rows) AS j
+WHERE true
+ON CONFLICT (endpoint_id, lane) DO UPDATE
+SET pending = lanes.pending + excluded.pending,
+    next_attempt_at = COALESCE(lanes.next_attempt_at, excluded.next_attempt_at);
+
+-- claim_lanes --
+-- Due lanes, oldest first, at most as many per endpoint as its in-flight cap leaves room
+-- for. A lane whose lease ran out (its worker died) is due again.
+WITH busy AS (
+    SELECT endpoint_id, COUNT(*) AS n FROM lanes
+    WHERE lease_until > :now
+    GROUP BY endpoint_id
+), due AS (
+    SELECT l.endpoint_id, l.lane, l.next_attempt_at, e.timeout,
+           ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank,
+           COALESCE(e.max_in_flight, :default_cap) - COALESCE(b.n, 0) AS room
+    FROM lanes AS l
+    JOIN endpoints AS e ON e.id = l.endpoint_id
+    LEFT JOIN busy AS b ON b.endpoint_id = l.endpoint_id
+    WHERE l.next_attempt_at <= :now AND e.enabled = 1
+)
+SELECT endpoint_id, lane, timeout FROM due
+WHERE rank <= room
+ORDER BY next_attempt_at
+LIMIT :limit;
+
+-- lease_lanes --
+UPDATE lanes
+SET lease_owner = :owner, lease_until = j.value ->> 'until', next_attempt_at = j.value ->> 'until'
+FROM json_each(:rows) AS j
+WHERE lanes.endpoint_id = j.value ->> 'endpoint_id' AND lanes.lane = j.value ->> 'lane'
+  AND (lanes.lease_until IS NULL OR lanes.lease_until <= :now)
+RETURNING lanes.endpoint_id, lanes.lane;
+
+-- lane_heads --
+SELECT d.id, d.token, d.attempts, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
+       ev.id AS event_id, ev.data, e.url, e.timeout,
+       a.verification_key, a.next_verification_key, a.key_switch_at
+FROM json_each(:rows) AS j
+JOIN deliveries AS d ON d.id = (
+    SELECT id FROM deliveries
+    WHERE endpoint_id = j.value ->> 'endpoint_id' AND lane = j.value ->> 'lane'
+      AND status = 'pending'
+    ORDER BY id LIMIT 1)
+JOIN events AS ev ON ev.seq = d.event_seq
+JOIN endpoints AS e ON e.id = d.endpoint_id
+JOIN apps AS a ON a.id = d.app_id;
+
+-- insert_attempts --
+INSERT INTO attempts (delivery_id, attempted_at, outcome, status_code, latency_ms,
+                      response_excerpt, error)
+SELECT j.value ->> 'delivery_id', j.value ->> 'attempted_at', j.value ->> 'outcome',
+       j.value ->> 'status_code', j.value ->> 'latency_ms', j.value ->> 'response_excerpt',
+       j.value ->> 'error'
+FROM json_each(:rows) AS j;
+
+-- finish_deliveries --
+UPDATE deliveries
+SET status = j.value ->> 'status', attempts = attempts + 1, next_attempt_at = NULL,
+    last_status_code = j.value ->> 'status_code', last_error = j.value ->> 'error',
+    updated_at = :now
+FROM json_each(:rows) AS j
+WHERE deliveries.id = j.value ->> 'delivery_id' AND deliveries.status = 'pending'
+RETURNING deliveries.endpoint_id, deliveries.lane;
+
+-- reschedule_deliveries --
+UPDATE deliveries
+SET attempts = attempts + 1, next_attempt_at = j.value ->> 'retry_at',
+    last_status_code = j.value ->> 'status_code', last_error = j.value ->> 'error',
+    updated_at = :now
+FROM json_each(:rows) AS j
+WHERE deliveries.id = j.value ->> 'delivery_id' AND deliveries.status = 'pending';
+
+-- shrink_lanes --
+UPDATE lanes
+SET pending = pending - (j.value ->> 'count')
+FROM json_each(:rows) AS j
+WHERE lanes.endpoint_id = j.value ->> 'endpoint_id' AND lanes.lane = j.value ->> 'lane';
+
+-- release_lanes --
+UPDATE lanes
+SET lease_owner = NULL, lease_until = NULL,
+    next_attempt_at = COALESCE(j.value ->> 'retry_at', :now)
+FROM json_each(:rows) AS j
+WHERE lanes.endpoint_id = j.value ->> 'endpoint_id' AND lanes.lane = j.value ->> 'lane'
+  AND lanes.lease_owner = :owner;
+
+-- drop_empty_lanes --
+DELETE FROM lanes
+WHERE pending <= 0 AND lease_owner IS NULL
+  AND (endpoint_id, lane) IN (
+      SELECT j.value ->> 'endpoint_id', j.value ->> 'lane' FROM json_each(:rows) AS j);
+
+-- release_owner --
+-- A stopping engine hands back what it claimed but did not send.
+UPDATE lanes
+SET lease_owner = NULL, lease_until = NULL, next_attempt_at = :now
+WHERE lease_owner = :owner;
+
+-- get_delivery --
+SELECT d.*, ev.id AS event_id, e.url
+FROM deliveries AS d
+JOIN events AS ev ON ev.seq = d.event_seq
+JOIN endpoints AS e ON e.id = d.endpoint_id
+WHERE d.id = :id;
+
+-- list_deliveries --
+SELECT d.*, ev.id AS event_id
+FROM deliveries AS d
+JOIN events AS ev ON ev.seq = d.event_seq
+WHERE d.app_id = :app_id
+  AND (:endpoint_id IS NULL OR d.endpoint_id = :endpoint_id)
+  AND (:user_id IS NULL OR d.user_id = :user_id)
+  AND (:event_type IS NULL OR d.event_type = :event_type)
+  AND (:status IS NULL OR d.status = :status)
+  AND (:since IS NULL OR d.created_at >= :since)
+  AND (:until IS NULL OR d.created_at < :until)
+  AND (:before IS NULL OR d.id < :before)
+ORDER BY d.id DESC
+LIMIT :limit;
+
+-- attempts_of --
+SELECT * FROM attempts
+WHERE delivery_id IN (SELECT value FROM json_each(:ids))
+ORDER BY delivery_id, id;
+
+-- count_deliveries_by_status --
+SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status;
+
+-- get_full_events_by_ids --
+SELECT * FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- clear_lanes --
+DELETE FROM lanes
+WHERE (endpoint_id, lane) IN (
+    SELECT j.value ->> 'endpoint_id', j.value ->> 'lane' FROM json_each(:rows) AS j);

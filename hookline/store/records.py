@@ -1,0 +1,80 @@
+"""The values that cross the store's boundary on the delivery hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event as published: validated, with its data already serialised."""
+
+    id: str
+    event_type: str
+    user_id: str
+    data: str  # JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    id: str
+    event_type: str
+    user_id: str
+    created_at: float
+    duplicate: bool
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed delivery: everything needed to send it without asking the store again."""
+
+    delivery_id: int
+    token: str
+    attempts: int
+    endpoint_id: str
+    lane: str
+    user_id: str
+    app_id: str
+    event_type: str
+    event_id: str
+    data: str
+    url: str
+    timeout: float
+    keys: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], keys: tuple[str, ...]) -> Job:
+        return cls(
+            delivery_id=int(row["id"]),
+            token=row["token"],
+            attempts=int(row["attempts"]),
+            endpoint_id=row["endpoint_id"],
+            lane=row["lane"],
+            user_id=row["user_id"],
+            app_id=row["app_id"],
+            event_type=row["event_type"],
+            event_id=row["event_id"],
+            data=row["data"],
+            url=row["url"],
+            timeout=float(row["timeout"]),
+            keys=keys,
+        )
+
+
+#: What one attempt came to. ``retry``: try again at ``retry_at``; ``failed``: given up;
+#: ``gone``: the endpoint answered 410 and is disabled.
+OUTCOMES = ("delivered", "retry", "failed", "gone")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    job: Job
+    outcome: str
+    attempted_at: float
+    status_code: int | None = None
+    latency_ms: float | None = None
+    response_excerpt: str | None = None
+    error: str | None = None
+    retry_at: float | None = None

@@ -1,0 +1,176 @@
+"""SQLite backend, on aiosqlite, in WAL mode.
+
+One writer connection serialises every write transaction (SQLite allows one writer at a
+time anyway) and a second connection serves reads, so the API's listings never wait
+behind a delivery batch. ``BEGIN IMMEDIATE`` takes the write lock up front, which keeps
+other processes on the same file (a ``hookline worker`` beside ``hookline serve``) from
+dead-locking on a lock upgrade; ``busy_timeout`` makes them wait their turn instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from hookline.exceptions import ConfigError, StorageError
+from hookline.store.connector import Connection, Row
+from hookline.store.queries import load_migrations, load_queries
+
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    # FULL: a commit is on disk before the API answers 202 or an attempt is recorded.
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 10000",
+)
+
+
+def _path_from_url(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////abs.db, not {url!r}")
+    path = url[len("sqlite:///") :]
+    if not path:
+        raise ConfigError("the SQLite URL names no file")
+    return path
+
+
+class _Conn:
+    """Named queries on one aiosqlite connection."""
+
+    def __init__(self, db: aiosqlite.Connection, queries: dict[str, str]) -> None:
+        self._db = db
+        self._queries = queries
+
+    async def fetch(self, query: str, **params: Any) -> list[Row]:
+        try:
+            async with self._db.execute(self._queries[query], params) as cursor:
+                rows = await cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{query}: {exc}") from exc
+        return [dict(row) for row in rows]
+
+    async def fetchrow(self, query: str, **params: Any) -> Row | None:
+        rows = await self.fetch(query, **params)
+        return rows[0] if rows else None
+
+    async def execute(self, query: str, **params: Any) -> None:
+        try:
+            await self._db.execute(self._queries[query], params)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{query}: {exc}") from exc
+
+
+class SQLiteConnector:
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._queries = load_queries("sqlite")
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **_: Any) -> SQLiteConnector:
+        return cls(_path_from_url(url))
+
+    async def _connect(self) -> aiosqlite.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            await db.execute(pragma)
+        return db
+
+    async def open(self) -> None:
+        try:
+            self._writer = await self._connect()
+            self._reader = await self._connect() if self.path != ":memory:" else self._writer
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+
+    async def close(self) -> None:
+        for db in {id(d): d for d in (self._reader, self._writer) if d is not None}.values():
+            await db.close()
+        self._writer = self._reader = None
+
+    def _db(self, writer: bool) -> aiosqlite.Connection:
+        db = self._writer if writer else self._reader
+        if db is None:
+            raise StorageError("the SQLite connector is not open")
+        return db
+
+    async def fetch(self, query: str, **params: Any) -> list[Row]:
+        return await _Conn(self._db(False), self._queries).fetch(query, **params)
+
+    async def fetchrow(self, query: str, **params: Any) -> Row | None:
+        return await _Conn(self._db(False), self._queries).fetchrow(query, **params)
+
+    async def execute(self, query: str, **params: Any) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(query, **params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        db = self._db(True)
+        async with self._write_lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot start a transaction: {exc}") from exc
+            try:
+                yield _Conn(db, self._queries)
+            except BaseException:
+                await db.rollback()
+                raise
+            else:
+                try:
+                    await db.commit()
+                except sqlite3.Error as exc:
+                    raise StorageError(f"commit failed: {exc}") from exc
+
+    async def schema_version(self) -> int:
+        db = self._db(True)
+        async with db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ) as cursor:
+            if await cursor.fetchone() is None:
+                return 0
+        async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self) -> list[int]:
+        db = self._db(True)
+        applied: list[int] = []
+        async with self._write_lock:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            current = await self.schema_version()
+            for version, name, sql in load_migrations("sqlite"):
+                if version <= current:
+                    continue
+                # One script, one transaction: a migration is applied whole or not at all.
+                script = (
+                    f"BEGIN IMMEDIATE;\n{sql}\n"
+                    f"INSERT INTO schema_migrations VALUES ({version}, '{name}', {time.time()});\n"
+                    "COMMIT;"
+                )
+                try:
+                    await db.executescript(script)
+                except sqlite3.Error as exc:
+                    if db.in_transaction:
+                        await db.rollback()
+                    raise StorageError(f"migration {name} failed: {exc}") from exc
+                applied.append(version)
+        return applied

@@ -18,7 +18,7 @@ from hookline.receiver.workers import Handler, Workers
 from hookline.signing import DEFAULT_TOLERANCE_SECONDS, Verifier
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
+    from hookline.receiver.asgi import ReceiverApp
 
 H = TypeVar("H", bound=Handler)
 
@@ -132,8 +132,8 @@ class Receiver:
         """Verify and store one webhook request; the receipt is the HTTP answer to send."""
         return await self.intake.receive(headers, body)
 
-    def asgi_app(self, path: str = "/webhooks") -> Starlette:
-        """A Starlette app serving ``POST path`` whose lifespan runs the workers."""
+    def asgi_app(self, path: str = "/webhooks", *, workers: bool = True) -> ReceiverApp:
+        """An ASGI app serving ``POST path`` whose lifespan runs the workers."""
         from hookline.receiver.asgi import create_app
 
-        return create_app(self, path)
+        return create_app(self, path, workers=workers)

@@ -1,6 +1,6 @@
-"""The receiver over ASGI: a Starlette app, or one endpoint to add to your own app.
+"""The receiver over ASGI: an app of its own, or one endpoint to add to your app.
 
-Standalone (what ``hookline receive`` serves)::
+Standalone (what ``hookline receive`` serves; mount it anywhere an ASGI app goes)::
 
     app = receiver.asgi_app()            # POST /webhooks, workers run in the lifespan
 
@@ -17,63 +17,119 @@ In FastAPI or Starlette, add the endpoint and run the receiver in your lifespan:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from hookline.receiver.intake import too_large
 
 if TYPE_CHECKING:
     from hookline.receiver._receiver import Receiver
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-_JSON = "application/json"
 
+class WebhookEndpoint:
+    """A raw ASGI endpoint for ``POST /webhooks``.
 
-def webhook_endpoint(receiver: Receiver) -> Endpoint:
-    """A Starlette/FastAPI endpoint that verifies, stores and acknowledges one webhook."""
-    limit_of = receiver.intake
+    It skips Starlette's Request and Response objects: this is the receiver's hot path,
+    and at thousands of requests a second their cost is a visible share of each one.
+    Starlette routes to it like to any ASGI app.
+    """
 
-    async def endpoint(request: Request) -> Response:
-        limit = limit_of.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return _answer(too_large(limit).status, too_large(limit).body)
-        body = await _read_limited(request, limit)
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self._receiver.intake.max_body_bytes
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "")
+        body = None if declared.isdigit() and int(declared) > limit else await _body(receive, limit)
         if body is None:
-            return _answer(too_large(limit).status, too_large(limit).body)
-        receipt = await receiver.receive(request.headers, body)
-        return _answer(receipt.status, receipt.body)
+            receipt = too_large(limit)
+        else:
+            receipt = await self._receiver.receive(headers, body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": receipt.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(receipt.body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": receipt.body})
 
-    return endpoint
+
+def webhook_endpoint(receiver: Receiver) -> WebhookEndpoint:
+    """The endpoint to add to a Starlette or FastAPI app (``app.add_route``)."""
+    return WebhookEndpoint(receiver)
 
 
-def create_app(receiver: Receiver, path: str = "/webhooks") -> Starlette:
-    @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        async with receiver.running():
-            yield
+class ReceiverApp:
+    """The standalone app: ``POST <path>`` and the lifespan that runs the workers.
 
-    routes = [Route(path, webhook_endpoint(receiver), methods=["POST"])]
-    return Starlette(routes=routes, lifespan=lifespan)
+    A plain ASGI class rather than a Starlette app, because it has one route and
+    Starlette's router and middleware would cost every webhook more than everything
+    else the HTTP layer does.
+    """
+
+    def __init__(self, receiver: Receiver, path: str = "/webhooks", *, workers: bool = True):
+        self._receiver = receiver
+        self._path = path
+        self._workers = workers
+        self._endpoint = WebhookEndpoint(receiver)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if scope["path"] != self._path:
+                await _plain(send, 404, b"not found")
+            elif scope["method"] != "POST":
+                await _plain(send, 405, b"method not allowed", [(b"allow", b"POST")])
+            else:
+                await self._endpoint(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        try:
+            await self._receiver.start(workers=self._workers)
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await self._receiver.stop()
+        await send({"type": "lifespan.shutdown.complete"})
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
+def create_app(receiver: Receiver, path: str = "/webhooks", *, workers: bool = True) -> ReceiverApp:
+    return ReceiverApp(receiver, path, workers=workers)
+
+
+async def _plain(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _body(receive: Receive, limit: int) -> bytes | None:
     """The body, or None as soon as it passes ``limit`` (a chunked upload has no length)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             return None
         chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _answer(status: int, body: bytes) -> Response:
-    return Response(body, status_code=status, media_type=_JSON)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

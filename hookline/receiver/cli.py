@@ -59,6 +59,12 @@ def load_receiver(target: str) -> Any:
 @click.option("--concurrency", type=click.IntRange(min=1), help="Users handled at once.")
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), help="Lane lease length.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), help="Seconds between polls.")
+@click.option(
+    "--workers/--no-workers",
+    default=True,
+    show_default=True,
+    help="Run handlers in this process (--no-workers: only accept; run workers elsewhere).",
+)
 @click.option("--log-level", default="warning", show_default=True)
 def receive(
     target: str,
@@ -68,6 +74,7 @@ def receive(
     concurrency: int | None,
     lease_seconds: float | None,
     poll_interval: float | None,
+    workers: bool,
     log_level: str,
 ) -> None:
     """Serve POST /webhooks for the receiver at MODULE:ATTR and run its workers."""
@@ -86,12 +93,13 @@ def receive(
         err=True,
     )
     uvicorn.run(
-        receiver.asgi_app(),
+        receiver.asgi_app(workers=workers),
         host=host,
         port=port,
         log_level=log_level,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # the receiver never looks at the client's address
     )
 
 

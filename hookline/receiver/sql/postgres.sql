@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS inbox_webhooks (
 );
 CREATE INDEX IF NOT EXISTS inbox_webhooks_lane
     ON inbox_webhooks (user_id, ts, id) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS inbox_webhooks_finished ON inbox_webhooks (status, finished_at);
+-- Partial, so that storing a new (pending) webhook does not touch it.
+CREATE INDEX IF NOT EXISTS inbox_webhooks_finished
+    ON inbox_webhooks (status, finished_at) WHERE status <> 'pending';
 CREATE TABLE IF NOT EXISTS inbox_lanes (
     user_id TEXT PRIMARY KEY,
     owner TEXT,

@@ -1,0 +1,314 @@
+"""How fast the receiver verifies, durably stores and acknowledges webhooks.
+
+Three servers, one after the other, each in a process of its own, under the same load:
+
+- ``bare``: answers 200 and nothing else, on the same uvicorn stack (the ceiling);
+- ``hookline``: the real ``hookline receive`` on SQLite (WAL, synchronous=FULL), workers on;
+- ``flask+celery``: Flask under gunicorn, verifying and enqueuing to Celery on Redis.
+
+Two measurements each:
+
+1. throughput: ``wrk`` (installed with apt-get if missing; otherwise an aiohttp loop)
+   sends pre-signed webhooks, each with its own token, over 64 connections for
+   ``--seconds``; the figure is 2xx answers per second, and for hookline the rows in the
+   inbox are counted afterwards, so only what was really stored counts;
+2. latency at a fixed rate (``--rate``, default 1,000/s, open loop: each request has a
+   scheduled time and its latency runs from then, so a stall is not hidden).
+
+    .venv/bin/python -m bench.receiver --json bench/results/receiver.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench._common import (
+    REPO,
+    LatencySummary,
+    RunResult,
+    print_table,
+    python_env,
+    stop_process,
+    summarize,
+    write_json,
+)
+from bench.receiver_peers import BROKER, KEY, QUEUE
+from hookline.events import encode_envelope, format_timestamp, new_token
+from hookline.signing import sign_headers
+
+LUA = Path(__file__).with_name("receiver_load.lua")
+BIN = Path(sys.executable).parent
+CONNECTIONS = 64
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    database: Path | None = None
+
+
+def servers(port: int, workdir: Path, gunicorn_workers: int) -> list[Server]:
+    db = workdir / "inbox.db"
+    return [
+        Server(
+            "bare",
+            [str(BIN / "uvicorn"), "bench.receiver_peers:bare_app", "--port", str(port),
+             "--log-level", "warning", "--no-access-log"],
+        ),
+        Server(
+            "hookline",
+            [str(BIN / "hookline"), "receive", "bench.receiver_peers:receiver",
+             "--database", f"sqlite:///{db}", "--port", str(port), *os.environ.get("BENCH_HOOKLINE_ARGS", "").split()],
+            database=db,
+        ),
+        Server(
+            "flask+celery",
+            [str(BIN / "gunicorn"), "bench.receiver_peers:flask_app", "-b", f"127.0.0.1:{port}",
+             "-w", str(gunicorn_workers), "-k", "gthread", "--threads", "4",
+             "--log-level", "warning"],
+        ),
+    ]  # fmt: skip
+
+
+# -- requests ----------------------------------------------------------------------------
+
+
+def signed_requests(n: int, users: int = 1000) -> list[tuple[dict[str, str], bytes]]:
+    """``n`` webhooks as the sender makes them, each with its own token and event id."""
+    unix_ts = int(time.time())
+    timestamp = format_timestamp(float(unix_ts))
+    out = []
+    for i in range(n):
+        token = new_token()
+        event_id = f"evt_{i}_{token[:8]}"
+        body = encode_envelope(
+            webhook_id="ep_bench",
+            event_type="order_completed",
+            timestamp=timestamp,
+            token=token,
+            event_id=event_id,
+            user_id=f"user_{i % users}",
+            data_json=b'{"id":"ord_%d","total":"9.99","currency":"USD"}' % i,
+        )
+        headers = sign_headers(
+            [KEY], timestamp=timestamp, token=token, msg_id=event_id, unix_ts=unix_ts, body=body
+        )
+        out.append(({**headers, "Content-Type": "application/json"}, body))
+    return out
+
+
+def write_wrk_file(requests: Sequence[tuple[dict[str, str], bytes]], path: Path) -> None:
+    with path.open("wb") as out:
+        for headers, body in requests:
+            fields = (
+                headers["X-Selz-Signature"],
+                headers["webhook-id"],
+                headers["webhook-timestamp"],
+                headers["webhook-signature"],
+            )
+            out.write("\t".join(fields).encode() + b"\t" + body + b"\n")
+
+
+# -- load generators -------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str | None:
+    """wrk's path, installing it with apt-get when we may; None to fall back to aiohttp."""
+    found = shutil.which("wrk")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print("installing wrk with apt-get ...", file=sys.stderr)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, **quiet)  # type: ignore[call-overload]
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)  # type: ignore[call-overload]
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, **quiet)  # type: ignore[call-overload]
+    return shutil.which("wrk")
+
+
+def run_wrk(wrk: str, url: str, request_file: Path, seconds: float) -> tuple[int, float]:
+    """(2xx answers, seconds) from one wrk run."""
+    threads = 1  # one thread outruns any of the servers and leaves them the other core
+    out = subprocess.run(
+        [wrk, "-t", str(threads), "-c", str(CONNECTIONS), "-d", f"{seconds:.0f}s", "--timeout", "10s",
+         "-s", str(LUA), url, "--", str(request_file), str(threads)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    total = int(re.search(r"(\d+) requests in ([\d.]+)(m?s)", out).group(1))  # type: ignore[union-attr]
+    took = re.search(r"requests in ([\d.]+)(m?s)", out)
+    assert took is not None
+    elapsed = float(took.group(1)) * (60 if took.group(2) == "m" else 1)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: .*", out)
+    if bad or errors:
+        print(f"  wrk: {bad.group(0) if bad else ''} {errors.group(0) if errors else ''}")
+    return total - (int(bad.group(1)) if bad else 0), elapsed
+
+
+async def run_aiohttp(
+    url: str, requests: Sequence[tuple[dict[str, str], bytes]], seconds: float
+) -> tuple[int, float]:
+    """The fallback: ``CONNECTIONS`` loops sending as fast as answers come back."""
+    ok = 0
+    deadline = time.monotonic() + seconds
+    queue = iter(requests)
+
+    async def loop(session: aiohttp.ClientSession) -> None:
+        nonlocal ok
+        for headers, body in queue:
+            if time.monotonic() > deadline:
+                return
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                ok += 200 <= response.status < 300
+
+    started = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(loop(session) for _ in range(CONNECTIONS)))
+    return ok, time.monotonic() - started
+
+
+async def paced_latency(
+    url: str, requests: Sequence[tuple[dict[str, str], bytes]], rate: float
+) -> tuple[LatencySummary | None, int]:
+    """Open loop at ``rate``/s: (latency from each request's scheduled time, non-2xx)."""
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=512)
+    failures = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = loop.time() + 0.5
+
+        async def one(k: int, headers: dict[str, str], body: bytes) -> float:
+            nonlocal failures
+            scheduled = start + k / rate
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                failures += not 200 <= response.status < 300
+            return loop.time() - scheduled
+
+        took = await asyncio.gather(*(one(k, h, b) for k, (h, b) in enumerate(requests)))
+    return summarize(took), failures
+
+
+# -- one contender ---------------------------------------------------------------------------
+
+
+def start(server: Server, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(server.command, cwd=REPO, env=python_env())
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name} did not start: {' '.join(server.command)}")
+        time.sleep(0.1)
+
+
+def stored_rows(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        return int(conn.execute("SELECT count(*) FROM inbox_webhooks").fetchone()[0])
+
+
+def measure(
+    server: Server, port: int, wrk: str | None, args: argparse.Namespace, workdir: Path
+) -> tuple[RunResult, RunResult]:
+    url = f"http://127.0.0.1:{port}/webhooks"
+    n = int(args.seconds * args.max_rate)
+    print(f"{server.name}: signing {n:,} webhooks ...", file=sys.stderr)
+    load = signed_requests(n)
+    proc = start(server, port)
+    try:
+        if wrk:
+            request_file = workdir / f"{server.name}.tsv"
+            write_wrk_file(load, request_file)
+            acked, seconds = run_wrk(wrk, url, request_file, args.seconds)
+        else:
+            acked, seconds = asyncio.run(run_aiohttp(url, load, args.seconds))
+        time.sleep(1)  # let the workers catch up before the latency run
+        paced = signed_requests(int(args.rate * args.latency_seconds))
+        latency, failures = asyncio.run(paced_latency(url, paced, args.rate))
+    finally:
+        stop_process(proc)
+    counted = acked
+    params: dict[str, Any] = {"load": "wrk" if wrk else "aiohttp", "connections": CONNECTIONS}
+    if server.database is not None:
+        # What counts is what was stored: every acknowledged webhook must be a row.
+        stored = stored_rows(server.database) - (len(paced) - failures)
+        params["stored"] = stored
+        counted = min(acked, stored)
+    throughput = RunResult(f"{server.name} (max)", n, counted, seconds, None, params)
+    at_rate = RunResult(
+        f"{server.name} @ {args.rate:,.0f}/s",
+        len(paced),
+        len(paced) - failures,
+        args.latency_seconds,
+        latency,
+        {"rate": args.rate, "non_2xx": failures},
+    )
+    return throughput, at_rate
+
+
+def purge_celery_queue() -> None:
+    import redis
+
+    redis.Redis.from_url(BROKER).delete(QUEUE)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="throughput run length")
+    parser.add_argument("--max-rate", type=float, default=12_000, help="webhooks signed per s")
+    parser.add_argument("--rate", type=float, default=1000.0, help="rate of the latency run")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--gunicorn-workers", type=int, default=4)
+    parser.add_argument("--only", nargs="*", help="run only these servers (bare, hookline, ...)")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    wrk = ensure_wrk()
+    results: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
+        workdir = Path(tmp)
+        port = _free_port()
+        for server in servers(port, workdir, args.gunicorn_workers):
+            if args.only and server.name not in args.only:
+                continue
+            results.extend(measure(server, port, wrk, args, workdir))
+            if server.name == "flask+celery":
+                purge_celery_queue()
+    print_table(results, title="receiver: verified, stored, acknowledged")
+    rates = {r.name.split(" ")[0]: r.rate for r in results if r.name.endswith("(max)")}
+    if "hookline" in rates and rates.get("flask+celery"):
+        print(f"hookline / flask+celery: {rates['hookline'] / rates['flask+celery']:.1f}x")
+    if args.json:
+        write_json(args.json, results, benchmark="receiver")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    main()

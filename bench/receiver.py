@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -75,8 +76,16 @@ def servers(port: int, workdir: Path, gunicorn_workers: int) -> list[Server]:
         Server(
             "hookline",
             [str(BIN / "hookline"), "receive", "bench.receiver_peers:receiver",
-             "--database", f"sqlite:///{db}", "--port", str(port), *os.environ.get("BENCH_HOOKLINE_ARGS", "").split()],
+             "--database", f"sqlite:///{db}", "--port", str(port)],
             database=db,
+        ),
+        # The same, with its workers in another process: what accepting alone costs.
+        Server(
+            "hookline-accept-only",
+            [str(BIN / "hookline"), "receive", "bench.receiver_peers:receiver",
+             "--database", f"sqlite:///{workdir / 'inbox2.db'}", "--port", str(port),
+             "--no-workers"],
+            database=workdir / "inbox2.db",
         ),
         Server(
             "flask+celery",
@@ -147,8 +156,8 @@ def run_wrk(wrk: str, url: str, request_file: Path, seconds: float) -> tuple[int
     """(2xx answers, seconds) from one wrk run."""
     threads = 1  # one thread outruns any of the servers and leaves them the other core
     out = subprocess.run(
-        [wrk, "-t", str(threads), "-c", str(CONNECTIONS), "-d", f"{seconds:.0f}s", "--timeout", "10s",
-         "-s", str(LUA), url, "--", str(request_file), str(threads)],
+        [wrk, "-t", str(threads), "-c", str(CONNECTIONS), "-d", f"{seconds:.0f}s",
+         "--timeout", "10s", "-s", str(LUA), url, "--", str(request_file), str(threads)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     total = int(re.search(r"(\d+) requests in ([\d.]+)(m?s)", out).group(1))  # type: ignore[union-attr]
@@ -244,9 +253,17 @@ def measure(
             acked, seconds = run_wrk(wrk, url, request_file, args.seconds)
         else:
             acked, seconds = asyncio.run(run_aiohttp(url, load, args.seconds))
-        time.sleep(1)  # let the workers catch up before the latency run
+        del load
+        time.sleep(2)  # let the workers catch up before the latency run
         paced = signed_requests(int(args.rate * args.latency_seconds))
-        latency, failures = asyncio.run(paced_latency(url, paced, args.rate))
+        # A full collection of this process's garbage mid-run would show up as server
+        # latency: collect now, and not again until the run is over.
+        gc.collect()
+        gc.disable()
+        try:
+            latency, failures = asyncio.run(paced_latency(url, paced, args.rate))
+        finally:
+            gc.enable()
     finally:
         stop_process(proc)
     counted = acked
@@ -298,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 purge_celery_queue()
     print_table(results, title="receiver: verified, stored, acknowledged")
     rates = {r.name.split(" ")[0]: r.rate for r in results if r.name.endswith("(max)")}
-    if "hookline" in rates and rates.get("flask+celery"):
-        print(f"hookline / flask+celery: {rates['hookline'] / rates['flask+celery']:.1f}x")
+    for name in ("hookline", "hookline-accept-only"):
+        if name in rates and rates.get("flask+celery"):
+            print(f"{name} / flask+celery: {rates[name] / rates['flask+celery']:.1f}x")
     if args.json:
         write_json(args.json, results, benchmark="receiver")
 

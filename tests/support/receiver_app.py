@@ -17,7 +17,10 @@ from hookline.config import RetryPolicy
 from hookline.receiver import Event, Receiver
 from tests.support.receiver import KEY, log_line
 
-receiver = Receiver(keys=[KEY], retry=RetryPolicy(schedule=(0, 0.05, 0.05), jitter=0))
+receiver = Receiver(
+    keys=[os.environ.get("HOOKLINE_TEST_KEY", KEY)],
+    retry=RetryPolicy(schedule=(0, 0.05, 0.05), jitter=0),
+)
 LOG = os.environ.get("HOOKLINE_TEST_LOG", os.devnull)
 SLEEP = float(os.environ.get("HOOKLINE_TEST_SLEEP", "0.002"))
 FAIL_FLAG = os.environ.get("HOOKLINE_TEST_FAIL_FLAG", "")

@@ -2,15 +2,151 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+
 import click
 
 from hookline import __version__
+from hookline.config import EngineSettings, database_url
+from hookline.exceptions import HooklineError
+
+DATABASE_HELP = "Database URL: sqlite:///path.db or postgresql://... [env HOOKLINE_DATABASE_URL]"
 
 
 @click.group()
 @click.version_option(__version__, prog_name="hookline")
 def main() -> None:
     """hookline: signed, retried, ordered webhooks, sender and receiver."""
+
+
+def _settings(allow_private_targets: bool) -> EngineSettings:
+    try:
+        return EngineSettings.from_env(allow_private_targets=allow_private_targets or None)
+    except HooklineError as exc:
+        raise click.UsageError(exc.message) from None
+
+
+def _logging(json_logs: bool) -> None:
+    from hookline.logs import configure
+
+    configure(json_logs=json_logs)
+
+
+@main.command()
+@click.option("--database", help=DATABASE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--allow-private-targets",
+    is_flag=True,
+    help="Deliver to loopback and private addresses too [env HOOKLINE_ALLOW_PRIVATE_TARGETS=1].",
+)
+@click.option("--no-deliver", is_flag=True, help="Serve the API only; run `hookline worker`s.")
+@click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
+def serve(
+    database: str | None,
+    host: str,
+    port: int,
+    allow_private_targets: bool,
+    no_deliver: bool,
+    json_logs: bool,
+) -> None:
+    """Run the API, the dashboard and the delivery engine in one process."""
+    import uvicorn
+
+    from hookline.api.app import create_api
+
+    _logging(json_logs)
+    url = database_url(database)
+    token = os.environ.get("HOOKLINE_ADMIN_TOKEN")
+    if not token:
+        token = "adm_" + secrets.token_urlsafe(24)
+        click.echo(f"No HOOKLINE_ADMIN_TOKEN set; this run's admin token is: {token}", err=True)
+    api = create_api(
+        database_url=url,
+        admin_token=token,
+        settings=_settings(allow_private_targets),
+        deliver=not no_deliver,
+    )
+    click.echo(f"hookline {__version__} on http://{host}:{port} with {_redact(url)}", err=True)
+    uvicorn.run(
+        api,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=15,
+    )
+
+
+@main.command()
+@click.option("--database", help=DATABASE_HELP)
+@click.option("--allow-private-targets", is_flag=True, help="Deliver to private addresses too.")
+@click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
+def worker(database: str | None, allow_private_targets: bool, json_logs: bool) -> None:
+    """Run a delivery-only process (scale out beside `hookline serve --no-deliver`)."""
+    _logging(json_logs)
+    settings = _settings(allow_private_targets)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run_worker(database_url(database), settings))
+
+
+async def _run_worker(url: str, settings: EngineSettings) -> None:
+    from hookline.sender import Engine
+    from hookline.store import Store
+
+    store = await Store.open(url)
+    engine = Engine(store, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await engine.start()
+    logging.getLogger("hookline").info("worker %s delivering from %s", engine.owner, _redact(url))
+    try:
+        await stop.wait()
+    finally:
+        await engine.stop()
+        await store.close()
+
+
+@main.command()
+@click.option("--database", help=DATABASE_HELP)
+def migrate(database: str | None) -> None:
+    """Bring the database schema up to date."""
+    asyncio.run(_migrate(database_url(database)))
+
+
+async def _migrate(url: str) -> None:
+    from hookline.store.connector import connector_for
+
+    connector = connector_for(url)
+    await connector.open()
+    try:
+        before = await connector.schema_version()
+        applied = await connector.migrate()
+    finally:
+        await connector.close()
+    if applied:
+        click.echo(f"migrated {_redact(url)} from version {before} to {applied[-1]}")
+    else:
+        click.echo(f"{_redact(url)} is up to date (version {before})")
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 def _register_optional_commands() -> None:

@@ -118,7 +118,9 @@ class EngineSettings:
             if key in env:
                 values[name] = int(_parse_float(key, env[key])) or 1
         if "HOOKLINE_LEASE_MARGIN" in env:
-            values["lease_margin"] = _parse_float("HOOKLINE_LEASE_MARGIN", env["HOOKLINE_LEASE_MARGIN"])
+            values["lease_margin"] = _parse_float(
+                "HOOKLINE_LEASE_MARGIN", env["HOOKLINE_LEASE_MARGIN"]
+            )
         if "HOOKLINE_POLL_INTERVAL" in env:
             values["poll_interval"] = _parse_float(
                 "HOOKLINE_POLL_INTERVAL", env["HOOKLINE_POLL_INTERVAL"]

@@ -178,7 +178,9 @@ def parse_envelope(body: bytes | str) -> Envelope:
         raise MalformedWebhook(f"body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MalformedWebhook("body must be a JSON object")
-    missing = [f for f in ("webhook_id", "event_type", "timestamp", "token", "data") if f not in doc]
+    missing = [
+        f for f in ("webhook_id", "event_type", "timestamp", "token", "data") if f not in doc
+    ]
     if missing:
         raise MalformedWebhook(f"body is missing required field(s): {', '.join(missing)}")
     for name in ("webhook_id", "event_type", "timestamp", "token"):

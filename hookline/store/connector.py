@@ -51,9 +51,7 @@ def connector_for(url: str, **options: Any) -> Connector:
 
         return SQLiteConnector.from_url(url, **options)
     if url.startswith(("postgresql:", "postgres:")):
-        from hookline.store.postgres import PostgresConnector
-
-        return PostgresConnector.from_url(url, **options)
+        raise ConfigError("the PostgreSQL backend is not available in this version yet")
     raise ConfigError(
         f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or postgresql://..."
     )

@@ -159,10 +159,17 @@ class Store:
         async with self.db.transaction() as tx:
             inserted = await tx.fetch(
                 "insert_events",
-                rows=_json([
-                    {"id": e.id, "event_type": e.event_type, "user_id": e.user_id, "data": e.data}
-                    for e in events
-                ]),
+                rows=_json(
+                    [
+                        {
+                            "id": e.id,
+                            "event_type": e.event_type,
+                            "user_id": e.user_id,
+                            "data": e.data,
+                        }
+                        for e in events
+                    ]
+                ),
                 now=now,
             )
             fresh = {row["id"]: row for row in inserted}
@@ -226,24 +233,29 @@ class Store:
                     continue
                 token_text = new_token()
                 lane = event["user_id"] if target["ordered"] else "d:" + token_text
-                deliveries.append({
-                    "event_seq": event["seq"],
-                    "endpoint_id": target["endpoint_id"],
-                    "app_id": target["app_id"],
-                    "user_id": event["user_id"],
-                    "event_type": event["event_type"],
-                    "lane": lane,
-                    "token": token_text,
-                })
+                deliveries.append(
+                    {
+                        "event_seq": event["seq"],
+                        "endpoint_id": target["endpoint_id"],
+                        "app_id": target["app_id"],
+                        "user_id": event["user_id"],
+                        "event_type": event["event_type"],
+                        "lane": lane,
+                        "token": token_text,
+                    }
+                )
                 lanes[(target["endpoint_id"], lane)] += 1
                 counts[event["id"]] += 1
         if deliveries:
             await tx.execute("insert_deliveries", rows=_json(deliveries), now=now)
             await tx.execute(
                 "grow_lanes",
-                rows=_json([
-                    {"endpoint_id": ep, "lane": lane, "count": n} for (ep, lane), n in lanes.items()
-                ]),
+                rows=_json(
+                    [
+                        {"endpoint_id": ep, "lane": lane, "count": n}
+                        for (ep, lane), n in lanes.items()
+                    ]
+                ),
                 now=now,
             )
         return dict(counts)
@@ -265,11 +277,16 @@ class Store:
             due = await tx.fetch("claim_lanes", now=now, limit=limit, default_cap=default_cap)
             if not due:
                 return []
-            rows = _json([
-                {"endpoint_id": r["endpoint_id"], "lane": r["lane"],
-                 "until": now + float(r["timeout"]) + lease_margin}
-                for r in due
-            ])
+            rows = _json(
+                [
+                    {
+                        "endpoint_id": r["endpoint_id"],
+                        "lane": r["lane"],
+                        "until": now + float(r["timeout"]) + lease_margin,
+                    }
+                    for r in due
+                ]
+            )
             leased = await tx.fetch("lease_lanes", rows=rows, owner=owner, now=now)
             if not leased:
                 return []
@@ -291,40 +308,53 @@ class Store:
             if final:
                 finished = await tx.fetch(
                     "finish_deliveries",
-                    rows=_json([
-                        {**_attempt_row(r), "status": "delivered" if r.outcome == "delivered" else "failed"}
-                        for r in final
-                    ]),
+                    rows=_json(
+                        [
+                            {
+                                **_attempt_row(r),
+                                "status": "delivered" if r.outcome == "delivered" else "failed",
+                            }
+                            for r in final
+                        ]
+                    ),
                     now=now,
                 )
                 shrink = Counter((row["endpoint_id"], row["lane"]) for row in finished)
                 if shrink:
                     await tx.execute(
                         "shrink_lanes",
-                        rows=_json([
-                            {"endpoint_id": ep, "lane": lane, "count": n}
-                            for (ep, lane), n in shrink.items()
-                        ]),
+                        rows=_json(
+                            [
+                                {"endpoint_id": ep, "lane": lane, "count": n}
+                                for (ep, lane), n in shrink.items()
+                            ]
+                        ),
                     )
                 gone = [r for r in final if r.outcome == "gone"]
                 if gone:
                     await tx.execute(
                         "disable_endpoints",
-                        rows=_json([
-                            {"endpoint_id": r.job.endpoint_id,
-                             "reason": "the endpoint answered 410 Gone"}
-                            for r in gone
-                        ]),
+                        rows=_json(
+                            [
+                                {
+                                    "endpoint_id": r.job.endpoint_id,
+                                    "reason": "the endpoint answered 410 Gone",
+                                }
+                                for r in gone
+                            ]
+                        ),
                         now=now,
                     )
             if retries:
                 await tx.execute(
                     "reschedule_deliveries", rows=_json([_attempt_row(r) for r in retries]), now=now
                 )
-            lanes = _json([
-                {"endpoint_id": r.job.endpoint_id, "lane": r.job.lane, "retry_at": r.retry_at}
-                for r in results
-            ])
+            lanes = _json(
+                [
+                    {"endpoint_id": r.job.endpoint_id, "lane": r.job.lane, "retry_at": r.retry_at}
+                    for r in results
+                ]
+            )
             await tx.execute("release_lanes", rows=lanes, owner=owner, now=now)
             await tx.execute("drop_empty_lanes", rows=lanes)
 

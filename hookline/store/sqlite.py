@@ -34,7 +34,9 @@ _PRAGMAS = (
 
 def _path_from_url(url: str) -> str:
     if not url.startswith("sqlite:///"):
-        raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////abs.db, not {url!r}")
+        raise ConfigError(
+            f"SQLite URLs look like sqlite:///relative.db or sqlite:////abs.db, not {url!r}"
+        )
     path = url[len("sqlite:///") :]
     if not path:
         raise ConfigError("the SQLite URL names no file")

@@ -1,0 +1,88 @@
+"""The ASGI application of ``hookline serve``: REST API, health, metrics, dashboard.
+
+The lifespan owns the store, the publisher and (unless ``deliver`` is off) a delivery
+engine in the same event loop, so ``serve`` alone is a whole sender.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from hookline import __version__
+from hookline.api import errors, routes
+from hookline.api.limits import BodyLimit
+from hookline.config import EngineSettings
+from hookline.metrics import SenderMetrics
+from hookline.sender import Engine
+from hookline.sender.publisher import Publisher
+from hookline.store import Store
+
+log = logging.getLogger("hookline.api")
+
+#: Largest request body the API reads: a full batch of 1,000 events.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def create_api(
+    *,
+    database_url: str,
+    admin_token: str,
+    settings: EngineSettings | None = None,
+    deliver: bool = True,
+) -> FastAPI:
+    settings = settings or EngineSettings()
+    metrics = SenderMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await Store.open(database_url)
+        engine = Engine(store, settings, observers=[metrics]) if deliver else None
+        app.state.store = store
+        app.state.engine = engine
+        app.state.publisher = Publisher(store, on_published=engine.wake if engine else None)
+        if engine is not None:
+            await engine.start()
+        try:
+            yield
+        finally:
+            if engine is not None:
+                await engine.stop()
+            await store.close()
+
+    app = FastAPI(
+        title="hookline",
+        version=__version__,
+        summary="Signed, retried, ordered webhooks for Selz apps.",
+        lifespan=lifespan,
+    )
+    app.state.admin_token = admin_token
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app)
+    app.include_router(routes.router)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        engine = request.app.state.engine
+        return {
+            "status": "ok",
+            "version": __version__,
+            "delivering": engine is not None,
+            "in_flight": engine.in_flight if engine else 0,
+        }
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def prometheus(request: Request) -> Response:
+        counts = await request.app.state.store.delivery_counts()
+        return Response(
+            metrics.render(counts), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    return app

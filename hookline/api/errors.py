@@ -1,0 +1,76 @@
+"""One place that turns errors into HTTP answers: ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hookline import exceptions as exc
+
+STATUS: list[tuple[type[exc.HooklineError], int]] = [
+    (exc.NotFound, 404),
+    (exc.Conflict, 409),
+    (exc.ValidationError, 422),
+    (exc.StorageUnavailable, 503),
+    (exc.StorageError, 500),
+    (exc.ConfigError, 500),
+]
+
+
+class ApiError(exc.HooklineError):
+    """An error that already knows its HTTP status (auth, limits)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers
+    )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(exc.HooklineError)
+    async def _hookline(_: Request, error: exc.HooklineError) -> JSONResponse:
+        if isinstance(error, ApiError):
+            return error_response(error.status, error.code, error.message)
+        status = next((s for cls, s in STATUS if isinstance(error, cls)), 500)
+        return error_response(status, error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        content_type = request.headers.get("content-type", "")
+        if request.method in ("POST", "PATCH", "PUT") and "json" not in content_type:
+            return error_response(
+                415,
+                "unsupported_media_type",
+                "send the body as JSON, with Content-Type: application/json",
+            )
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return error_response(400, "malformed_json", "the request body is not valid JSON")
+        message = "; ".join(_describe(p) for p in problems[:5])
+        return error_response(
+            422,
+            "invalid_request",
+            message,
+            fields=[_describe(p) for p in problems],
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return error_response(error.status_code, code, str(error.detail))

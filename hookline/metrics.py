@@ -1,0 +1,59 @@
+"""Prometheus metrics of the sender, fed by an engine observer.
+
+Each ``serve`` or ``worker`` process has its own registry (not the global one), so two
+engines in one test process never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from hookline.sender.engine import EngineObserver
+from hookline.store import AttemptResult, Job
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class SenderMetrics(EngineObserver):
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.attempts = Counter(
+            "hookline_attempts",
+            "Delivery attempts by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "hookline_attempt_latency_seconds",
+            "Time from request to answer.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "hookline_attempts_in_flight",
+            "Attempts sent and not yet answered.",
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "hookline_events_published", "Events accepted by the API.", registry=self.registry
+        )
+        self.deliveries = Gauge(
+            "hookline_deliveries",
+            "Deliveries in the store by status.",
+            ["status"],
+            registry=self.registry,
+        )
+
+    def before_attempt(self, job: Job) -> None:
+        self.in_flight.inc()
+
+    def after_attempt(self, result: AttemptResult) -> None:
+        self.in_flight.dec()
+        self.attempts.labels(result.outcome).inc()
+        if result.latency_ms is not None:
+            self.latency.observe(result.latency_ms / 1000)
+
+    def render(self, delivery_counts: dict[str, int]) -> bytes:
+        for status in ("pending", "delivered", "failed"):
+            self.deliveries.labels(status).set(delivery_counts.get(status, 0))
+        return generate_latest(self.registry)

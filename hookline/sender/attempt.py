@@ -1,0 +1,151 @@
+"""One delivery attempt: build the signed request, send it, judge the answer."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+
+from hookline import __version__
+from hookline.config import RetryPolicy
+from hookline.events import encode_envelope, format_timestamp
+from hookline.exceptions import ForbiddenAddress
+from hookline.sender.addresses import PolicyResolver, check_literal_host
+from hookline.signing import sign_headers
+from hookline.store.records import AttemptResult, Job
+
+EXCERPT_BYTES = 1024
+USER_AGENT = f"hookline/{__version__}"
+
+
+def new_session(*, allow_private: bool) -> aiohttp.ClientSession:
+    """The one HTTP client of an engine: keep-alive connections, policy-checked DNS.
+
+    The engine bounds concurrency itself (globally and per endpoint), so the
+    connector's own limits are off.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=0,
+        ttl_dns_cache=60,
+        resolver=PolicyResolver(allow_private),
+        keepalive_timeout=30,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": USER_AGENT},
+        auto_decompress=False,
+        skip_auto_headers=("Accept-Encoding",),
+    )
+
+
+def build_request(job: Job, now: float) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an attempt made at ``now``.
+
+    ``token`` and ``event_id`` are the delivery's own and never change; ``timestamp`` and
+    the signatures belong to this attempt.
+    """
+    timestamp = format_timestamp(now)
+    body = encode_envelope(
+        webhook_id=job.endpoint_id,
+        event_type=job.event_type,
+        timestamp=timestamp,
+        token=job.token,
+        event_id=job.event_id,
+        user_id=job.user_id,
+        data_json=job.data.encode(),
+    )
+    headers = sign_headers(
+        job.keys,
+        timestamp=timestamp,
+        token=job.token,
+        msg_id=job.event_id,
+        unix_ts=int(now),
+        body=body,
+    )
+    headers["Content-Type"] = "application/json"
+    return body, headers
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+async def attempt(
+    session: aiohttp.ClientSession, job: Job, retry: RetryPolicy, *, allow_private: bool
+) -> AttemptResult:
+    now = time.time()
+    body, headers = build_request(job, now)
+    started = time.perf_counter()
+    status: int | None = None
+    excerpt: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    try:
+        check_literal_host(job.url, allow_private=allow_private)
+        async with session.post(
+            job.url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=job.timeout),
+        ) as response:
+            status = response.status
+            excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+    except TimeoutError:
+        error = f"no answer within the endpoint's timeout of {job.timeout:g} s"
+    except ForbiddenAddress as exc:
+        error = exc.message
+    except (aiohttp.ClientError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    latency_ms = (time.perf_counter() - started) * 1000
+    return judge(job, retry, now, status, latency_ms, excerpt, error, retry_after)
+
+
+def judge(
+    job: Job,
+    retry: RetryPolicy,
+    now: float,
+    status: int | None,
+    latency_ms: float,
+    excerpt: str | None,
+    error: str | None,
+    retry_after: float | None,
+) -> AttemptResult:
+    """2xx delivers; 410 gives up and disables; anything else retries on the schedule."""
+    outcome, retry_at = "failed", None
+    if status is not None and 200 <= status < 300:
+        outcome = "delivered"
+    elif status == 410:
+        outcome = "gone"
+    else:
+        if status is not None and 300 <= status < 400:
+            error = f"redirects are not followed (answered {status})"
+        elif status is not None and error is None:
+            error = f"answered {status}"
+        delay = retry.next_delay(job.attempts + 1, retry_after)
+        if delay is not None:
+            outcome, retry_at = "retry", now + delay
+    return AttemptResult(
+        job=job,
+        outcome=outcome,
+        attempted_at=now,
+        status_code=status,
+        latency_ms=round(latency_ms, 3),
+        response_excerpt=excerpt,
+        error=error,
+        retry_at=retry_at,
+    )
+
+
+__all__ = ["attempt", "build_request", "judge", "new_session", "parse_retry_after"]

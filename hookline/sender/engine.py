@@ -1,0 +1,195 @@
+"""The delivery engine: claim due lanes, send their heads, record what happened.
+
+Three parts run side by side in one event loop:
+
+* the **claimer** leases due lanes from the store in batches, as many as there is room
+  for (globally and per endpoint), and starts one task per claimed delivery;
+* each **send task** makes one attempt and queues its result;
+* the **recorder** writes every queued result in one transaction (group commit), which
+  frees the lanes, and wakes the claimer so a lane's next delivery goes out at once.
+
+Publishing wakes the claimer directly (``wake()``, or a database notification across
+processes), so a new event costs no polling delay; polling only finds retries that
+have come due. A crash loses nothing: a lane stays leased until its lease runs out,
+then any engine sends its head again, with the same token and event_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+
+import aiohttp
+
+from hookline.config import EngineSettings
+from hookline.exceptions import StorageError
+from hookline.sender.attempt import attempt, new_session
+from hookline.store import AttemptResult, Job, Store
+
+log = logging.getLogger("hookline.engine")
+
+RECORD_BATCH = 1000
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        settings: EngineSettings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        observers: list[EngineObserver] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._session = session
+        self._own_session = session is None
+        self._observers = observers or []
+        self._wakeup = asyncio.Event()
+        self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = new_session(allow_private=self.settings.allow_private_targets)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="hookline-claimer"),
+            asyncio.create_task(self._record_loop(), name="hookline-recorder"),
+        ]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, let sends in flight finish (up to ``grace`` s), record them,
+        and hand back whatever is left so another engine sends it."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._sending:
+            _, pending = await asyncio.wait(self._sending, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._drain_results()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(StorageError):
+            await self.store.release(self.owner)
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    def wake(self) -> None:
+        """Something may be due now (a publish, a notification): claim at once."""
+        self._wakeup.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sending)
+
+    # -- claiming -----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            room = self.settings.concurrency - len(self._sending)
+            if room <= 0:
+                await self._sleep(self.settings.poll_interval)
+                continue
+            # Cleared before claiming: a wake-up that arrives while the claim runs is kept
+            # and makes the next sleep return at once.
+            self._wakeup.clear()
+            try:
+                jobs = await self.store.claim(
+                    self.owner,
+                    limit=room,
+                    default_cap=self.settings.endpoint_max_in_flight,
+                    lease_margin=self.settings.lease_margin,
+                )
+            except StorageError as exc:
+                log.warning("claiming failed, will try again: %s", exc)
+                await self._sleep(1.0)
+                continue
+            for job in jobs:
+                task = asyncio.create_task(self._send(job))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+            if len(jobs) < room:
+                await self._sleep(self.settings.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def _send(self, job: Job) -> None:
+        assert self._session is not None
+        for observer in self._observers:
+            _safely(observer.before_attempt, job)
+        result = await attempt(
+            self._session,
+            job,
+            self.settings.retry,
+            allow_private=self.settings.allow_private_targets,
+        )
+        self._results.put_nowait(result)
+
+    # -- recording ----------------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        while True:
+            first = await self._results.get()
+            batch = [first]
+            while not self._results.empty() and len(batch) < RECORD_BATCH:
+                batch.append(self._results.get_nowait())
+            await self._record(batch)
+
+    async def _drain_results(self) -> None:
+        batch: list[AttemptResult] = []
+        while not self._results.empty():
+            batch.append(self._results.get_nowait())
+        if batch:
+            await self._record(batch)
+
+    async def _record(self, batch: list[AttemptResult]) -> None:
+        while True:
+            try:
+                await self.store.record(self.owner, batch)
+                break
+            except StorageError as exc:
+                # The attempts happened; keep them until the database takes them. If this
+                # process dies first, the leases run out and the deliveries go out again.
+                log.warning("recording %d attempt(s) failed, retrying: %s", len(batch), exc)
+                if self._stopping:
+                    return
+                await asyncio.sleep(1.0)
+        for observer in self._observers:
+            for result in batch:
+                _safely(observer.after_attempt, result)
+        self._wakeup.set()
+
+
+class EngineObserver:
+    """Hooks for cross-cutting concerns (metrics, logs); each one is a no-op by default.
+
+    A faulty observer is logged and never stops delivery.
+    """
+
+    def before_attempt(self, job: Job) -> None:
+        """Called when an attempt starts."""
+
+    def after_attempt(self, result: AttemptResult) -> None:
+        """Called once the attempt is recorded."""
+
+
+def _safely(hook: object, arg: object) -> None:
+    try:
+        hook(arg)  # type: ignore[operator]
+    except Exception:
+        log.exception("an engine observer failed; delivery goes on")

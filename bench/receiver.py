@@ -54,6 +54,8 @@ from hookline.events import encode_envelope, format_timestamp, new_token
 from hookline.signing import sign_headers
 
 LUA = Path(__file__).with_name("receiver_load.lua")
+PACED_LUA = Path(__file__).with_name("receiver_paced.lua")
+PACED_CONNECTIONS = 8
 BIN = Path(sys.executable).parent
 CONNECTIONS = 64
 
@@ -195,6 +197,33 @@ async def run_aiohttp(
     return ok, time.monotonic() - started
 
 
+def wrk_latency(
+    wrk: str, url: str, request_file: Path, seconds: float, rate: float
+) -> tuple[dict[str, float], int, float]:
+    """wrk, each connection pausing between requests: (percentiles in ms, 2xx, seconds).
+
+    wrk measures each request from its own send, in C, so the client adds next to
+    nothing; the pauses keep the rate near ``rate`` while the server keeps up.
+    """
+    out = subprocess.run(
+        [wrk, "-t", "1", "-c", str(PACED_CONNECTIONS), "-d", f"{seconds:.0f}s", "--latency",
+         "-s", str(PACED_LUA), url, "--", str(request_file), "1", str(rate),
+         str(PACED_CONNECTIONS)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    percentiles = {
+        f"p{m.group(1)}": _ms(float(m.group(2)), m.group(3))
+        for m in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+    }
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return percentiles, total - (int(bad.group(1)) if bad else 0), seconds
+
+
+def _ms(value: float, unit: str) -> float:
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
 async def paced_latency(
     url: str, requests: Sequence[tuple[dict[str, str], bytes]], rate: float
 ) -> tuple[LatencySummary | None, int]:
@@ -240,7 +269,7 @@ def stored_rows(database: Path) -> int:
 
 def measure(
     server: Server, port: int, wrk: str | None, args: argparse.Namespace, workdir: Path
-) -> tuple[RunResult, RunResult]:
+) -> list[RunResult]:
     url = f"http://127.0.0.1:{port}/webhooks"
     n = int(args.seconds * args.max_rate)
     print(f"{server.name}: signing {n:,} webhooks ...", file=sys.stderr)
@@ -256,6 +285,13 @@ def measure(
         del load
         time.sleep(2)  # let the workers catch up before the latency run
         paced = signed_requests(int(args.rate * args.latency_seconds))
+        if wrk:
+            paced_file = workdir / f"{server.name}-paced.tsv"
+            write_wrk_file(paced, paced_file)
+            wrk_percentiles, wrk_ok, _ = wrk_latency(
+                wrk, url, paced_file, args.latency_seconds, args.rate
+            )
+            paced = signed_requests(int(args.rate * args.latency_seconds))
         # A full collection of this process's garbage mid-run would show up as server
         # latency: collect now, and not again until the run is over.
         gc.collect()
@@ -270,19 +306,45 @@ def measure(
     params: dict[str, Any] = {"load": "wrk" if wrk else "aiohttp", "connections": CONNECTIONS}
     if server.database is not None:
         # What counts is what was stored: every acknowledged webhook must be a row.
-        stored = stored_rows(server.database) - (len(paced) - failures)
+        stored = stored_rows(server.database) - (len(paced) - failures) - (wrk_ok if wrk else 0)
         params["stored"] = stored
         counted = min(acked, stored)
     throughput = RunResult(f"{server.name} (max)", n, counted, seconds, None, params)
     at_rate = RunResult(
-        f"{server.name} @ {args.rate:,.0f}/s",
+        f"{server.name} @ {args.rate:,.0f}/s aiohttp",
         len(paced),
         len(paced) - failures,
         args.latency_seconds,
         latency,
-        {"rate": args.rate, "non_2xx": failures},
+        {"rate": args.rate, "non_2xx": failures, "generator": "aiohttp, open loop"},
     )
-    return throughput, at_rate
+    runs = [throughput, at_rate]
+    if wrk:
+        runs.append(
+            RunResult(
+                f"{server.name} @ {args.rate:,.0f}/s wrk",
+                wrk_ok,
+                wrk_ok,
+                args.latency_seconds,
+                _summary_from(wrk_percentiles),
+                {"rate": args.rate, "generator": f"wrk, {PACED_CONNECTIONS} paced connections"},
+            )
+        )
+    return runs
+
+
+def _summary_from(percentiles: dict[str, float]) -> LatencySummary | None:
+    if "p50" not in percentiles or "p99" not in percentiles:
+        return None
+    seconds = {k: v / 1000 for k, v in percentiles.items()}
+    return LatencySummary(
+        count=0,
+        mean=seconds["p50"],
+        p50=seconds["p50"],
+        p90=seconds.get("p90", seconds["p99"]),
+        p99=seconds["p99"],
+        max=seconds["p99"],
+    )
 
 
 def purge_celery_queue() -> None:

@@ -20,7 +20,7 @@ from hookline.cli import main
 from hookline.events import EVENT_TYPES
 from hookline.receiver.samples import sample_data
 from tests.conftest import free_port
-from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess
+from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess, listening
 from tests.support.receiver import read_runs, wait_for
 
 pytestmark = pytest.mark.slow
@@ -43,9 +43,7 @@ def sender(tmp_path: Path):  # type: ignore[no-untyped-def]
     )  # fmt: skip
     deadline = time.monotonic() + 30
     base = f"http://127.0.0.1:{port}"
-    import socket
-
-    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+    while not listening(port):
         assert proc.poll() is None and time.monotonic() < deadline, "hookline serve did not start"
         time.sleep(0.1)
     yield base

@@ -38,7 +38,7 @@ class ReceiveProcess:
         ]  # fmt: skip
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
-        while not _listening(self.port):
+        while not listening(self.port):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hookline receive exited: {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "hookline receive did not start"
@@ -67,7 +67,7 @@ class ReceiveProcess:
             self.proc.stderr.close()
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 

@@ -30,7 +30,7 @@ class DjangoWebhookView:
         self.background = BackgroundReceiver(receiver, workers=workers)
 
     def __call__(self, request: Any) -> Any:
-        from django.http import HttpResponse, HttpResponseNotAllowed  # type: ignore[import-untyped]
+        from django.http import HttpResponse, HttpResponseNotAllowed
 
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])

@@ -6,6 +6,9 @@ engines in one test process never share counters.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from hookline.sender.engine import EngineObserver
@@ -43,6 +46,23 @@ class SenderMetrics(EngineObserver):
             ["status"],
             registry=self.registry,
         )
+        self.queue_depth = Gauge(
+            "hookline_queue_depth",
+            "Deliveries waiting to be sent (pending), across every endpoint.",
+            registry=self.registry,
+        )
+        self.oldest_due_age = Gauge(
+            "hookline_oldest_due_age_seconds",
+            "How long the longest-waiting due delivery has been due; 0 when none is late. "
+            "A rising value means the engines are not keeping up.",
+            registry=self.registry,
+        )
+        self.endpoints = Gauge(
+            "hookline_endpoints",
+            "Endpoints by state.",
+            ["state"],
+            registry=self.registry,
+        )
 
     def before_attempt(self, job: Job) -> None:
         self.in_flight.inc()
@@ -53,7 +73,19 @@ class SenderMetrics(EngineObserver):
         if result.latency_ms is not None:
             self.latency.observe(result.latency_ms / 1000)
 
-    def render(self, delivery_counts: dict[str, int]) -> bytes:
+    def render(
+        self, delivery_counts: dict[str, int], snapshot: dict[str, Any] | None = None
+    ) -> bytes:
+        """The text exposition, with the store-derived gauges set from fresh readings."""
         for status in ("pending", "delivered", "failed"):
             self.deliveries.labels(status).set(delivery_counts.get(status, 0))
+        if snapshot is not None:
+            self._set_store_gauges(snapshot, time.time())
         return generate_latest(self.registry)
+
+    def _set_store_gauges(self, snapshot: dict[str, Any], now: float) -> None:
+        self.queue_depth.set(int(snapshot["queue_depth"] or 0))
+        oldest = snapshot["oldest_due_at"]
+        self.oldest_due_age.set(max(0.0, now - float(oldest)) if oldest is not None else 0.0)
+        self.endpoints.labels("enabled").set(int(snapshot["endpoints_enabled"] or 0))
+        self.endpoints.labels("disabled").set(int(snapshot["endpoints_disabled"] or 0))

@@ -80,9 +80,12 @@ def create_api(
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def prometheus(request: Request) -> Response:
-        counts = await request.app.state.store.delivery_counts()
+        store = request.app.state.store
+        counts = await store.delivery_counts()
+        snapshot = await store.metrics_snapshot()
         return Response(
-            metrics.render(counts), media_type="text/plain; version=0.0.4; charset=utf-8"
+            metrics.render(counts, snapshot),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
     return app

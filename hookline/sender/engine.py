@@ -169,10 +169,52 @@ class Engine:
                 if self._stopping:
                     return
                 await asyncio.sleep(1.0)
+        for result in batch:
+            if result.outcome in ("failed", "gone"):
+                log_final(result)
         for observer in self._observers:
             for result in batch:
                 _safely(observer.after_attempt, result)
         self._wakeup.set()
+
+
+def log_final(result: AttemptResult) -> None:
+    """Log a delivery the engine gave up on, and an endpoint it disabled.
+
+    Only these are logged, not every attempt: they need an operator (a retry, a fixed
+    endpoint), and at thousands of attempts a second a line per attempt would drown
+    them. The ``fields`` become top-level keys of a ``--json-logs`` line.
+    """
+    job = result.job
+    fields = {
+        "event": "delivery_failed" if result.outcome == "failed" else "endpoint_disabled",
+        "delivery_id": job.delivery_id,
+        "event_id": job.event_id,
+        "event_type": job.event_type,
+        "app_id": job.app_id,
+        "endpoint_id": job.endpoint_id,
+        "user_id": job.user_id,
+        "url": job.url,
+        "attempts": job.attempts + 1,
+        "status_code": result.status_code,
+        "error": result.error,
+    }
+    if result.outcome == "gone":
+        log.warning(
+            "endpoint %s answered 410 Gone and is disabled; delivery %d ends as failed",
+            job.endpoint_id,
+            job.delivery_id,
+            extra={"fields": fields},
+        )
+    else:
+        log.warning(
+            "delivery %d to %s failed after %d attempt(s): %s",
+            job.delivery_id,
+            job.endpoint_id,
+            job.attempts + 1,
+            result.error or f"answered {result.status_code}",
+            extra={"fields": fields},
+        )
 
 
 class EngineObserver:

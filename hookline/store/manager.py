@@ -412,6 +412,17 @@ class Store:
     async def delivery_counts(self) -> dict[str, int]:
         return {r["status"]: int(r["n"]) for r in await self.db.fetch("count_deliveries_by_status")}
 
+    # -- operator surface: metrics, dashboard, CLI ---------------------------------------
+
+    async def metrics_snapshot(self) -> Row:
+        """Queue depth, when the oldest due delivery came due, endpoints by state.
+
+        Cheap enough for every Prometheus scrape: no query here scans all deliveries.
+        """
+        row = await self.db.fetchrow("metrics_snapshot", now=time.time())
+        assert row is not None
+        return row
+
 
 def _attempt_row(result: AttemptResult) -> dict[str, Any]:
     return {

@@ -218,3 +218,14 @@ SELECT * FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 DELETE FROM lanes
 WHERE (endpoint_id, lane) IN (
     SELECT j.value ->> 'endpoint_id', j.value ->> 'lane' FROM json_each(:rows) AS j);
+
+-- metrics_snapshot --
+-- What /metrics reads on every scrape; each part is an index lookup or a small scan
+-- (pending deliveries use their partial index, endpoints are few), never a full scan.
+SELECT
+    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS queue_depth,
+    (SELECT MIN(l.next_attempt_at) FROM lanes AS l
+     JOIN endpoints AS e ON e.id = l.endpoint_id
+     WHERE l.next_attempt_at <= :now AND e.enabled = 1) AS oldest_due_at,
+    (SELECT COUNT(*) FROM endpoints WHERE enabled = 1) AS endpoints_enabled,
+    (SELECT COUNT(*) FROM endpoints WHERE enabled = 0) AS endpoints_disabled;

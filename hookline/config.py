@@ -100,6 +100,11 @@ class EngineSettings:
     poll_interval: float = 0.5
     #: Largest body accepted for one event's data, in bytes.
     max_event_bytes: int = 256 * 1024
+    #: Days to keep events whose deliveries all ended (delivered or failed), with their
+    #: deliveries and attempts; 0 keeps everything.
+    retention_days: float = 30.0
+    #: Seconds between two prunes by one engine (each prunes in small batches).
+    prune_interval: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EngineSettings:
@@ -124,6 +129,10 @@ class EngineSettings:
         if "HOOKLINE_POLL_INTERVAL" in env:
             values["poll_interval"] = _parse_float(
                 "HOOKLINE_POLL_INTERVAL", env["HOOKLINE_POLL_INTERVAL"]
+            )
+        if "HOOKLINE_RETENTION_DAYS" in env:
+            values["retention_days"] = _parse_float(
+                "HOOKLINE_RETENTION_DAYS", env["HOOKLINE_RETENTION_DAYS"]
             )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

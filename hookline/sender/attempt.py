@@ -101,6 +101,8 @@ async def attempt(
         ) as response:
             status = response.status
             excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
+            # PostgreSQL text cannot hold NUL; an answer with one must still be recorded.
+            excerpt = excerpt.replace("\x00", "\ufffd")
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
     except TimeoutError:
         error = f"no answer within the endpoint's timeout of {job.timeout:g} s"

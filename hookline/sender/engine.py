@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import secrets
 import socket
 
@@ -29,6 +30,7 @@ from hookline.config import EngineSettings
 from hookline.exceptions import StorageError
 from hookline.sender.attempt import attempt, new_session
 from hookline.store import AttemptResult, Job, Store
+from hookline.store.connector import Subscription
 
 log = logging.getLogger("hookline.engine")
 
@@ -54,6 +56,7 @@ class Engine:
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._sending: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
         self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -61,10 +64,14 @@ class Engine:
     async def start(self) -> None:
         if self._session is None:
             self._session = new_session(allow_private=self.settings.allow_private_targets)
+        # Publishes in other processes (other API servers) wake this engine too.
+        self._subscription = await self.store.on_published(self.wake)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="hookline-claimer"),
             asyncio.create_task(self._record_loop(), name="hookline-recorder"),
         ]
+        if self.settings.retention_days > 0:
+            self._tasks.append(asyncio.create_task(self._prune_loop(), name="hookline-pruner"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, let sends in flight finish (up to ``grace`` s), record them,
@@ -80,6 +87,8 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._subscription is not None:
+            await self._subscription.close()
         with contextlib.suppress(StorageError):
             await self.store.release(self.owner)
         if self._own_session and self._session is not None:
@@ -176,6 +185,26 @@ class Engine:
             for result in batch:
                 _safely(observer.after_attempt, result)
         self._wakeup.set()
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def _prune_loop(self) -> None:
+        interval = self.settings.prune_interval
+        # A random start: workers started together do not all prune at the same moment.
+        await asyncio.sleep(random.uniform(0, min(interval, 60.0)))
+        while True:
+            try:
+                pruned = await self.store.prune(self.settings.retention_days * 86400)
+            except StorageError as exc:
+                log.warning("pruning old events failed, will try again: %s", exc)
+            else:
+                if pruned:
+                    log.info(
+                        "pruned %d event(s) older than %g days",
+                        pruned,
+                        self.settings.retention_days,
+                    )
+            await asyncio.sleep(interval)
 
 
 def log_final(result: AttemptResult) -> None:

@@ -8,6 +8,7 @@ and turns its driver's errors into hookline's own (``StorageError`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -22,6 +23,17 @@ class Connection(Protocol):
     async def fetchrow(self, query: str, **params: Any) -> Row | None: ...
 
     async def execute(self, query: str, **params: Any) -> None: ...
+
+
+class Subscription(Protocol):
+    async def close(self) -> None: ...
+
+
+class NoSubscription:
+    """What a backend without notifications returns from ``listen``: it never calls."""
+
+    async def close(self) -> None:
+        return None
 
 
 class Connector(Connection, Protocol):
@@ -41,6 +53,11 @@ class Connector(Connection, Protocol):
 
     async def schema_version(self) -> int: ...
 
+    async def listen(self, channel: str, callback: Callable[[], None]) -> Subscription:
+        """Call ``callback`` whenever a committed transaction notifies ``channel``, in any
+        process; backends without notifications return a ``NoSubscription``."""
+        ...
+
 
 def connector_for(url: str, **options: Any) -> Connector:
     """The backend a database URL names: ``sqlite:///path`` or ``postgresql://...``."""
@@ -51,7 +68,9 @@ def connector_for(url: str, **options: Any) -> Connector:
 
         return SQLiteConnector.from_url(url, **options)
     if url.startswith(("postgresql:", "postgres:")):
-        raise ConfigError("the PostgreSQL backend is not available in this version yet")
+        from hookline.store.postgres import PostgresConnector
+
+        return PostgresConnector.from_url(url, **options)
     raise ConfigError(
         f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or postgresql://..."
     )

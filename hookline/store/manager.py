@@ -8,19 +8,23 @@ of statements, in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from hookline.events import matches, new_token
 from hookline.exceptions import Conflict, NotFound
-from hookline.store.connector import Connector, Row, connector_for
+from hookline.store.connector import Connector, Row, Subscription, connector_for
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
+
+#: Notified by every publish that made deliveries (``notify_published``).
+PUBLISHED_CHANNEL = "hookline_published"
 
 
 def _json(value: Any) -> str:
@@ -247,18 +251,26 @@ class Store:
                 lanes[(target["endpoint_id"], lane)] += 1
                 counts[event["id"]] += 1
         if deliveries:
-            await tx.execute("insert_deliveries", rows=_json(deliveries), now=now)
+            # Lanes first: where several processes publish, holding the lane rows makes
+            # a later transaction's deliveries take later ids (event order in the lane).
             await tx.execute(
                 "grow_lanes",
                 rows=_json(
                     [
                         {"endpoint_id": ep, "lane": lane, "count": n}
-                        for (ep, lane), n in lanes.items()
+                        for (ep, lane), n in sorted(lanes.items())
                     ]
                 ),
                 now=now,
             )
+            await tx.execute("insert_deliveries", rows=_json(deliveries), now=now)
+            await tx.execute("notify_published")
         return dict(counts)
+
+    async def on_published(self, callback: Callable[[], None]) -> Subscription:
+        """Call ``callback`` when any process publishes deliveries (where the backend can
+        tell other processes; SQLite cannot, and its engines poll)."""
+        return await self.db.listen(PUBLISHED_CHANNEL, callback)
 
     async def get_event(self, event_id: str) -> Row:
         row = await self.db.fetchrow("get_event", id=event_id)
@@ -274,6 +286,7 @@ class Store:
         """Lease up to ``limit`` due lanes and return the head delivery of each."""
         now = time.time()
         async with self.db.transaction() as tx:
+            await tx.execute("lock_claims")
             due = await tx.fetch("claim_lanes", now=now, limit=limit, default_cap=default_cap)
             if not due:
                 return []
@@ -303,7 +316,14 @@ class Store:
         now = time.time()
         final = [r for r in results if r.outcome != "retry"]
         retries = [r for r in results if r.outcome == "retry"]
+        lanes = _json(
+            [
+                {"endpoint_id": r.job.endpoint_id, "lane": r.job.lane, "retry_at": r.retry_at}
+                for r in results
+            ]
+        )
         async with self.db.transaction() as tx:
+            await tx.execute("lock_lanes", rows=lanes)
             await tx.execute("insert_attempts", rows=_json([_attempt_row(r) for r in results]))
             if final:
                 finished = await tx.fetch(
@@ -349,12 +369,6 @@ class Store:
                 await tx.execute(
                     "reschedule_deliveries", rows=_json([_attempt_row(r) for r in retries]), now=now
                 )
-            lanes = _json(
-                [
-                    {"endpoint_id": r.job.endpoint_id, "lane": r.job.lane, "retry_at": r.retry_at}
-                    for r in results
-                ]
-            )
             await tx.execute("release_lanes", rows=lanes, owner=owner, now=now)
             await tx.execute("drop_empty_lanes", rows=lanes)
 
@@ -362,6 +376,25 @@ class Store:
         """Hand back every lane ``owner`` still holds (a clean shutdown)."""
         async with self.db.transaction() as tx:
             await tx.execute("release_owner", owner=owner, now=time.time())
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def prune(self, older_than: float, *, batch: int = 500, pause: float = 0.05) -> int:
+        """Delete events older than ``older_than`` seconds whose deliveries all ended
+        (delivered or failed) that long ago, with their deliveries and attempts.
+
+        Each batch is its own short transaction and a pause follows it, so pruning a
+        large backlog never holds up delivery. Returns how many events went.
+        """
+        before = time.time() - older_than
+        total = 0
+        while True:
+            async with self.db.transaction() as tx:
+                gone = await tx.fetch("prune_events", before=before, batch=batch)
+            total += len(gone)
+            if len(gone) < batch:
+                return total
+            await asyncio.sleep(pause)
 
     # -- reading deliveries -------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ from typing import Any
 import aiosqlite
 
 from hookline.exceptions import ConfigError, StorageError
-from hookline.store.connector import Connection, Row
-from hookline.store.queries import load_migrations, load_queries
+from hookline.store.connector import Connection, NoSubscription, Row
+from hookline.store.queries import load_queries, upgrade_steps
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -159,20 +159,23 @@ class SQLiteConnector:
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
             current = await self.schema_version()
-            for version, name, sql in load_migrations("sqlite"):
-                if version <= current:
-                    continue
-                # One script, one transaction: a migration is applied whole or not at all.
-                script = (
-                    f"BEGIN IMMEDIATE;\n{sql}\n"
+            for sql, versions in upgrade_steps("sqlite", current):
+                recorded = "".join(
                     f"INSERT INTO schema_migrations VALUES ({version}, '{name}', {time.time()});\n"
-                    "COMMIT;"
+                    for version, name in versions
                 )
+                # One script, one transaction: a step is applied whole or not at all.
+                script = f"BEGIN IMMEDIATE;\n{sql}\n{recorded}COMMIT;"
                 try:
                     await db.executescript(script)
                 except sqlite3.Error as exc:
                     if db.in_transaction:
                         await db.rollback()
-                    raise StorageError(f"migration {name} failed: {exc}") from exc
-                applied.append(version)
+                    raise StorageError(f"migration to {versions[-1][1]} failed: {exc}") from exc
+                applied.extend(version for version, _ in versions)
         return applied
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> NoSubscription:
+        # No notifications in SQLite: the in-process publisher wakes its engine itself,
+        # and engines in other processes on the same file poll.
+        return NoSubscription()

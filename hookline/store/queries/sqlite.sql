@@ -229,3 +229,30 @@ SELECT
      WHERE l.next_attempt_at <= :now AND e.enabled = 1) AS oldest_due_at,
     (SELECT COUNT(*) FROM endpoints WHERE enabled = 1) AS endpoints_enabled,
     (SELECT COUNT(*) FROM endpoints WHERE enabled = 0) AS endpoints_disabled;
+
+-- notify_published --
+-- Nothing to send: the in-process publisher wakes its engine directly, and engines in
+-- other processes find new work by polling.
+SELECT 1;
+
+-- lock_claims --
+-- SQLite has one writer at a time: claims are serialised already.
+SELECT 1;
+
+-- lock_lanes --
+-- SQLite has one writer at a time: nothing else holds the lanes.
+SELECT 1;
+
+-- prune_events --
+-- A small batch of old events none of whose deliveries is pending or recently touched;
+-- their deliveries and attempts go with them (ON DELETE CASCADE).
+DELETE FROM events
+WHERE seq IN (
+    SELECT ev.seq FROM events AS ev
+    WHERE ev.created_at < :before
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries AS d
+          WHERE d.event_seq = ev.seq AND (d.status = 'pending' OR d.updated_at >= :before))
+    ORDER BY ev.created_at
+    LIMIT :batch)
+RETURNING seq;

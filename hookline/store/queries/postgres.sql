@@ -1,0 +1,281 @@
+-- Named queries for PostgreSQL. Every block here has a twin of the same name in
+-- sqlite.sql; parameters are :named in both (numbered $n when loaded). Batches travel
+-- as one JSON array parameter (:rows) so that a batch of any size costs a fixed number
+-- of statements. Lane rows are always locked in (endpoint_id, lane) order, so a
+-- publish and a record touching the same lanes wait for each other, never dead-lock.
+
+-- create_app --
+INSERT INTO apps (id, name, api_key_hash, verification_key, created_at)
+VALUES (:id, :name, :api_key_hash, :verification_key, :now)
+RETURNING *;
+
+-- get_app --
+SELECT * FROM apps WHERE id = :id;
+
+-- get_app_by_key_hash --
+SELECT * FROM apps WHERE api_key_hash = :api_key_hash;
+
+-- list_apps --
+SELECT * FROM apps ORDER BY created_at, id;
+
+-- create_installation --
+INSERT INTO installations (app_id, user_id, created_at)
+VALUES (:app_id, :user_id, :now)
+ON CONFLICT (user_id, app_id) DO NOTHING;
+
+-- get_installation --
+SELECT * FROM installations WHERE app_id = :app_id AND user_id = :user_id;
+
+-- list_installations --
+SELECT * FROM installations WHERE app_id = :app_id ORDER BY created_at, user_id;
+
+-- create_endpoint --
+INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
+                       enabled, created_at, updated_at)
+VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, 1, :now, :now)
+RETURNING *;
+
+-- get_endpoint --
+SELECT * FROM endpoints WHERE id = :id;
+
+-- list_endpoints --
+SELECT * FROM endpoints WHERE app_id = :app_id ORDER BY created_at, id;
+
+-- disable_endpoints --
+UPDATE endpoints
+SET enabled = 0, disabled_reason = j.reason, updated_at = :now
+FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, reason text)
+WHERE endpoints.id = j.endpoint_id AND endpoints.enabled = 1;
+
+-- insert_events --
+INSERT INTO events (id, event_type, user_id, data, created_at)
+SELECT j.value ->> 'id', j.value ->> 'event_type', j.value ->> 'user_id',
+       j.value ->> 'data', :now
+FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS j(value, ord)
+ORDER BY j.ord
+ON CONFLICT (id) DO NOTHING
+RETURNING seq, id, event_type, user_id, created_at;
+
+-- get_events_by_ids --
+SELECT seq, id, event_type, user_id, created_at
+FROM events WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
+
+-- get_event --
+SELECT * FROM events WHERE id = :id;
+
+-- fanout_targets --
+SELECT i.user_id, e.id AS endpoint_id, e.app_id, e.event_types, e.ordered
+FROM installations AS i
+JOIN endpoints AS e ON e.app_id = i.app_id
+WHERE e.enabled = 1 AND i.user_id IN (SELECT jsonb_array_elements_text(:users::jsonb))
+ORDER BY e.id;
+
+-- insert_deliveries --
+-- Ids follow the batch's order, and the batch is in event order. The lanes were locked
+-- first (grow_lanes), so a delivery committed later in the same lane gets a later id.
+INSERT INTO deliveries (event_seq, endpoint_id, app_id, user_id, event_type, lane, token,
+                        next_attempt_at, created_at, updated_at)
+SELECT j.event_seq, j.endpoint_id, j.app_id, j.user_id, j.event_type, j.lane, j.token,
+       :now, :now, :now
+FROM ROWS FROM (jsonb_to_recordset(:rows::jsonb) AS (
+         event_seq bigint, endpoint_id text, app_id text, user_id text, event_type text,
+         lane text, token text))
+     WITH ORDINALITY AS j(event_seq, endpoint_id, app_id, user_id, event_type, lane, token, ord)
+ORDER BY j.ord;
+
+-- grow_lanes --
+INSERT INTO lanes (endpoint_id, lane, pending, next_attempt_at)
+SELECT j.endpoint_id, j.lane, j.count, :now
+FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text, count integer)
+ORDER BY j.endpoint_id, j.lane
+ON CONFLICT (endpoint_id, lane) DO UPDATE
+SET pending = lanes.pending + excluded.pending,
+    next_attempt_at = COALESCE(lanes.next_attempt_at, excluded.next_attempt_at);
+
+-- notify_published --
+-- Sent inside the publishing transaction: listeners hear of it once it is committed.
+SELECT pg_notify('hookline_published', '');
+
+-- lock_claims --
+-- Claims run one at a time across all processes (until commit), so that the lanes the
+-- others leased are counted against each endpoint's in-flight cap. A claim is a few
+-- short statements, so the wait is short.
+SELECT pg_advisory_xact_lock(7031964201);
+
+-- claim_lanes --
+-- Due lanes, oldest first, at most as many per endpoint as its in-flight cap leaves room
+-- for. A lane whose lease ran out (its worker died) is due again.
+WITH busy AS (
+    SELECT endpoint_id, COUNT(*) AS n FROM lanes
+    WHERE lease_until > :now
+    GROUP BY endpoint_id
+), due AS (
+    SELECT l.endpoint_id, l.lane, l.next_attempt_at, e.timeout,
+           ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank,
+           COALESCE(e.max_in_flight, :default_cap) - COALESCE(b.n, 0) AS room
+    FROM lanes AS l
+    JOIN endpoints AS e ON e.id = l.endpoint_id
+    LEFT JOIN busy AS b ON b.endpoint_id = l.endpoint_id
+    WHERE l.next_attempt_at <= :now AND e.enabled = 1
+)
+SELECT endpoint_id, lane, timeout FROM due
+WHERE rank <= room
+ORDER BY next_attempt_at
+LIMIT :limit;
+
+-- lease_lanes --
+-- Lanes a publish or a record holds right now are skipped, not waited for: they are
+-- claimed on the next round. The lease conditions are checked again under the lock.
+WITH wanted AS (
+    SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text, until float8)
+), free AS (
+    SELECT l.endpoint_id, l.lane, w.until
+    FROM lanes AS l
+    JOIN wanted AS w ON w.endpoint_id = l.endpoint_id AND w.lane = l.lane
+    WHERE (l.lease_until IS NULL OR l.lease_until <= :now) AND l.next_attempt_at <= :now
+    ORDER BY l.endpoint_id, l.lane
+    FOR UPDATE OF l SKIP LOCKED
+)
+UPDATE lanes
+SET lease_owner = :owner, lease_until = free.until, next_attempt_at = free.until
+FROM free
+WHERE lanes.endpoint_id = free.endpoint_id AND lanes.lane = free.lane
+RETURNING lanes.endpoint_id, lanes.lane;
+
+-- lane_heads --
+SELECT d.id, d.token, d.attempts, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
+       ev.id AS event_id, ev.data, e.url, e.timeout,
+       a.verification_key, a.next_verification_key, a.key_switch_at
+FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text)
+CROSS JOIN LATERAL (
+    SELECT * FROM deliveries AS x
+    WHERE x.endpoint_id = j.endpoint_id AND x.lane = j.lane AND x.status = 'pending'
+    ORDER BY x.id LIMIT 1) AS d
+JOIN events AS ev ON ev.seq = d.event_seq
+JOIN endpoints AS e ON e.id = d.endpoint_id
+JOIN apps AS a ON a.id = d.app_id;
+
+-- lock_lanes --
+-- First thing a record does: take its lanes in the one global order (see the top).
+SELECT 1 FROM lanes
+WHERE (endpoint_id, lane) IN (
+    SELECT j.endpoint_id, j.lane
+    FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text))
+ORDER BY endpoint_id, lane
+FOR UPDATE;
+
+-- insert_attempts --
+INSERT INTO attempts (delivery_id, attempted_at, outcome, status_code, latency_ms,
+                      response_excerpt, error)
+SELECT j.delivery_id, j.attempted_at, j.outcome, j.status_code, j.latency_ms,
+       j.response_excerpt, j.error
+FROM jsonb_to_recordset(:rows::jsonb) AS j(
+    delivery_id bigint, attempted_at float8, outcome text, status_code integer,
+    latency_ms float8, response_excerpt text, error text);
+
+-- finish_deliveries --
+UPDATE deliveries
+SET status = j.status, attempts = deliveries.attempts + 1, next_attempt_at = NULL,
+    last_status_code = j.status_code, last_error = j.error, updated_at = :now
+FROM jsonb_to_recordset(:rows::jsonb) AS j(
+    delivery_id bigint, status text, status_code integer, error text)
+WHERE deliveries.id = j.delivery_id AND deliveries.status = 'pending'
+RETURNING deliveries.endpoint_id, deliveries.lane;
+
+-- reschedule_deliveries --
+UPDATE deliveries
+SET attempts = deliveries.attempts + 1, next_attempt_at = j.retry_at,
+    last_status_code = j.status_code, last_error = j.error, updated_at = :now
+FROM jsonb_to_recordset(:rows::jsonb) AS j(
+    delivery_id bigint, retry_at float8, status_code integer, error text)
+WHERE deliveries.id = j.delivery_id AND deliveries.status = 'pending';
+
+-- shrink_lanes --
+UPDATE lanes
+SET pending = lanes.pending - j.count
+FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text, count integer)
+WHERE lanes.endpoint_id = j.endpoint_id AND lanes.lane = j.lane;
+
+-- release_lanes --
+UPDATE lanes
+SET lease_owner = NULL, lease_until = NULL, next_attempt_at = COALESCE(j.retry_at, :now)
+FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text, retry_at float8)
+WHERE lanes.endpoint_id = j.endpoint_id AND lanes.lane = j.lane
+  AND lanes.lease_owner = :owner;
+
+-- drop_empty_lanes --
+DELETE FROM lanes
+USING jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text)
+WHERE lanes.endpoint_id = j.endpoint_id AND lanes.lane = j.lane
+  AND lanes.pending <= 0 AND lanes.lease_owner IS NULL;
+
+-- release_owner --
+-- A stopping engine hands back what it claimed but did not send.
+UPDATE lanes
+SET lease_owner = NULL, lease_until = NULL, next_attempt_at = :now
+WHERE lease_owner = :owner;
+
+-- get_delivery --
+SELECT d.*, ev.id AS event_id, e.url
+FROM deliveries AS d
+JOIN events AS ev ON ev.seq = d.event_seq
+JOIN endpoints AS e ON e.id = d.endpoint_id
+WHERE d.id = :id;
+
+-- list_deliveries --
+SELECT d.*, ev.id AS event_id
+FROM deliveries AS d
+JOIN events AS ev ON ev.seq = d.event_seq
+WHERE d.app_id = :app_id
+  AND (:endpoint_id::text IS NULL OR d.endpoint_id = :endpoint_id)
+  AND (:user_id::text IS NULL OR d.user_id = :user_id)
+  AND (:event_type::text IS NULL OR d.event_type = :event_type)
+  AND (:status::text IS NULL OR d.status = :status)
+  AND (:since::float8 IS NULL OR d.created_at >= :since)
+  AND (:until::float8 IS NULL OR d.created_at < :until)
+  AND (:before::bigint IS NULL OR d.id < :before)
+ORDER BY d.id DESC
+LIMIT :limit;
+
+-- attempts_of --
+SELECT * FROM attempts
+WHERE delivery_id IN (SELECT value::bigint FROM jsonb_array_elements_text(:ids::jsonb) AS value)
+ORDER BY delivery_id, id;
+
+-- count_deliveries_by_status --
+SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status;
+
+-- get_full_events_by_ids --
+SELECT * FROM events WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
+
+-- clear_lanes --
+DELETE FROM lanes
+USING jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text)
+WHERE lanes.endpoint_id = j.endpoint_id AND lanes.lane = j.lane;
+
+-- prune_events --
+-- A small batch of old events none of whose deliveries is pending or recently touched;
+-- their deliveries and attempts go with them (ON DELETE CASCADE). Rows someone else is
+-- pruning right now are skipped.
+DELETE FROM events
+WHERE seq IN (
+    SELECT ev.seq FROM events AS ev
+    WHERE ev.created_at < :before
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries AS d
+          WHERE d.event_seq = ev.seq AND (d.status = 'pending' OR d.updated_at >= :before))
+    ORDER BY ev.created_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED)
+RETURNING seq;
+
+-- metrics_snapshot --
+-- What /metrics reads on every scrape; each part is an index lookup or a small scan
+-- (pending deliveries use their partial index, endpoints are few), never a full scan.
+SELECT
+    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS queue_depth,
+    (SELECT MIN(l.next_attempt_at) FROM lanes AS l
+     JOIN endpoints AS e ON e.id = l.endpoint_id
+     WHERE l.next_attempt_at <= :now AND e.enabled = 1) AS oldest_due_at,
+    (SELECT COUNT(*) FROM endpoints WHERE enabled = 1) AS endpoints_enabled,
+    (SELECT COUNT(*) FROM endpoints WHERE enabled = 0) AS endpoints_disabled;

@@ -1,0 +1,100 @@
+-- The whole current schema, for a new database (migrations upgrade older ones; a test
+-- checks both give the same result). Times are seconds since the epoch (REAL).
+
+CREATE TABLE apps (
+    id                TEXT PRIMARY KEY,
+    name              TEXT NOT NULL,
+    api_key_hash      TEXT NOT NULL UNIQUE,
+    verification_key  TEXT NOT NULL,
+    -- Key rotation: the next key is shown first, signing switches at key_switch_at.
+    next_verification_key TEXT,
+    key_switch_at     REAL,
+    created_at        REAL NOT NULL
+);
+
+CREATE TABLE installations (
+    app_id      TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (user_id, app_id)
+);
+CREATE INDEX installations_app ON installations (app_id);
+
+CREATE TABLE endpoints (
+    id             TEXT PRIMARY KEY,
+    app_id         TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    url            TEXT NOT NULL,
+    event_types    TEXT NOT NULL,             -- JSON list, or ["*"]
+    timeout        REAL NOT NULL DEFAULT 10,
+    ordered        INTEGER NOT NULL DEFAULT 1, -- one at a time per user, in event order
+    max_in_flight  INTEGER,                    -- NULL: the engine's default
+    enabled        INTEGER NOT NULL DEFAULT 1,
+    disabled_reason TEXT,
+    failing_since  REAL,
+    created_at     REAL NOT NULL,
+    updated_at     REAL NOT NULL
+);
+CREATE INDEX endpoints_app ON endpoints (app_id);
+
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- publication order
+    id          TEXT NOT NULL UNIQUE,               -- the event_id, stable across retries
+    event_type  TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    data        TEXT NOT NULL,                      -- JSON text, spliced into each body
+    created_at  REAL NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_seq        INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+    endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+    app_id           TEXT NOT NULL,
+    user_id          TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    -- The ordering lane within the endpoint: the user for ordered endpoints,
+    -- the delivery's own token otherwise. One delivery per lane is in flight.
+    lane             TEXT NOT NULL,
+    token            TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | failed
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+);
+CREATE INDEX deliveries_lane_pending ON deliveries (endpoint_id, lane, id) WHERE status = 'pending';
+CREATE INDEX deliveries_app ON deliveries (app_id, id);
+CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, id);
+CREATE INDEX deliveries_event ON deliveries (event_seq);
+
+-- One row per lane that has pending deliveries: the unit that is claimed and leased.
+-- Claiming scans only lanes that are due, so a backlog behind a dead endpoint costs
+-- nothing to the others.
+CREATE TABLE lanes (
+    endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+    lane             TEXT NOT NULL,
+    pending          INTEGER NOT NULL,
+    next_attempt_at  REAL,           -- when the head is due; NULL while leased or idle
+    lease_until      REAL,           -- a claim, held by lease_owner until then
+    lease_owner      TEXT,
+    PRIMARY KEY (endpoint_id, lane)
+);
+CREATE INDEX lanes_due ON lanes (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX lanes_leased ON lanes (endpoint_id) WHERE lease_until IS NOT NULL;
+
+CREATE TABLE attempts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id      INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    attempted_at     REAL NOT NULL,
+    outcome          TEXT NOT NULL,   -- delivered | retry | failed | gone
+    status_code      INTEGER,
+    latency_ms       REAL,
+    response_excerpt TEXT,
+    error            TEXT
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+
+-- Retention: pruning walks events oldest first and stops after a small batch.
+CREATE INDEX events_created ON events (created_at);

@@ -1,0 +1,361 @@
+"""The store's operations, each run on SQLite and on PostgreSQL (``database_url``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from hookline.exceptions import Conflict, NotFound
+from hookline.store import AttemptResult, Job, NewEvent, Store
+
+CAP = 64
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(database_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def event(event_id: str, user: str, n: int = 0, event_type: str = "order_completed") -> NewEvent:
+    return NewEvent(
+        id=event_id, event_type=event_type, user_id=user, data=orjson.dumps({"n": n}).decode()
+    )
+
+
+async def app_with_endpoint(store: Store, users: list[str], **endpoint: Any) -> dict[str, Any]:
+    app, _ = await store.create_app("shop")
+    for user in users:
+        await store.install(app["id"], user)
+    options = {"url": "http://127.0.0.1:9/hook", "event_types": ["*"], "timeout": 10.0}
+    return await store.create_endpoint(app["id"], **(options | endpoint))
+
+
+async def claim(store: Store, owner: str = "w1", limit: int = 100, **kw: Any) -> list[Job]:
+    options = {"default_cap": CAP, "lease_margin": 15.0} | kw
+    return await store.claim(owner, limit=limit, **options)
+
+
+def result(job: Job, outcome: str = "delivered", **kw: Any) -> AttemptResult:
+    status = {"delivered": 200, "gone": 410}.get(outcome, 500)
+    options = {"status_code": status, "latency_ms": 1.0} | kw
+    return AttemptResult(job=job, outcome=outcome, attempted_at=time.time(), **options)
+
+
+# -- apps, installations, endpoints ----------------------------------------------------
+
+
+async def test_apps_are_created_found_by_key_and_listed(store: Store) -> None:
+    app, api_key = await store.create_app("shop")
+    assert app["name"] == "shop" and api_key.startswith("hk_")
+    assert (await store.get_app(app["id"]))["verification_key"] == app["verification_key"]
+    found = await store.app_for_api_key(api_key)
+    assert found is not None and found["id"] == app["id"]
+    assert await store.app_for_api_key("hk_nope") is None
+    assert [a["id"] for a in await store.list_apps()] == [app["id"]]
+    with pytest.raises(NotFound):
+        await store.get_app("app_missing")
+
+
+async def test_installing_twice_keeps_one_installation(store: Store) -> None:
+    app, _ = await store.create_app("shop")
+    _, new = await store.install(app["id"], "u1")
+    _, again = await store.install(app["id"], "u1")
+    assert (new, again) == (True, False)
+    assert [i["user_id"] for i in await store.list_installations(app["id"])] == ["u1"]
+    with pytest.raises(NotFound):
+        await store.install("app_missing", "u1")
+
+
+async def test_endpoints_keep_their_settings(store: Store) -> None:
+    endpoint = await app_with_endpoint(
+        store, [], event_types=["order_completed"], ordered=False, max_in_flight=3, timeout=2.5
+    )
+    row = await store.get_endpoint(endpoint["id"])
+    assert orjson.loads(row["event_types"]) == ["order_completed"]
+    assert (row["ordered"], row["max_in_flight"], row["timeout"], row["enabled"]) == (0, 3, 2.5, 1)
+    assert [e["id"] for e in await store.list_endpoints(row["app_id"])] == [endpoint["id"]]
+    with pytest.raises(NotFound):
+        await store.get_endpoint("ep_missing")
+
+
+# -- publishing ---------------------------------------------------------------------------
+
+
+async def test_publish_fans_out_to_matching_endpoints_of_installed_apps(store: Store) -> None:
+    everything = await app_with_endpoint(store, ["u1", "u2"])
+    app_id = everything["app_id"]
+    await store.create_endpoint(
+        app_id, url="http://127.0.0.1:9/orders", event_types=["order_completed"], timeout=10
+    )
+    published = await store.publish(
+        [
+            event("e1", "u1", event_type="order_completed"),
+            event("e2", "u2", event_type="product_created"),
+            event("e3", "stranger"),
+        ]
+    )
+    assert [(p.id, p.deliveries, p.duplicate) for p in published] == [
+        ("e1", 2, False),
+        ("e2", 1, False),
+        ("e3", 0, False),
+    ]
+    deliveries = await store.list_deliveries(app_id)
+    assert sorted((d["event_id"], d["user_id"]) for d in deliveries) == [
+        ("e1", "u1"),
+        ("e1", "u1"),
+        ("e2", "u2"),
+    ]
+    assert len({d["token"] for d in deliveries}) == 3
+    assert (await store.get_event("e3"))["user_id"] == "stranger"
+
+
+async def test_the_same_event_id_again_publishes_nothing_new(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1"])
+    first = await store.publish([event("e1", "u1")])
+    again = await store.publish([event("e1", "u1"), event("e1", "u1")])
+    assert [p.duplicate for p in first + again] == [False, True, True]
+    assert again[0].created_at == first[0].created_at
+    assert len(await store.list_deliveries(endpoint["app_id"])) == 1
+
+
+async def test_the_same_event_id_with_other_data_is_a_conflict(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1"])
+    await store.publish([event("e1", "u1", n=1)])
+    with pytest.raises(Conflict):
+        await store.publish([event("e2", "u1"), event("e1", "u1", n=2)])
+    with pytest.raises(NotFound):  # nothing of the failed batch was kept
+        await store.get_event("e2")
+    assert len(await store.list_deliveries(endpoint["app_id"])) == 1
+
+
+async def test_publish_keeps_the_data_text_exactly(store: Store) -> None:
+    await app_with_endpoint(store, ["u1"])
+    text = '{"id":7,"name":"caf\\u00e9 \\"x\\"","nested":{"a":[1,2.50,null]}}'
+    await store.publish([NewEvent(id="e1", event_type="order_completed", user_id="u1", data=text)])
+    (job,) = await claim(store)
+    assert job.data == text
+
+
+# -- claiming and recording --------------------------------------------------------------
+
+
+async def test_one_user_is_delivered_one_at_a_time_in_event_order(store: Store) -> None:
+    await app_with_endpoint(store, ["u1", "u2"])
+    await store.publish([event(f"a{i}", "u1", i) for i in range(3)])
+    await store.publish([event("b0", "u2")])
+    await store.publish([event("a3", "u1", 3)])
+    seen: list[str] = []
+    while jobs := await claim(store):
+        assert len({job.lane for job in jobs}) == len(jobs)  # one per lane
+        assert await claim(store, owner="w2") == []  # the lanes are leased
+        seen += [job.event_id for job in jobs]
+        await store.record("w1", [result(job) for job in jobs])
+    assert [e for e in seen if e.startswith("a")] == ["a0", "a1", "a2", "a3"]
+    assert "b0" in seen[:2]  # the other user did not wait behind u1
+    assert await store.delivery_counts() == {"delivered": 5}
+
+
+async def test_unordered_endpoints_send_a_users_deliveries_at_once(store: Store) -> None:
+    await app_with_endpoint(store, ["u1"], ordered=False)
+    await store.publish([event(f"e{i}", "u1", i) for i in range(5)])
+    jobs = await claim(store)
+    assert sorted(job.event_id for job in jobs) == [f"e{i}" for i in range(5)]
+
+
+async def test_a_job_carries_everything_needed_to_send_it(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1"], timeout=3.0)
+    app = await store.get_app(endpoint["app_id"])
+    await store.publish([event("e1", "u1", 5)])
+    (job,) = await claim(store)
+    assert (job.event_id, job.user_id, job.event_type, job.attempts) == (
+        "e1",
+        "u1",
+        "order_completed",
+        0,
+    )
+    assert (job.url, job.timeout, job.endpoint_id) == (endpoint["url"], 3.0, endpoint["id"])
+    assert job.keys == (app["verification_key"],)
+    assert len(job.token) == 48
+
+
+async def test_the_in_flight_cap_of_an_endpoint_holds_across_claimers(store: Store) -> None:
+    await app_with_endpoint(store, [f"u{i}" for i in range(6)], max_in_flight=2)
+    await store.publish([event(f"e{i}", f"u{i}") for i in range(6)])
+    first = await claim(store, owner="w1")
+    assert len(first) == 2
+    assert await claim(store, owner="w2") == []
+    await store.record("w1", [result(first[0])])
+    assert len(await claim(store, owner="w2")) == 1
+
+
+async def test_the_default_cap_applies_to_endpoints_without_one(store: Store) -> None:
+    await app_with_endpoint(store, [f"u{i}" for i in range(5)])
+    await store.publish([event(f"e{i}", f"u{i}") for i in range(5)])
+    assert len(await claim(store, default_cap=3)) == 3
+
+
+async def test_concurrent_claimers_never_share_a_lane_and_keep_the_cap(
+    database_url: str, store: Store
+) -> None:
+    await app_with_endpoint(store, [f"u{i}" for i in range(40)], max_in_flight=10)
+    await store.publish([event(f"e{u}-{i}", f"u{u}", i) for i in range(3) for u in range(40)])
+    others = [await Store.open(database_url) for _ in range(3)]
+    try:
+        batches = await asyncio.gather(
+            *(claim(s, owner=f"w{n}", limit=8) for n, s in enumerate([store, *others]))
+        )
+    finally:
+        for other in others:
+            await other.close()
+    jobs = [job for batch in batches for job in batch]
+    assert len(jobs) == 10
+    assert len({job.lane for job in jobs}) == 10
+    assert {job.event_id.split("-")[1] for job in jobs} == {"0"}  # each lane's head
+
+
+async def test_a_lane_whose_lease_ran_out_is_claimed_again_with_the_same_token(
+    store: Store,
+) -> None:
+    await app_with_endpoint(store, ["u1"], timeout=0.1)
+    await store.publish([event("e1", "u1"), event("e2", "u1")])
+    (lost,) = await claim(store, owner="dead", lease_margin=0.0)
+    assert await claim(store, owner="w2", lease_margin=0.0) == []
+    await asyncio.sleep(0.25)
+    (again,) = await claim(store, owner="w2")
+    assert (again.delivery_id, again.token, again.event_id) == (lost.delivery_id, lost.token, "e1")
+    # The presumed-dead worker records late: the delivery is done, the lease stays w2's.
+    await store.record("dead", [result(lost)])
+    assert await claim(store, owner="w3") == []
+    await store.record("w2", [result(again)])
+    (nxt,) = await claim(store, owner="w3")
+    assert nxt.event_id == "e2"
+    assert await store.delivery_counts() == {"delivered": 1, "pending": 1}
+
+
+async def test_a_retry_waits_for_its_time_and_keeps_its_place(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1"])
+    await store.publish([event("e1", "u1"), event("e2", "u1")])
+    (job,) = await claim(store)
+    await store.record("w1", [result(job, "retry", retry_at=time.time() + 0.3, error="boom")])
+    assert await claim(store) == []  # e2 waits behind e1
+    await asyncio.sleep(0.35)
+    (again,) = await claim(store)
+    assert (again.event_id, again.attempts, again.token) == ("e1", 1, job.token)
+    await store.record("w1", [result(again, "failed", error="gave up")])
+    (nxt,) = await claim(store)
+    assert nxt.event_id == "e2"
+    failed = (await store.list_deliveries(endpoint["app_id"], status="failed"))[0]
+    assert (failed["attempts"], failed["last_error"]) == (2, "gave up")
+    assert [a["outcome"] for a in failed["attempt_log"]] == ["retry", "failed"]
+
+
+async def test_gone_disables_the_endpoint_and_stops_its_deliveries(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1", "u2"])
+    await store.publish([event("e1", "u1"), event("e2", "u2")])
+    jobs = await claim(store)
+    await store.record("w1", [result(jobs[0], "gone"), result(jobs[1], "retry", retry_at=0.0)])
+    row = await store.get_endpoint(endpoint["id"])
+    assert row["enabled"] == 0 and "410" in row["disabled_reason"]
+    assert await claim(store) == []
+    await store.publish([event("e3", "u1")])
+    assert (await store.list_deliveries(endpoint["app_id"], user_id="u1"))[0]["event_id"] == "e1"
+
+
+async def test_release_hands_claimed_lanes_to_another_worker(store: Store) -> None:
+    await app_with_endpoint(store, ["u1"])
+    await store.publish([event("e1", "u1")])
+    (job,) = await claim(store, owner="w1")
+    await store.release("w1")
+    (again,) = await claim(store, owner="w2")
+    assert again.delivery_id == job.delivery_id
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+async def test_deliveries_are_listed_newest_first_with_filters_and_attempts(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1", "u2"])
+    app_id = endpoint["app_id"]
+    await store.publish([event("e1", "u1"), event("e2", "u2", event_type="product_created")])
+    jobs = await claim(store)
+    await store.record("w1", [result(job) for job in jobs])
+    listed = await store.list_deliveries(app_id)
+    assert [d["event_id"] for d in listed] == ["e2", "e1"]
+    assert [d["event_id"] for d in await store.list_deliveries(app_id, user_id="u1")] == ["e1"]
+    assert [
+        d["event_id"] for d in await store.list_deliveries(app_id, event_type="product_created")
+    ] == ["e2"]
+    assert await store.list_deliveries(app_id, endpoint_id="ep_other") == []
+    assert await store.list_deliveries(app_id, since=time.time() + 60) == []
+    older = await store.list_deliveries(app_id, before=listed[0]["id"], limit=1)
+    assert [d["event_id"] for d in older] == ["e1"]
+    one = await store.get_delivery(listed[1]["id"])
+    assert one["url"] == endpoint["url"] and one["status"] == "delivered"
+    assert [a["status_code"] for a in one["attempt_log"]] == [200]
+    with pytest.raises(NotFound):
+        await store.get_delivery(10**9)
+
+
+# -- retention -------------------------------------------------------------------------
+
+
+async def test_prune_removes_old_finished_events_with_their_attempts(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1", "u2"])
+    app_id = endpoint["app_id"]
+    await store.publish([event(f"old{i}", "u1", i) for i in range(5)] + [event("stuck", "u2")])
+    while jobs := await claim(store):
+        later = time.time() + 60
+        await store.record(
+            "w1",
+            [result(j, "retry", retry_at=later) if j.user_id == "u2" else result(j) for j in jobs],
+        )
+    assert await store.prune(3600) == 0  # nothing is an hour old
+    await asyncio.sleep(0.05)
+    await store.publish([event("new", "u1")])
+    assert await store.prune(0.02, batch=2) == 5  # in three batches
+    remaining = {d["event_id"]: d for d in await store.list_deliveries(app_id)}
+    assert set(remaining) == {"stuck", "new"}  # pending ones stay, whatever their age
+    with pytest.raises(NotFound):
+        await store.get_event("old0")
+    assert await store.delivery_counts() == {"pending": 2}
+
+
+async def test_the_schema_is_current_after_open(database_url: str, store: Store) -> None:
+    from hookline.store.queries import load_migrations
+
+    latest = load_migrations(store.db.dialect)[-1][0]
+    assert await store.db.schema_version() == latest
+    assert await store.db.migrate() == []  # idempotent
+
+
+# -- notifications ---------------------------------------------------------------------
+
+
+async def test_other_processes_hear_of_a_publish_where_the_backend_can_tell(
+    database_url: str, store: Store
+) -> None:
+    await app_with_endpoint(store, ["u1"])
+    other = await Store.open(database_url)
+    heard = asyncio.Event()
+    subscription = await other.on_published(heard.set)
+    try:
+        await asyncio.sleep(0.3)  # connected; the first call is the "connected" one
+        heard.clear()
+        await store.publish([event("e1", "u1")])
+        if store.db.dialect == "postgres":
+            await asyncio.wait_for(heard.wait(), 5)
+        else:
+            await asyncio.sleep(0.2)
+            assert not heard.is_set()
+    finally:
+        await subscription.close()
+        await other.close()

@@ -8,12 +8,16 @@ import logging
 import os
 import secrets
 import signal
+from typing import TYPE_CHECKING
 
 import click
 
 from hookline import __version__
 from hookline.config import EngineSettings, database_url
 from hookline.exceptions import HooklineError
+
+if TYPE_CHECKING:
+    from hookline.store import Store
 
 DATABASE_HELP = "Database URL: sqlite:///path.db or postgresql://... [env HOOKLINE_DATABASE_URL]"
 
@@ -98,9 +102,8 @@ def worker(database: str | None, allow_private_targets: bool, json_logs: bool) -
 
 async def _run_worker(url: str, settings: EngineSettings) -> None:
     from hookline.sender import Engine
-    from hookline.store import Store
 
-    store = await Store.open(url)
+    store = await _open_waiting(url)
     engine = Engine(store, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,6 +116,22 @@ async def _run_worker(url: str, settings: EngineSettings) -> None:
     finally:
         await engine.stop()
         await store.close()
+
+
+async def _open_waiting(url: str) -> Store:
+    """Open the store, waiting (with back-off) while the database is unreachable: a
+    worker started before its database, or during a restart, just starts late."""
+    from hookline.exceptions import StorageUnavailable
+    from hookline.store import Store
+
+    delay = 0.25
+    while True:
+        try:
+            return await Store.open(url)
+        except StorageUnavailable as exc:
+            logging.getLogger("hookline").warning("waiting for the database: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @main.command()

@@ -23,6 +23,7 @@ import os
 import random
 import secrets
 import socket
+import time
 
 import aiohttp
 
@@ -113,6 +114,7 @@ class Engine:
             # Cleared before claiming: a wake-up that arrives while the claim runs is kept
             # and makes the next sleep return at once.
             self._wakeup.clear()
+            claimed_at = time.time()
             try:
                 jobs = await self.store.claim(
                     self.owner,
@@ -125,7 +127,9 @@ class Engine:
                 await self._sleep(1.0)
                 continue
             for job in jobs:
-                task = asyncio.create_task(self._send(job))
+                # The store read its clock after ours, so each lease lasts at least this long.
+                lease_ends = claimed_at + job.timeout + self.settings.lease_margin
+                task = asyncio.create_task(self._send(job, lease_ends))
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
             if len(jobs) < room:
@@ -137,8 +141,14 @@ class Engine:
 
     # -- sending ------------------------------------------------------------------------
 
-    async def _send(self, job: Job) -> None:
+    async def _send(self, job: Job, lease_ends: float) -> None:
         assert self._session is not None
+        if time.time() + job.timeout > lease_ends:
+            # Too late to finish within the lease (this process stalled): another worker
+            # may take the lane over before the answer is in. Send nothing; the lane goes
+            # out again when the lease ends, so no delivery is ever in flight twice.
+            log.warning("delivery %d claimed too long ago; leaving it", job.delivery_id)
+            return
         for observer in self._observers:
             _safely(observer.before_attempt, job)
         result = await attempt(

@@ -84,6 +84,10 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        # The recorder may be writing the last results right now; cancelling that write
+        # would lose attempts that were made, and their deliveries would go out again.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._results.join(), grace)
         await self._drain_results()
         for task in self._tasks:
             task.cancel()
@@ -167,7 +171,11 @@ class Engine:
             batch = [first]
             while not self._results.empty() and len(batch) < RECORD_BATCH:
                 batch.append(self._results.get_nowait())
-            await self._record(batch)
+            try:
+                await self._record(batch)
+            finally:
+                for _ in batch:
+                    self._results.task_done()
 
     async def _drain_results(self) -> None:
         batch: list[AttemptResult] = []

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -122,7 +122,7 @@ class _Conn:
     def __init__(
         self,
         conn: asyncpg.Connection,
-        errors: Callable[[str], contextlib.AbstractContextManager[None]],
+        errors: Callable[[str], contextlib.AbstractAsyncContextManager[None]],
     ) -> None:
         self._conn = conn
         self._errors = errors
@@ -130,7 +130,7 @@ class _Conn:
 
     async def fetch(self, query: str, **params: Any) -> list[Row]:
         q = self._queries[query]
-        with self._errors(query):
+        async with self._errors(query):
             rows = await self._conn.fetch(q.sql, *q.args(params))
         return [dict(row) for row in rows]
 
@@ -140,7 +140,7 @@ class _Conn:
 
     async def execute(self, query: str, **params: Any) -> None:
         q = self._queries[query]
-        with self._errors(query):
+        async with self._errors(query):
             await self._conn.execute(q.sql, *q.args(params))
 
 
@@ -172,8 +172,8 @@ class PostgresConnector:
 
     # -- errors -------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
         try:
             yield
         except _DRIVER_ERRORS as exc:
@@ -182,13 +182,13 @@ class PostgresConnector:
             self._backoff.failed()
             if self._pool is not None:
                 # Every pooled connection is suspect now: open new ones on next use.
-                self._pool.expire_connections()
+                await self._pool.expire_connections()
             raise StorageUnavailable(f"PostgreSQL unreachable ({what}): {exc!r}") from exc
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> None:
-        with self._errors("connecting"):
+        async with self._errors("connecting"):
             self._pool = await asyncpg.create_pool(
                 self.dsn,
                 min_size=1,
@@ -213,7 +213,7 @@ class PostgresConnector:
             raise StorageError("the PostgreSQL connector is not open")
         pool = self._pool
         self._backoff.check()
-        with self._errors("connecting"):
+        async with self._errors("connecting"):
             conn = await pool.acquire(timeout=self.acquire_timeout)
         self._backoff.succeeded()
         try:
@@ -241,7 +241,7 @@ class PostgresConnector:
     async def transaction(self, *, durable: bool = True) -> AsyncIterator[Connection]:
         async with self._connection() as conn:
             tx = conn.transaction()
-            with self._errors("BEGIN"):
+            async with self._errors("BEGIN"):
                 await tx.start()
                 if not durable:
                     await conn.execute("SET LOCAL synchronous_commit = off")
@@ -251,14 +251,14 @@ class PostgresConnector:
                 with contextlib.suppress(*_DRIVER_ERRORS):
                     await tx.rollback()
                 raise
-            with self._errors("COMMIT"):
+            async with self._errors("COMMIT"):
                 await tx.commit()
 
     # -- schema -------------------------------------------------------------------------
 
     async def schema_version(self) -> int:
         async with self._connection() as conn:
-            with self._errors("reading the schema version"):
+            async with self._errors("reading the schema version"):
                 if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
                     return 0
                 return int(
@@ -269,7 +269,7 @@ class PostgresConnector:
         """Bring the schema up to date in one transaction: all of it applies, or none."""
         applied: list[int] = []
         async with self._connection() as conn:
-            with self._errors("migrating"):
+            async with self._errors("migrating"):
                 async with conn.transaction():
                     await conn.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
                     await conn.execute(

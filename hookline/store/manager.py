@@ -19,12 +19,15 @@ from typing import Any
 import orjson
 
 from hookline.events import matches, new_token
-from hookline.exceptions import Conflict, NotFound
+from hookline.exceptions import Conflict, NotFound, ValidationError
 from hookline.store.connector import Connector, Row, Subscription, connector_for
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
 
 #: Notified by every publish that made deliveries (``notify_published``).
 PUBLISHED_CHANNEL = "hookline_published"
+
+#: The user_id of test notifications: no real store, so no real user's lane waits on them.
+TEST_USER = "hookline-test"
 
 
 def _json(value: Any) -> str:
@@ -455,6 +458,143 @@ class Store:
         row = await self.db.fetchrow("metrics_snapshot", now=time.time())
         assert row is not None
         return row
+
+    async def set_endpoint_enabled(
+        self, endpoint_id: str, enabled: bool, *, reason: str | None = None
+    ) -> Row:
+        """Turn an endpoint on or off. Its pending deliveries wait while it is off and go
+        out again once it is back on; nothing is dropped."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "set_endpoint_enabled",
+                id=endpoint_id,
+                enabled=int(enabled),
+                reason=None if enabled else (reason or "disabled by an operator"),
+                now=time.time(),
+            )
+        if row is None:
+            raise NotFound(f"no endpoint with id {endpoint_id!r}")
+        return row
+
+    async def send_test(
+        self, endpoint_id: str, event_type: str, data: str, *, user_id: str = TEST_USER
+    ) -> Row:
+        """Publish a sample event to one endpoint only, through the normal pipeline.
+
+        The event is stored like any other and gets one delivery, for this endpoint,
+        whatever its subscription or the user's installations: a developer checks
+        their receiver without touching any real store's webhooks.
+        """
+        endpoint = await self.get_endpoint(endpoint_id)
+        if not endpoint["enabled"]:
+            raise ValidationError("the endpoint is disabled; enable it to send a test")
+        now = time.time()
+        event_id = new_id("evt_test")
+        async with self.db.transaction() as tx:
+            (event,) = await tx.fetch(
+                "insert_events",
+                rows=_json(
+                    [{"id": event_id, "event_type": event_type, "user_id": user_id, "data": data}]
+                ),
+                now=now,
+            )
+            token = new_token()
+            lane = user_id if endpoint["ordered"] else "d:" + token
+            delivery = {
+                "event_seq": event["seq"],
+                "endpoint_id": endpoint_id,
+                "app_id": endpoint["app_id"],
+                "user_id": user_id,
+                "event_type": event_type,
+                "lane": lane,
+                "token": token,
+            }
+            await tx.execute("insert_deliveries", rows=_json([delivery]), now=now)
+            await tx.execute(
+                "grow_lanes",
+                rows=_json([{"endpoint_id": endpoint_id, "lane": lane, "count": 1}]),
+                now=now,
+            )
+        return {**event, "endpoint_id": endpoint_id}
+
+    async def retry_deliveries(self, delivery_ids: Sequence[int]) -> int:
+        """Send finished deliveries (failed, or delivered: a replay) once more, now.
+
+        The token and event_id stay the delivery's own, so a receiver that already has
+        it treats it as a duplicate. Pending ones are left alone. Returns how many moved.
+        """
+        if not delivery_ids:
+            return 0
+        now = time.time()
+        async with self.db.transaction() as tx:
+            moved = await tx.fetch(
+                "retry_deliveries", ids=_json([int(i) for i in delivery_ids]), now=now
+            )
+            lanes = Counter((row["endpoint_id"], row["lane"]) for row in moved)
+            if lanes:
+                await tx.execute(
+                    "grow_lanes",
+                    rows=_json(
+                        [
+                            {"endpoint_id": ep, "lane": lane, "count": n}
+                            for (ep, lane), n in lanes.items()
+                        ]
+                    ),
+                    now=now,
+                )
+        return len(moved)
+
+    async def failed_delivery_ids(
+        self,
+        *,
+        app_id: str | None = None,
+        endpoint_id: str | None = None,
+        since: float | None = None,
+        after: int = 0,
+        limit: int = 500,
+    ) -> list[int]:
+        """One page (by ascending id, after ``after``) of failed deliveries."""
+        rows = await self.db.fetch(
+            "failed_delivery_ids",
+            app_id=app_id,
+            endpoint_id=endpoint_id,
+            since=since,
+            after=after,
+            limit=limit,
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def count_failed_deliveries(
+        self,
+        *,
+        app_id: str | None = None,
+        endpoint_id: str | None = None,
+        since: float | None = None,
+    ) -> int:
+        row = await self.db.fetchrow(
+            "count_failed_deliveries", app_id=app_id, endpoint_id=endpoint_id, since=since
+        )
+        return int(row["n"]) if row else 0
+
+    async def delivery_timeline(
+        self,
+        app_id: str,
+        *,
+        since: float,
+        bucket: float,
+        endpoint_id: str | None = None,
+        limit: int = 10_000,
+    ) -> list[Row]:
+        """``{bucket, status, n}`` rows: deliveries created per ``bucket`` seconds since
+        ``since``, by their status now, from at most the newest ``limit`` deliveries."""
+        return await self.db.fetch(
+            "delivery_timeline",
+            app_id=app_id,
+            endpoint_id=endpoint_id,
+            since=since,
+            bucket=bucket,
+            limit=limit,
+        )
 
 
 def _attempt_row(result: AttemptResult) -> dict[str, Any]:

@@ -256,3 +256,46 @@ WHERE seq IN (
     ORDER BY ev.created_at
     LIMIT :batch)
 RETURNING seq;
+
+-- set_endpoint_enabled --
+UPDATE endpoints
+SET enabled = :enabled, disabled_reason = :reason, updated_at = :now
+WHERE id = :id
+RETURNING *;
+
+-- retry_deliveries --
+-- Back to pending and due now; the attempt log keeps what happened before. The caller
+-- grows the lanes returned here so the engine finds them.
+UPDATE deliveries
+SET status = 'pending', next_attempt_at = :now, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status <> 'pending'
+RETURNING endpoint_id, lane;
+
+-- failed_delivery_ids --
+SELECT id FROM deliveries
+WHERE status = 'failed' AND id > :after
+  AND (:app_id IS NULL OR app_id = :app_id)
+  AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+  AND (:since IS NULL OR created_at >= :since)
+ORDER BY id
+LIMIT :limit;
+
+-- count_failed_deliveries --
+SELECT COUNT(*) AS n FROM deliveries
+WHERE status = 'failed'
+  AND (:app_id IS NULL OR app_id = :app_id)
+  AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+  AND (:since IS NULL OR created_at >= :since);
+
+-- delivery_timeline --
+-- Deliveries per time bucket and status, for the dashboard's chart. Only the newest
+-- :limit deliveries of the app are looked at (walking its index backwards), so a busy
+-- app costs a bounded read; the chart then covers less than the whole window.
+SELECT CAST((created_at - :since) / :bucket AS INTEGER) AS bucket, status, COUNT(*) AS n
+FROM (
+    SELECT created_at, status FROM deliveries
+    WHERE app_id = :app_id AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+    ORDER BY id DESC
+    LIMIT :limit) AS recent
+WHERE created_at >= :since
+GROUP BY bucket, status;

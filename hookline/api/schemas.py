@@ -29,15 +29,38 @@ class AppIn(Strict):
     name: str = Field(min_length=1, max_length=200)
 
 
+class AppRename(Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
 class AppOut(BaseModel):
     id: str
     name: str
-    verification_key: str
+    verification_key: str = Field(description="The key that signs X-Selz-Signature now.")
+    next_verification_key: str | None = Field(
+        description="During a key rotation: the new key. Add it to your receiver now."
+    )
+    key_switch_at: Time | None = Field(
+        description="During a key rotation: when X-Selz-Signature switches to the new key."
+    )
     created_at: Time
 
 
 class AppCreated(AppOut):
     api_key: str = Field(description="Shown once; hookline keeps only a hash of it.")
+
+
+#: How long both verification keys sign before the switch, unless the rotation says.
+DEFAULT_GRACE_SECONDS = 86400.0
+
+
+class KeyRotationIn(Strict):
+    grace_seconds: float = Field(
+        DEFAULT_GRACE_SECONDS,
+        ge=0,
+        le=30 * 86400,
+        description="How long both keys sign before X-Selz-Signature switches to the new one.",
+    )
 
 
 class InstallationIn(Strict):
@@ -77,6 +100,54 @@ class EndpointOut(BaseModel):
     updated_at: Time
 
 
+class EndpointPatch(Strict):
+    """Only what is given changes. ``max_in_flight: null`` means the engine's default."""
+
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    event_types: list[str] | None = Field(None, min_length=1, max_length=len(EVENT_TYPES))
+    timeout: float | None = Field(None, gt=0, le=60)
+    ordered: bool | None = None
+    max_in_flight: int | None = Field(None, ge=1, le=1000)
+    enabled: bool | None = None
+
+    @field_validator("event_types")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_event_filter(value)
+
+
+class RecoverIn(Strict):
+    since: Time = Field(description="Recover failed deliveries created at or after this time.")
+
+
+class RecoverOut(BaseModel):
+    recovered: int = Field(description="Failed deliveries made pending again.")
+
+
+class TestNotificationIn(Strict):
+    event_type: EventType
+    user_id: Identifier | None = Field(
+        None, description="The user the sample event is for; a test user by default."
+    )
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+class EndpointStats(BaseModel):
+    endpoint_id: str
+    since: Time
+    attempts: int = Field(description="Attempts in the window (the latest 10,000 at most).")
+    outcomes: dict[str, int]
+    success_rate: float | None = Field(description="Delivered attempts / attempts.")
+    latency_ms: Percentiles
+    pending: int = Field(description="Deliveries waiting to be sent to this endpoint.")
+    truncated: bool = Field(description="True when the window held more attempts than read.")
+
+
 class EventIn(Strict):
     event_type: EventType
     user_id: Identifier
@@ -101,6 +172,14 @@ class EventBatchOut(BaseModel):
     events: list[EventOut]
 
 
+class EventDetail(BaseModel):
+    id: str
+    event_type: str
+    user_id: str
+    data: dict[str, Any]
+    created_at: Time
+
+
 class AttemptOut(BaseModel):
     attempted_at: Time
     outcome: str
@@ -113,6 +192,7 @@ class AttemptOut(BaseModel):
 class DeliveryOut(BaseModel):
     id: int
     event_id: str
+    app_id: str
     endpoint_id: str
     user_id: str
     event_type: str

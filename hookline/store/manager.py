@@ -20,8 +20,9 @@ import orjson
 
 from hookline.events import matches, new_token
 from hookline.exceptions import Conflict, NotFound, ValidationError
-from hookline.store.connector import Connector, Row, Subscription, connector_for
+from hookline.store.connector import Connection, Connector, Row, Subscription, connector_for
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
+from hookline.store.sealing import KeyBox
 
 #: Notified by every publish that made deliveries (``notify_published``).
 PUBLISHED_CHANNEL = "hookline_published"
@@ -36,6 +37,14 @@ def _json(value: Any) -> str:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def new_api_key() -> str:
+    return "hk_" + secrets.token_urlsafe(32)
+
+
+def new_verification_key() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def hash_api_key(api_key: str) -> str:
@@ -60,16 +69,20 @@ def signing_keys(app: Row, now: float) -> tuple[str, ...]:
 
 
 class Store:
-    def __init__(self, connector: Connector) -> None:
+    """``keys`` seals verification keys at rest (``KeyBox.from_env()`` when not given:
+    sealed when ``HOOKLINE_MASTER_KEY`` is set, in the clear otherwise)."""
+
+    def __init__(self, connector: Connector, keys: KeyBox | None = None) -> None:
         self.db = connector
+        self.keys = keys if keys is not None else KeyBox.from_env()
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+    async def open(cls, url: str, *, migrate: bool = True, keys: KeyBox | None = None) -> Store:
         connector = connector_for(url)
         await connector.open()
         if migrate:
             await connector.migrate()
-        return cls(connector)
+        return cls(connector, keys)
 
     async def close(self) -> None:
         await self.db.close()
@@ -78,30 +91,36 @@ class Store:
 
     async def create_app(self, name: str) -> tuple[Row, str]:
         """Create an app; return its row and its API key (shown once, stored hashed)."""
-        api_key = "hk_" + secrets.token_urlsafe(32)
+        api_key = new_api_key()
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
                 "create_app",
                 id=new_id("app"),
                 name=name,
                 api_key_hash=hash_api_key(api_key),
-                verification_key=secrets.token_urlsafe(32),
+                verification_key=self.keys.seal(new_verification_key()),
                 now=time.time(),
             )
         assert row is not None
-        return row, api_key
+        return self._opened(row), api_key
 
     async def get_app(self, app_id: str) -> Row:
         row = await self.db.fetchrow("get_app", id=app_id)
         if row is None:
             raise NotFound(f"no app with id {app_id!r}")
+        return self._opened(row)
+
+    def _opened(self, row: Row) -> Row:
+        """The row with its verification keys opened (they may be sealed at rest)."""
+        row["verification_key"] = self.keys.open(row["verification_key"])
+        row["next_verification_key"] = self.keys.open_optional(row.get("next_verification_key"))
         return row
 
     async def app_for_api_key(self, api_key: str) -> Row | None:
         return await self.db.fetchrow("get_app_by_key_hash", api_key_hash=hash_api_key(api_key))
 
     async def list_apps(self) -> list[Row]:
-        return await self.db.fetch("list_apps")
+        return [self._opened(row) for row in await self.db.fetch("list_apps")]
 
     async def install(self, app_id: str, user_id: str) -> tuple[Row, bool]:
         """Record that ``user_id`` installed the app; return the row and whether it is new."""
@@ -312,7 +331,7 @@ class Store:
                 found = {(h["endpoint_id"], h["lane"]) for h in heads}
                 empty = [r for r in leased if (r["endpoint_id"], r["lane"]) not in found]
                 await tx.execute("clear_lanes", rows=_json(empty))
-        return [Job.from_row(h, signing_keys(h, now)) for h in heads]
+        return [Job.from_row(h, signing_keys(self._opened(h), now)) for h in heads]
 
     async def record(self, owner: str, results: Sequence[AttemptResult]) -> None:
         """Log each attempt and move its delivery and lane on, all in one transaction."""
@@ -372,8 +391,25 @@ class Store:
                 await tx.execute(
                     "reschedule_deliveries", rows=_json([_attempt_row(r) for r in retries]), now=now
                 )
+            await self._track_health(tx, results)
             await tx.execute("release_lanes", rows=lanes, owner=owner, now=now)
             await tx.execute("drop_empty_lanes", rows=lanes)
+
+    async def _track_health(self, tx: Connection, results: Sequence[AttemptResult]) -> None:
+        """An endpoint is failing from its first failed attempt after a success until its
+        next success; the health check disables it once that has lasted too long."""
+        answered = {r.job.endpoint_id for r in results if r.outcome == "delivered"}
+        failing: dict[str, float] = {}
+        for r in results:
+            if r.outcome in ("retry", "failed") and r.job.endpoint_id not in answered:
+                failing.setdefault(r.job.endpoint_id, r.attempted_at)
+        if answered:
+            await tx.execute("mark_endpoints_healthy", ids=_json(sorted(answered)))
+        if failing:
+            await tx.execute(
+                "mark_endpoints_failing",
+                rows=_json([{"endpoint_id": ep, "since": failing[ep]} for ep in sorted(failing)]),
+            )
 
     async def release(self, owner: str) -> None:
         """Hand back every lane ``owner`` still holds (a clean shutdown)."""
@@ -398,6 +434,213 @@ class Store:
             if len(gone) < batch:
                 return total
             await asyncio.sleep(pause)
+
+    # -- apps: names, keys, removal -----------------------------------------------------
+
+    async def rename_app(self, app_id: str, name: str) -> Row:
+        row = await self.db.fetchrow("rename_app", id=app_id, name=name)
+        if row is None:
+            raise NotFound(f"no app with id {app_id!r}")
+        return self._opened(row)
+
+    async def delete_app(self, app_id: str) -> None:
+        """Delete an app with its installations, endpoints, deliveries and attempts."""
+        async with self.db.transaction() as tx:
+            gone = await tx.fetchrow("delete_app", id=app_id)
+        if gone is None:
+            raise NotFound(f"no app with id {app_id!r}")
+
+    async def rotate_api_key(self, app_id: str) -> tuple[Row, str]:
+        """A new API key for the app (shown once); the old one stops working at once."""
+        api_key = new_api_key()
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "set_api_key_hash", id=app_id, api_key_hash=hash_api_key(api_key)
+            )
+        if row is None:
+            raise NotFound(f"no app with id {app_id!r}")
+        return self._opened(row), api_key
+
+    async def rotate_verification_key(self, app_id: str, grace: float) -> Row:
+        """Make the app's next verification key; signing switches to it after ``grace``.
+
+        Until then ``X-Selz-Signature`` stays on the current key and ``webhook-signature``
+        carries both, so the app adds the new key to its receiver in the meantime and no
+        delivery is rejected. A rotation still in its grace period is a ``Conflict``; one
+        whose switch has passed is completed first.
+        """
+        now = time.time()
+        async with self.db.transaction() as tx:
+            stored = await tx.fetchrow("get_app", id=app_id)
+            if stored is None:
+                raise NotFound(f"no app with id {app_id!r}")
+            current, upcoming = stored["verification_key"], stored["next_verification_key"]
+            if upcoming is not None:
+                if stored["key_switch_at"] is not None and stored["key_switch_at"] > now:
+                    raise Conflict(
+                        "a key rotation is under way; signing switches to its key at "
+                        f"{stored['key_switch_at']:.0f} (seconds since the epoch)"
+                    )
+                current = upcoming
+            row = await tx.fetchrow(
+                "set_verification_keys",
+                id=app_id,
+                verification_key=current,
+                next_verification_key=self.keys.seal(new_verification_key()),
+                key_switch_at=now + grace,
+            )
+        assert row is not None
+        return self._opened(row)
+
+    async def retire_switched_keys(self) -> int:
+        """Drop the old key of every app whose signing has switched to its new one."""
+        async with self.db.transaction() as tx:
+            return len(await tx.fetch("retire_switched_keys", now=time.time()))
+
+    async def reseal_keys(
+        self, keys: KeyBox, *, batch: int = 200, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Write every verification key again sealed by ``keys`` (a new master key, or
+        none to store them in the clear); they are opened with this store's own box,
+        which must know the old master key. Batches of ``batch`` apps, each its own
+        transaction: an interrupted run is simply run again. Returns how many apps."""
+        count = await self.db.fetchrow("count_apps")
+        total = int(count["n"]) if count else 0
+        done, after = 0, ""
+        while True:
+            rows = await self.db.fetch("app_keys_after", after=after, limit=batch)
+            if not rows:
+                return done
+            sealed = [
+                {
+                    "id": row["id"],
+                    "verification_key": keys.seal(self.keys.open(row["verification_key"])),
+                    "next_verification_key": (
+                        keys.seal(self.keys.open(row["next_verification_key"]))
+                        if row["next_verification_key"] is not None
+                        else None
+                    ),
+                }
+                for row in rows
+            ]
+            async with self.db.transaction() as tx:
+                await tx.execute("store_app_keys", rows=_json(sealed))
+            done += len(rows)
+            after = rows[-1]["id"]
+            if progress is not None:
+                progress(done, max(total, done))
+
+    # -- endpoints: changes, recovery, tests, statistics, health ------------------------
+
+    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> Row:
+        """Change the given settings (``url``, ``event_types``, ``timeout``, ``ordered``,
+        ``max_in_flight``, ``enabled``) and keep the rest.
+
+        Disabling (or enabling) by hand clears the health record, so the health check
+        neither probes nor re-enables it. Enabled again, the endpoint sends its backlog
+        at once, in order. A new ``ordered`` applies to deliveries published from now on.
+        """
+        now = time.time()
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow("get_endpoint", id=endpoint_id)
+            if row is None:
+                raise NotFound(f"no endpoint with id {endpoint_id!r}")
+            values = {k: row[k] for k in ENDPOINT_SETTINGS}
+            values.update({k: v for k, v in changes.items() if k in ENDPOINT_SETTINGS})
+            if "event_types" in changes:
+                values["event_types"] = _json(changes["event_types"])
+            enabled = bool(values["enabled"])
+            if "enabled" in changes and enabled != bool(row["enabled"]):
+                values["failing_since"] = None
+                values["disabled_reason"] = None if enabled else "disabled through the API"
+            else:
+                values["failing_since"] = row["failing_since"]
+                values["disabled_reason"] = row["disabled_reason"]
+            values["enabled"] = int(enabled)
+            values["ordered"] = int(bool(values["ordered"]))
+            updated = await tx.fetchrow("update_endpoint", id=endpoint_id, now=now, **values)
+            if enabled and not row["enabled"]:
+                await tx.execute("wake_endpoint_lanes", endpoint_id=endpoint_id, now=now)
+        assert updated is not None
+        return updated
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint with its deliveries, their attempts and its lanes."""
+        async with self.db.transaction() as tx:
+            gone = await tx.fetchrow("delete_endpoint", id=endpoint_id)
+        if gone is None:
+            raise NotFound(f"no endpoint with id {endpoint_id!r}")
+
+    async def recover_endpoint(self, endpoint_id: str, since: float) -> int:
+        """Make every failed delivery of an endpoint created since ``since`` pending again,
+        due now, with its own token and event_id. Each lane sends them in delivery order.
+        Returns how many."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            moved = await tx.fetch(
+                "recover_endpoint", endpoint_id=endpoint_id, since=since, now=now
+            )
+            await _grow_lanes(tx, moved, now)
+        return len(moved)
+
+    async def delivery_for_event(self, event_seq: int, endpoint_id: str) -> Row:
+        row = await self.db.fetchrow(
+            "delivery_of_event", event_seq=event_seq, endpoint_id=endpoint_id
+        )
+        if row is None:
+            raise NotFound(f"no delivery of event {event_seq} to {endpoint_id!r}")
+        return await self.get_delivery(int(row["id"]))
+
+    async def endpoint_stats(self, endpoint_id: str, since: float, *, limit: int = 10_000) -> Row:
+        """Success rate and latency percentiles of the endpoint's latest attempts since
+        ``since`` (at most ``limit`` of them, so a busy endpoint costs a bounded read)."""
+        attempts = await self.db.fetch(
+            "endpoint_attempts", endpoint_id=endpoint_id, since=since, limit=limit
+        )
+        backlog = await self.db.fetchrow("endpoint_backlog", endpoint_id=endpoint_id)
+        outcomes = Counter(a["outcome"] for a in attempts)
+        latencies = sorted(float(a["latency_ms"]) for a in attempts if a["latency_ms"] is not None)
+        return {
+            "attempts": len(attempts),
+            "outcomes": dict(outcomes),
+            "success_rate": outcomes["delivered"] / len(attempts) if attempts else None,
+            "latency_ms": {f"p{q}": _percentile(latencies, q / 100) for q in (50, 90, 99)},
+            "pending": int(backlog["pending"]) if backlog else 0,
+            "truncated": len(attempts) >= limit,
+        }
+
+    async def disable_failing_endpoints(self, failing_for: float) -> list[Row]:
+        """Disable every endpoint that has been failing for longer than ``failing_for``
+        seconds; return them. Their pending deliveries stay, in order."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            return await tx.fetch(
+                "disable_failing_endpoints",
+                before=now - failing_for,
+                now=now,
+                reason=(
+                    f"failing for more than {_duration(failing_for)}; hookline probes it "
+                    "and enables it again once it answers"
+                ),
+            )
+
+    async def endpoints_to_probe(self, limit: int = 100) -> list[Row]:
+        """Endpoints the health check disabled, each with the keys that sign a probe."""
+        now = time.time()
+        rows = await self.db.fetch("endpoints_to_probe", limit=limit)
+        for row in rows:
+            row["keys"] = signing_keys(self._opened(row), now)
+            row["event_types"] = orjson.loads(row["event_types"])
+        return rows
+
+    async def enable_probed_endpoint(self, endpoint_id: str) -> bool:
+        """Enable an endpoint that answered its probe; its backlog goes out at once."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            enabled = await tx.fetchrow("enable_probed_endpoint", id=endpoint_id, now=now)
+            if enabled is not None:
+                await tx.execute("wake_endpoint_lanes", endpoint_id=endpoint_id, now=now)
+        return enabled is not None
 
     # -- reading deliveries -------------------------------------------------------------
 
@@ -608,3 +851,38 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
         "error": result.error,
         "retry_at": result.retry_at,
     }
+
+
+#: Endpoint columns ``update_endpoint`` may change.
+ENDPOINT_SETTINGS = ("url", "event_types", "timeout", "ordered", "max_in_flight", "enabled")
+
+
+async def _grow_lanes(tx: Connection, moved: list[Row], now: float) -> None:
+    """Count deliveries that became pending again into their lanes (creating them)."""
+    lanes = Counter((row["endpoint_id"], row["lane"]) for row in moved)
+    if lanes:
+        await tx.execute(
+            "grow_lanes",
+            rows=_json(
+                [
+                    {"endpoint_id": ep, "lane": lane, "count": n}
+                    for (ep, lane), n in sorted(lanes.items())
+                ]
+            ),
+            now=now,
+        )
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds / size
+            return f"{n:g} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} seconds"

@@ -41,7 +41,8 @@ SELECT * FROM endpoints WHERE app_id = :app_id ORDER BY created_at, id;
 
 -- disable_endpoints --
 UPDATE endpoints
-SET enabled = 0, disabled_reason = j.value ->> 'reason', updated_at = :now
+SET enabled = 0, disabled_reason = j.value ->> 'reason', failing_since = NULL,
+    updated_at = :now
 FROM json_each(:rows) AS j
 WHERE endpoints.id = j.value ->> 'endpoint_id' AND endpoints.enabled = 1;
 
@@ -299,3 +300,115 @@ FROM (
     LIMIT :limit) AS recent
 WHERE created_at >= :since
 GROUP BY bucket, status;
+
+-- Operator and app surface (below): apps and their keys, endpoint changes, retries and
+-- recovery, statistics, endpoint health.
+
+-- rename_app --
+UPDATE apps SET name = :name WHERE id = :id RETURNING *;
+
+-- delete_app --
+-- Installations, endpoints, their lanes, deliveries and attempts go with it (CASCADE).
+DELETE FROM apps WHERE id = :id RETURNING id;
+
+-- set_api_key_hash --
+UPDATE apps SET api_key_hash = :api_key_hash WHERE id = :id RETURNING *;
+
+-- set_verification_keys --
+UPDATE apps
+SET verification_key = :verification_key, next_verification_key = :next_verification_key,
+    key_switch_at = :key_switch_at
+WHERE id = :id
+RETURNING *;
+
+-- retire_switched_keys --
+-- Once signing has switched to the next key, it becomes the only key.
+UPDATE apps
+SET verification_key = next_verification_key, next_verification_key = NULL,
+    key_switch_at = NULL
+WHERE next_verification_key IS NOT NULL AND key_switch_at <= :now
+RETURNING id;
+
+-- count_apps --
+SELECT COUNT(*) AS n FROM apps;
+
+-- app_keys_after --
+SELECT id, verification_key, next_verification_key FROM apps
+WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- store_app_keys --
+UPDATE apps
+SET verification_key = j.value ->> 'verification_key',
+    next_verification_key = j.value ->> 'next_verification_key'
+FROM json_each(:rows) AS j
+WHERE apps.id = j.value ->> 'id';
+
+-- update_endpoint --
+UPDATE endpoints
+SET url = :url, event_types = :event_types, timeout = :timeout, ordered = :ordered,
+    max_in_flight = :max_in_flight, enabled = :enabled, disabled_reason = :disabled_reason,
+    failing_since = :failing_since, updated_at = :now
+WHERE id = :id
+RETURNING *;
+
+-- delete_endpoint --
+DELETE FROM endpoints WHERE id = :id RETURNING id;
+
+-- wake_endpoint_lanes --
+-- An endpoint enabled again sends its backlog now, not when its old retries come due.
+UPDATE lanes SET next_attempt_at = :now
+WHERE endpoint_id = :endpoint_id AND lease_owner IS NULL;
+
+-- recover_endpoint --
+UPDATE deliveries
+SET status = 'pending', next_attempt_at = :now, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND status = 'failed' AND created_at >= :since
+RETURNING endpoint_id, lane;
+
+-- delivery_of_event --
+SELECT id FROM deliveries
+WHERE event_seq = :event_seq AND endpoint_id = :endpoint_id
+ORDER BY id DESC LIMIT 1;
+
+-- endpoint_attempts --
+-- The latest attempts of one endpoint in a window, at most :limit of them.
+SELECT a.outcome, a.status_code, a.latency_ms
+FROM deliveries AS d
+JOIN attempts AS a ON a.delivery_id = d.id
+WHERE d.endpoint_id = :endpoint_id AND d.updated_at >= :since AND a.attempted_at >= :since
+ORDER BY a.id DESC
+LIMIT :limit;
+
+-- endpoint_backlog --
+SELECT COALESCE(SUM(pending), 0) AS pending FROM lanes WHERE endpoint_id = :endpoint_id;
+
+-- mark_endpoints_healthy --
+UPDATE endpoints SET failing_since = NULL
+WHERE failing_since IS NOT NULL AND id IN (SELECT value FROM json_each(:ids));
+
+-- mark_endpoints_failing --
+UPDATE endpoints SET failing_since = j.value ->> 'since'
+FROM json_each(:rows) AS j
+WHERE endpoints.id = j.value ->> 'endpoint_id' AND endpoints.failing_since IS NULL;
+
+-- disable_failing_endpoints --
+-- Endpoints failing since before :before. failing_since stays set: it is what marks an
+-- endpoint as disabled by its health (and so probed), not by the operator or a 410.
+UPDATE endpoints SET enabled = 0, disabled_reason = :reason, updated_at = :now
+WHERE enabled = 1 AND failing_since IS NOT NULL AND failing_since <= :before
+RETURNING id, app_id, url, failing_since;
+
+-- endpoints_to_probe --
+SELECT e.id, e.app_id, e.url, e.timeout, e.event_types,
+       a.verification_key, a.next_verification_key, a.key_switch_at
+FROM endpoints AS e
+JOIN apps AS a ON a.id = e.app_id
+WHERE e.enabled = 0 AND e.failing_since IS NOT NULL
+ORDER BY e.updated_at
+LIMIT :limit;
+
+-- enable_probed_endpoint --
+UPDATE endpoints
+SET enabled = 1, disabled_reason = NULL, failing_since = NULL, updated_at = :now
+WHERE id = :id AND enabled = 0 AND failing_since IS NOT NULL
+RETURNING id;

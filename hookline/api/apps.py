@@ -1,0 +1,94 @@
+"""Apps, their keys, and the users who installed them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from hookline.api import schemas as s
+from hookline.api.common import Auth, app_of, store
+
+router = APIRouter()
+
+
+@router.post("/apps", status_code=201, response_model=s.AppCreated, tags=["apps"])
+async def create_app(body: s.AppIn, request: Request, who: Auth) -> dict[str, Any]:
+    who.require_admin()
+    row, api_key = await store(request).create_app(body.name)
+    return {**row, "api_key": api_key}
+
+
+@router.get("/apps", response_model=list[s.AppOut], tags=["apps"])
+async def list_apps(request: Request, who: Auth) -> list[dict[str, Any]]:
+    """Every app for the admin; just its own for an app's key."""
+    if who.app_id is None:
+        return await store(request).list_apps()
+    return [await store(request).get_app(who.app_id)]
+
+
+@router.get("/apps/{app_id}", response_model=s.AppOut, tags=["apps"])
+async def get_app(app_id: str, request: Request, who: Auth) -> dict[str, Any]:
+    return await app_of(request, who, app_id)
+
+
+@router.patch("/apps/{app_id}", response_model=s.AppOut, tags=["apps"])
+async def rename_app(app_id: str, body: s.AppRename, request: Request, who: Auth) -> Any:
+    who.require_app(app_id)
+    return await store(request).rename_app(app_id, body.name)
+
+
+@router.delete("/apps/{app_id}", status_code=204, response_class=Response, tags=["apps"])
+async def delete_app(app_id: str, request: Request, who: Auth) -> Response:
+    """Delete the app with its installations, endpoints and delivery log."""
+    who.require_admin()
+    await store(request).delete_app(app_id)
+    return Response(status_code=204)
+
+
+@router.post("/apps/{app_id}/rotate-key", response_model=s.AppOut, tags=["apps"])
+async def rotate_verification_key(
+    app_id: str, request: Request, who: Auth, body: s.KeyRotationIn | None = None
+) -> Any:
+    """Start a verification-key rotation without a single rejected delivery.
+
+    The answer shows the new key (``next_verification_key``) and ``key_switch_at``.
+    Until then ``X-Selz-Signature`` stays on the current key and ``webhook-signature``
+    carries both; add the new key to the receiver before the switch. 409 while a
+    rotation is still in its grace period.
+    """
+    who.require_app(app_id)
+    grace = body.grace_seconds if body else s.DEFAULT_GRACE_SECONDS
+    return await store(request).rotate_verification_key(app_id, grace)
+
+
+@router.post("/apps/{app_id}/rotate-api-key", response_model=s.AppCreated, tags=["apps"])
+async def rotate_api_key(app_id: str, request: Request, who: Auth) -> dict[str, Any]:
+    """A new API key, shown once; the old one stops working at once."""
+    who.require_app(app_id)
+    row, api_key = await store(request).rotate_api_key(app_id)
+    return {**row, "api_key": api_key}
+
+
+@router.post(
+    "/apps/{app_id}/installations",
+    status_code=201,
+    response_model=s.InstallationOut,
+    responses={200: {"model": s.InstallationOut, "description": "Already installed"}},
+    tags=["installations"],
+)
+async def install(app_id: str, body: s.InstallationIn, request: Request, who: Auth) -> Any:
+    who.require_admin()
+    row, created = await store(request).install(app_id, body.user_id)
+    if not created:
+        return JSONResponse(s.InstallationOut(**row).model_dump(mode="json"), status_code=200)
+    return row
+
+
+@router.get(
+    "/apps/{app_id}/installations", response_model=list[s.InstallationOut], tags=["installations"]
+)
+async def list_installations(app_id: str, request: Request, who: Auth) -> list[dict[str, Any]]:
+    await app_of(request, who, app_id)
+    return await store(request).list_installations(app_id)

@@ -1,0 +1,69 @@
+"""The delivery log of an app: list, one with every attempt, retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+
+from hookline.api import schemas as s
+from hookline.api.common import Auth, app_of, delivery_of, store, wake_engine
+from hookline.exceptions import Conflict
+
+router = APIRouter(tags=["deliveries"])
+
+DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("/apps/{app_id}/deliveries", response_model=s.DeliveryList)
+async def list_deliveries(
+    app_id: str,
+    request: Request,
+    who: Auth,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    endpoint_id: str | None = None,
+    user_id: str | None = None,
+    event_type: s.EventType | None = None,
+    status: s.DeliveryStatus | None = None,
+    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+    until: Annotated[datetime | None, Query(description="Created before.")] = None,
+) -> dict[str, Any]:
+    """Newest first, each with its attempts; ``next_cursor`` pages on."""
+    await app_of(request, who, app_id)
+    rows = await store(request).list_deliveries(
+        app_id,
+        limit=limit + 1,
+        before=int(cursor) if cursor else None,
+        endpoint_id=endpoint_id,
+        user_id=user_id,
+        event_type=event_type,
+        status=status,
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"data": rows, "next_cursor": str(rows[-1]["id"]) if more else None}
+
+
+@router.get("/apps/{app_id}/deliveries/{delivery_id}", response_model=s.DeliveryOut)
+async def get_delivery(app_id: str, delivery_id: DeliveryId, request: Request, who: Auth) -> Any:
+    return await delivery_of(request, who, app_id, delivery_id)
+
+
+@router.post(
+    "/apps/{app_id}/deliveries/{delivery_id}/retry",
+    status_code=202,
+    response_model=s.DeliveryOut,
+)
+async def retry_delivery(app_id: str, delivery_id: DeliveryId, request: Request, who: Auth) -> Any:
+    """Send a failed delivery again now (or replay a delivered one), with the same token
+    and event_id. A pending delivery is already on its way: 409."""
+    row = await delivery_of(request, who, app_id, delivery_id)
+    if row["status"] == "pending":
+        raise Conflict(f"delivery {delivery_id} is pending: it is sent, or retried, already")
+    await store(request).retry_deliveries([delivery_id])
+    wake_engine(request)
+    return await store(request).get_delivery(delivery_id)

@@ -1,0 +1,127 @@
+"""Endpoints: register, change, remove; recover failures, send tests, read statistics."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+
+from hookline.api import schemas as s
+from hookline.api.common import Auth, app_of, endpoint_of, endpoint_out, store, wake_engine
+from hookline.samples import sample_data
+from hookline.sender.addresses import check_url
+from hookline.store.manager import TEST_USER
+
+router = APIRouter(tags=["endpoints"])
+
+
+@router.post("/apps/{app_id}/endpoints", status_code=201, response_model=s.EndpointOut)
+async def create_endpoint(
+    app_id: str, body: s.EndpointIn, request: Request, who: Auth
+) -> dict[str, Any]:
+    who.require_app(app_id)
+    check_url(body.url, allow_private=request.app.state.settings.allow_private_targets)
+    row = await store(request).create_endpoint(
+        app_id,
+        url=body.url,
+        event_types=body.event_types,
+        timeout=body.timeout,
+        ordered=body.ordered,
+        max_in_flight=body.max_in_flight,
+    )
+    return endpoint_out(row)
+
+
+@router.get("/apps/{app_id}/endpoints", response_model=list[s.EndpointOut])
+async def list_endpoints(app_id: str, request: Request, who: Auth) -> list[dict[str, Any]]:
+    await app_of(request, who, app_id)
+    return [endpoint_out(r) for r in await store(request).list_endpoints(app_id)]
+
+
+@router.get("/apps/{app_id}/endpoints/{endpoint_id}", response_model=s.EndpointOut)
+async def get_endpoint(app_id: str, endpoint_id: str, request: Request, who: Auth) -> Any:
+    return endpoint_out(await endpoint_of(request, who, app_id, endpoint_id))
+
+
+@router.patch("/apps/{app_id}/endpoints/{endpoint_id}", response_model=s.EndpointOut)
+async def update_endpoint(
+    app_id: str, endpoint_id: str, body: s.EndpointPatch, request: Request, who: Auth
+) -> Any:
+    """Change the URL, event types, timeout, ordering, in-flight cap, or turn it on/off.
+
+    Enabled again, an endpoint sends its backlog at once, in order.
+    """
+    await endpoint_of(request, who, app_id, endpoint_id)
+    changes = {
+        k: v
+        for k, v in body.model_dump(exclude_unset=True).items()
+        if v is not None or k == "max_in_flight"
+    }
+    if "url" in changes:
+        check_url(changes["url"], allow_private=request.app.state.settings.allow_private_targets)
+    row = await store(request).update_endpoint(endpoint_id, **changes)
+    if row["enabled"]:
+        wake_engine(request)
+    return endpoint_out(row)
+
+
+@router.delete("/apps/{app_id}/endpoints/{endpoint_id}", status_code=204, response_class=Response)
+async def delete_endpoint(app_id: str, endpoint_id: str, request: Request, who: Auth) -> Response:
+    """Delete the endpoint with its deliveries and their attempts."""
+    await endpoint_of(request, who, app_id, endpoint_id)
+    await store(request).delete_endpoint(endpoint_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/apps/{app_id}/endpoints/{endpoint_id}/recover",
+    status_code=202,
+    response_model=s.RecoverOut,
+)
+async def recover(
+    app_id: str, endpoint_id: str, body: s.RecoverIn, request: Request, who: Auth
+) -> dict[str, Any]:
+    """Send every failed delivery of the endpoint created since ``since`` again, now,
+    each with its own token and event_id, in order within each user."""
+    await endpoint_of(request, who, app_id, endpoint_id)
+    recovered = await store(request).recover_endpoint(endpoint_id, body.since.timestamp())
+    wake_engine(request)
+    return {"recovered": recovered}
+
+
+@router.post(
+    "/apps/{app_id}/endpoints/{endpoint_id}/test",
+    status_code=202,
+    response_model=s.DeliveryOut,
+)
+async def send_test(
+    app_id: str, endpoint_id: str, body: s.TestNotificationIn, request: Request, who: Auth
+) -> Any:
+    """Send a sample event of the chosen type to this endpoint (only), through the normal
+    pipeline: signed, retried, logged. Follow it with the delivery returned."""
+    await endpoint_of(request, who, app_id, endpoint_id)
+    data = orjson.dumps(sample_data(body.event_type)).decode()
+    event = await store(request).send_test(
+        endpoint_id, body.event_type, data, user_id=body.user_id or TEST_USER
+    )
+    wake_engine(request)
+    return await store(request).delivery_for_event(int(event["seq"]), endpoint_id)
+
+
+@router.get("/apps/{app_id}/endpoints/{endpoint_id}/stats", response_model=s.EndpointStats)
+async def endpoint_stats(
+    app_id: str,
+    endpoint_id: str,
+    request: Request,
+    who: Auth,
+    window: Annotated[
+        int, Query(ge=1, le=30 * 86400, description="Seconds back from now.")
+    ] = 86400,
+) -> dict[str, Any]:
+    """Success rate, attempts by outcome and latency percentiles over the window."""
+    await endpoint_of(request, who, app_id, endpoint_id)
+    since = time.time() - window
+    stats = await store(request).endpoint_stats(endpoint_id, since)
+    return {**stats, "endpoint_id": endpoint_id, "since": since}

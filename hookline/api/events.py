@@ -1,0 +1,66 @@
+"""Publishing events (admin only: events come from the platform, not from apps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+
+from hookline.api import schemas as s
+from hookline.api.common import Auth, store
+from hookline.exceptions import ValidationError
+from hookline.store import NewEvent, Published
+from hookline.store.manager import new_id
+
+router = APIRouter(tags=["events"])
+
+
+def _new_event(event: s.EventIn, max_bytes: int) -> NewEvent:
+    data = orjson.dumps(event.data).decode()
+    if len(data) > max_bytes:
+        raise ValidationError(
+            f"data is {len(data)} bytes once serialised; the limit is {max_bytes} bytes"
+        )
+    return NewEvent(
+        id=event.event_id or new_id("evt"),
+        event_type=event.event_type,
+        user_id=event.user_id,
+        data=data,
+    )
+
+
+def _event_out(published: Published) -> dict[str, Any]:
+    return {
+        "id": published.id,
+        "event_type": published.event_type,
+        "user_id": published.user_id,
+        "created_at": published.created_at,
+        "duplicate": published.duplicate,
+        "deliveries": published.deliveries,
+    }
+
+
+@router.post("/events", status_code=202, response_model=s.EventOut)
+async def publish(body: s.EventIn, request: Request, who: Auth) -> dict[str, Any]:
+    """Publish one event; it is stored with its deliveries before the 202."""
+    who.require_admin()
+    state = request.app.state
+    (published,) = await state.publisher.publish([_new_event(body, state.settings.max_event_bytes)])
+    return _event_out(published)
+
+
+@router.post("/events/batch", status_code=202, response_model=s.EventBatchOut)
+async def publish_batch(body: s.EventBatchIn, request: Request, who: Auth) -> dict[str, Any]:
+    """Publish up to 1,000 events in one transaction: all stored, or none."""
+    who.require_admin()
+    state = request.app.state
+    events = [_new_event(e, state.settings.max_event_bytes) for e in body.events]
+    return {"events": [_event_out(p) for p in await state.publisher.publish(events)]}
+
+
+@router.get("/events/{event_id}", response_model=s.EventDetail)
+async def get_event(event_id: str, request: Request, who: Auth) -> dict[str, Any]:
+    who.require_admin()
+    row = await store(request).get_event(event_id)
+    return {**row, "data": orjson.loads(row["data"])}

@@ -1,0 +1,533 @@
+"""The dashboard: server-rendered pages over the same store and the same rules as the API.
+
+The admin token sees every app; an app's API key sees only its own app, exactly as on
+``/api/v1``. Pages are plain HTML forms with POST-then-redirect, so they work without
+scripts; one small static script reloads a page while its deliveries are in flight.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable, Coroutine
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from hookline.events import (
+    EVENT_DESCRIPTIONS,
+    EVENT_TYPES,
+    WILDCARD,
+    check_event_type,
+    format_timestamp,
+)
+from hookline.exceptions import HooklineError, NotFound, ValidationError
+from hookline.receiver.samples import sample_data
+from hookline.sender.addresses import check_url
+from hookline.store import Store
+from hookline.web import chart
+from hookline.web.session import ADMIN, COOKIE, LIFETIME, Session, SessionSigner, fingerprint
+
+LOGIN_COOKIE = "hookline_login"
+STATUSES = ("pending", "delivered", "failed")
+PAGE_SIZE = 25
+#: Scripts and styles only from the dashboard's own /static; response bodies written by
+#: endpoints are shown on these pages, so this is a second wall behind autoescaping.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+NOTICES = {
+    "test_sent": "Test notification queued; it shows below once the endpoint answers.",
+    "retried": "Delivery queued to be sent again.",
+    "enabled": "Endpoint enabled; its waiting deliveries go out now.",
+    "disabled": "Endpoint disabled; new deliveries wait until it is enabled again.",
+    "installed": "Installation recorded.",
+    "webhook_added": "Webhook added.",
+}
+STATIC_TYPES = {"app.css": "text/css", "app.js": "text/javascript"}
+
+
+class SignInRequired(Exception):
+    """No valid session: the page sends the browser to the sign-in form."""
+
+
+class Forbidden(Exception):
+    """Signed in, but as another app."""
+
+
+def _format_time(value: Any) -> str:
+    if value is None:
+        return "—"
+    return format_timestamp(float(value)).replace("T", " ") + " UTC"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("hookline.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+    )
+    env.filters["when"] = _format_time
+    env.filters["loads"] = orjson.loads
+    env.globals.update(event_types=EVENT_TYPES, descriptions=EVENT_DESCRIPTIONS, notices=NOTICES)
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+class _HtmlRoute(APIRoute):
+    """Turns errors into pages (not the API's JSON) and adds the security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except SignInRequired:
+                target = "/login?" + urlencode({"next": request.url.path})
+                response = RedirectResponse(target, status_code=303)
+                response.delete_cookie(COOKIE, path="/")
+            except Forbidden:
+                response = _error(request, 403, "This page belongs to another app.")
+            except NotFound as exc:
+                response = _error(request, 404, exc.message)
+            except HooklineError as exc:
+                response = _error(request, 422, exc.message)
+            except RequestValidationError:
+                response = _error(request, 422, "The form or the address was not understood.")
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return route
+
+
+router = APIRouter(include_in_schema=False, route_class=_HtmlRoute)
+
+
+def install(app: FastAPI) -> None:
+    app.state.session_signer = SessionSigner()
+    app.include_router(router)
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    return templates.TemplateResponse(
+        request, "error.html", {"status": status, "message": message}, status_code=status
+    )
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _wake(request: Request) -> None:
+    engine = request.app.state.engine
+    if engine is not None:
+        engine.wake()
+
+
+# -- sessions ----------------------------------------------------------------------------
+
+
+async def _session(request: Request) -> Session:
+    """The signed-in caller, checked against the credentials as they are now."""
+    signer: SessionSigner = request.app.state.session_signer
+    cookie = request.cookies.get(COOKIE)
+    session = signer.loads(cookie) if cookie else None
+    if session is None:
+        raise SignInRequired
+    if session.is_admin:
+        current = fingerprint(request.app.state.admin_token)
+    else:
+        try:
+            current = (await _store(request).get_app(session.subject))["api_key_hash"]
+        except NotFound:
+            raise SignInRequired from None
+    if not hmac.compare_digest(session.fingerprint, current):
+        raise SignInRequired
+    return session
+
+
+def _check_csrf(session: Session, token: str) -> None:
+    if not hmac.compare_digest(session.csrf, token):
+        raise ValidationError("the form has expired; reload the page and try again")
+
+
+async def _app_for(request: Request, session: Session, app_id: str) -> dict[str, Any]:
+    if not session.may_see(app_id):
+        raise Forbidden
+    return await _store(request).get_app(app_id)
+
+
+async def _endpoint_for(request: Request, session: Session, endpoint_id: str) -> dict[str, Any]:
+    endpoint = await _store(request).get_endpoint(endpoint_id)
+    if not session.may_see(endpoint["app_id"]):
+        # The same answer as a missing endpoint: another app's ids are not confirmed.
+        raise NotFound(f"no endpoint with id {endpoint_id!r}")
+    return endpoint
+
+
+def _local(target: str | None, fallback: str) -> str:
+    """Only same-site paths as redirect targets: no open redirect via ``next``."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return fallback
+
+
+def _here(request: Request) -> str:
+    """This page's address without its notice, for forms that come back to it."""
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "notice"])
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _page(request: Request, name: str, session: Session, **context: Any) -> Response:
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    return templates.TemplateResponse(
+        request, name, {"session": session, "notice": notice, **context}
+    )
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(
+        request, "login.html", {"login_csrf": token, "next": _local(next, "/"), "error": None}
+    )
+    # Double-submit token: a form posted from another site cannot sign a victim in
+    # under the attacker's key.
+    _set_cookie(request, response, LOGIN_COOKIE, token, max_age=3600)
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    key: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf):
+        raise ValidationError("the sign-in form has expired; reload the page and try again")
+    key = key.strip()
+    subject: str | None = None
+    if key and hmac.compare_digest(key.encode(), request.app.state.admin_token.encode()):
+        subject = ADMIN
+    elif key:
+        app = await _store(request).app_for_api_key(key)
+        subject = app["id"] if app else None
+    if subject is None:
+        token = secrets.token_urlsafe(24)
+        refused = templates.TemplateResponse(
+            request,
+            "login.html",
+            {
+                "login_csrf": token,
+                "next": _local(next, "/"),
+                "error": "That is neither the admin token nor an app's API key.",
+            },
+            status_code=401,
+        )
+        _set_cookie(request, refused, LOGIN_COOKIE, token, max_age=3600)
+        return refused
+    signer: SessionSigner = request.app.state.session_signer
+    response = RedirectResponse(_local(next, "/"), status_code=303)
+    _set_cookie(request, response, COOKIE, signer.dumps(signer.new(subject, key)), LIFETIME)
+    response.delete_cookie(LOGIN_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: Annotated[str, Form()]) -> Response:
+    _check_csrf(await _session(request), csrf)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: float
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=int(max_age),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+# -- apps --------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    session = await _session(request)
+    target = "/apps" if session.is_admin else f"/apps/{session.subject}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/apps")
+async def apps_page(request: Request) -> Response:
+    session = await _session(request)
+    if not session.is_admin:
+        return RedirectResponse(f"/apps/{session.subject}", status_code=303)
+    store = _store(request)
+    apps = await store.list_apps()
+    for app in apps:
+        app["endpoints"] = await store.list_endpoints(app["id"])
+    return _page(request, "apps.html", session, apps=apps, created=None)
+
+
+@router.post("/apps")
+async def create_app(
+    request: Request, name: Annotated[str, Form()], csrf: Annotated[str, Form()]
+) -> Response:
+    session = await _session(request)
+    _check_csrf(session, csrf)
+    if not session.is_admin:
+        raise Forbidden
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationError("an app needs a name of 1 to 200 characters")
+    app, api_key = await _store(request).create_app(name)
+    # Rendered, not redirected: the API key is shown this once and never stored.
+    return _page(request, "app_created.html", session, app=app, api_key=api_key)
+
+
+@router.get("/apps/{app_id}")
+async def app_page(request: Request, app_id: str) -> Response:
+    session = await _session(request)
+    app = await _app_for(request, session, app_id)
+    store = _store(request)
+    endpoints = await store.list_endpoints(app_id)
+    installations = await store.list_installations(app_id)
+    since, bucket = chart.window()
+    timeline = await store.delivery_timeline(app_id, since=since, bucket=bucket)
+    return _page(
+        request,
+        "app.html",
+        session,
+        app=app,
+        endpoints=endpoints,
+        installations=len(installations),
+        chart=chart.build(timeline, since, bucket),
+        form={"event": "order_completed", "url": ""},
+        error=None,
+    )
+
+
+@router.post("/apps/{app_id}/installations")
+async def install_user(
+    request: Request,
+    app_id: str,
+    user_id: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+) -> Response:
+    session = await _session(request)
+    _check_csrf(session, csrf)
+    if not session.is_admin:
+        raise Forbidden
+    user_id = user_id.strip()
+    if not user_id or len(user_id) > 255:
+        raise ValidationError("a user id has 1 to 255 characters")
+    await _store(request).install(app_id, user_id)
+    return RedirectResponse(f"/apps/{app_id}?notice=installed", status_code=303)
+
+
+@router.post("/apps/{app_id}/webhooks")
+async def add_webhook(
+    request: Request,
+    app_id: str,
+    event: Annotated[str, Form()],
+    url: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+) -> Response:
+    """Selz's developer settings: one event (or all of them) and a callback URL."""
+    session = await _session(request)
+    _check_csrf(session, csrf)
+    app = await _app_for(request, session, app_id)
+    url = url.strip()
+    try:
+        event_types = [WILDCARD] if event == WILDCARD else [check_event_type(event)]
+        if not url or len(url) > 2048:
+            raise ValidationError("the callback URL is required (up to 2048 characters)")
+        check_url(url, allow_private=request.app.state.settings.allow_private_targets)
+    except ValidationError as exc:
+        store = _store(request)
+        since, bucket = chart.window()
+        timeline = await store.delivery_timeline(app_id, since=since, bucket=bucket)
+        response = _page(
+            request,
+            "app.html",
+            session,
+            app=app,
+            endpoints=await store.list_endpoints(app_id),
+            installations=len(await store.list_installations(app_id)),
+            chart=chart.build(timeline, since, bucket),
+            form={"event": event, "url": url},
+            error=exc.message,
+        )
+        response.status_code = 422
+        return response
+    endpoint = await _store(request).create_endpoint(
+        app_id, url=url, event_types=event_types, timeout=10.0
+    )
+    return RedirectResponse(f"/endpoints/{endpoint['id']}?notice=webhook_added", status_code=303)
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+
+@router.get("/endpoints/{endpoint_id}")
+async def endpoint_page(request: Request, endpoint_id: str) -> Response:
+    session = await _session(request)
+    endpoint = await _endpoint_for(request, session, endpoint_id)
+    store = _store(request)
+    app = await store.get_app(endpoint["app_id"])
+    deliveries = await store.list_deliveries(
+        endpoint["app_id"], endpoint_id=endpoint_id, limit=PAGE_SIZE
+    )
+    since, bucket = chart.window()
+    timeline = await store.delivery_timeline(
+        endpoint["app_id"], endpoint_id=endpoint_id, since=since, bucket=bucket
+    )
+    subscribed = orjson.loads(endpoint["event_types"])
+    return _page(
+        request,
+        "endpoint.html",
+        session,
+        app=app,
+        endpoint=endpoint,
+        subscribed=subscribed,
+        test_event=subscribed[0] if subscribed != [WILDCARD] else "order_completed",
+        deliveries=deliveries,
+        chart=chart.build(timeline, since, bucket),
+        in_flight=any(d["status"] == "pending" for d in deliveries),
+        back=request.url.path,
+    )
+
+
+@router.post("/endpoints/{endpoint_id}/{action}")
+async def endpoint_action(
+    request: Request,
+    endpoint_id: str,
+    action: str,
+    csrf: Annotated[str, Form()],
+    event_type: Annotated[str | None, Form()] = None,
+) -> Response:
+    session = await _session(request)
+    _check_csrf(session, csrf)
+    await _endpoint_for(request, session, endpoint_id)
+    store = _store(request)
+    if action == "test":
+        event_type = check_event_type(event_type or "")
+        await store.send_test(
+            endpoint_id, event_type, orjson.dumps(sample_data(event_type)).decode()
+        )
+        notice = "test_sent"
+    elif action in ("enable", "disable"):
+        await store.set_endpoint_enabled(endpoint_id, action == "enable")
+        notice = f"{action}d"
+    else:
+        raise NotFound(f"no action {action!r} on endpoints")
+    _wake(request)
+    return RedirectResponse(f"/endpoints/{endpoint_id}?notice={notice}", status_code=303)
+
+
+# -- deliveries --------------------------------------------------------------------------
+
+
+@router.get("/apps/{app_id}/deliveries")
+async def deliveries_page(
+    request: Request,
+    app_id: str,
+    status: str | None = None,
+    event_type: str | None = None,
+    endpoint_id: str | None = None,
+    user_id: str | None = None,
+    before: int | None = None,
+) -> Response:
+    session = await _session(request)
+    app = await _app_for(request, session, app_id)
+    filters = {
+        "status": status if status in STATUSES else None,
+        "event_type": event_type if event_type in EVENT_TYPES else None,
+        "endpoint_id": endpoint_id or None,
+        "user_id": (user_id or "").strip() or None,
+    }
+    rows = await _store(request).list_deliveries(
+        app_id,
+        limit=PAGE_SIZE + 1,
+        before=before,
+        status=filters["status"],
+        event_type=filters["event_type"],
+        endpoint_id=filters["endpoint_id"],
+        user_id=filters["user_id"],
+    )
+    older = None
+    if len(rows) > PAGE_SIZE:
+        rows = rows[:PAGE_SIZE]
+        older = "?" + urlencode(
+            {**{k: v for k, v in filters.items() if v}, "before": rows[-1]["id"]}
+        )
+    return _page(
+        request,
+        "deliveries.html",
+        session,
+        app=app,
+        endpoints=await _store(request).list_endpoints(app_id),
+        deliveries=rows,
+        filters=filters,
+        older=older,
+        in_flight=any(d["status"] == "pending" for d in rows),
+        back=_here(request),
+    )
+
+
+@router.post("/deliveries/{delivery_id}/retry")
+async def retry(
+    request: Request,
+    delivery_id: int,
+    csrf: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    session = await _session(request)
+    _check_csrf(session, csrf)
+    store = _store(request)
+    delivery = await store.get_delivery(delivery_id)
+    if not session.may_see(delivery["app_id"]):
+        raise NotFound(f"no delivery with id {delivery_id}")
+    await store.retry_deliveries([delivery_id])
+    _wake(request)
+    target = _local(next, f"/endpoints/{delivery['endpoint_id']}")
+    joiner = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{joiner}notice=retried", status_code=303)
+
+
+# -- static ------------------------------------------------------------------------------
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    if name not in STATIC_TYPES:
+        raise NotFound(f"no static file {name!r}")
+    body = resources.files("hookline.web").joinpath(f"static/{name}").read_bytes()
+    return Response(body, media_type=STATIC_TYPES[name])

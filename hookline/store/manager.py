@@ -702,23 +702,6 @@ class Store:
         assert row is not None
         return row
 
-    async def set_endpoint_enabled(
-        self, endpoint_id: str, enabled: bool, *, reason: str | None = None
-    ) -> Row:
-        """Turn an endpoint on or off. Its pending deliveries wait while it is off and go
-        out again once it is back on; nothing is dropped."""
-        async with self.db.transaction() as tx:
-            row = await tx.fetchrow(
-                "set_endpoint_enabled",
-                id=endpoint_id,
-                enabled=int(enabled),
-                reason=None if enabled else (reason or "disabled by an operator"),
-                now=time.time(),
-            )
-        if row is None:
-            raise NotFound(f"no endpoint with id {endpoint_id!r}")
-        return row
-
     async def send_test(
         self, endpoint_id: str, event_type: str, data: str, *, user_id: str = TEST_USER
     ) -> Row:

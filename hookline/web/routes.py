@@ -444,7 +444,7 @@ async def endpoint_action(
         )
         notice = "test_sent"
     elif action in ("enable", "disable"):
-        await store.set_endpoint_enabled(endpoint_id, action == "enable")
+        await store.update_endpoint(endpoint_id, enabled=action == "enable")
         notice = f"{action}d"
     else:
         raise NotFound(f"no action {action!r} on endpoints")

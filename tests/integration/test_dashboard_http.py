@@ -111,7 +111,7 @@ async def test_posts_need_the_session_csrf_token(
         async with http.post(path, data={"csrf": csrf}) as response:
             assert response.status == 200
             html = await response.text()
-    assert "This endpoint is disabled: disabled by an operator" in html
+    assert "This endpoint is disabled: disabled through the API" in html
     store = await Store.open(sqlite_url)
     try:
         assert not (await store.get_endpoint(first["endpoint"]))["enabled"]

@@ -58,15 +58,11 @@ async def test_send_test_reaches_one_endpoint_only(store: Store) -> None:
 
 async def test_no_test_to_a_disabled_endpoint(store: Store) -> None:
     _, endpoint_id = await _setup(store)
-    row = await store.set_endpoint_enabled(endpoint_id, False, reason="paused for a migration")
-    assert not row["enabled"]
-    assert row["disabled_reason"] == "paused for a migration"
+    await store.update_endpoint(endpoint_id, enabled=False)
     with pytest.raises(ValidationError):
         await store.send_test(endpoint_id, "order_completed", "{}")
-    row = await store.set_endpoint_enabled(endpoint_id, True)
-    assert row["enabled"] and row["disabled_reason"] is None
     with pytest.raises(NotFound):
-        await store.set_endpoint_enabled("ep_missing", True)
+        await store.send_test("ep_missing", "order_completed", "{}")
 
 
 async def test_retry_sends_failed_deliveries_again_with_their_token(store: Store) -> None:

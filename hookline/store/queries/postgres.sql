@@ -281,12 +281,6 @@ SELECT
     (SELECT COUNT(*) FROM endpoints WHERE enabled = 1) AS endpoints_enabled,
     (SELECT COUNT(*) FROM endpoints WHERE enabled = 0) AS endpoints_disabled;
 
--- set_endpoint_enabled --
-UPDATE endpoints
-SET enabled = :enabled, disabled_reason = :reason::text, updated_at = :now
-WHERE id = :id
-RETURNING *;
-
 -- retry_deliveries --
 -- Back to pending and due now; the attempt log keeps what happened before. The caller
 -- grows the lanes returned here so the engine finds them.

@@ -258,12 +258,6 @@ WHERE seq IN (
     LIMIT :batch)
 RETURNING seq;
 
--- set_endpoint_enabled --
-UPDATE endpoints
-SET enabled = :enabled, disabled_reason = :reason, updated_at = :now
-WHERE id = :id
-RETURNING *;
-
 -- retry_deliveries --
 -- Back to pending and due now; the attempt log keeps what happened before. The caller
 -- grows the lanes returned here so the engine finds them.

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from hookline import __version__
+from hookline import __version__, web
 from hookline.api import errors, routes
 from hookline.api.limits import BodyLimit
 from hookline.config import EngineSettings
@@ -66,6 +66,7 @@ def create_api(
     app.state.metrics = metrics
     errors.install(app)
     app.include_router(routes.router)
+    web.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.get("/healthz", tags=["operations"])

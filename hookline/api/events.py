@@ -17,7 +17,12 @@ router = APIRouter(tags=["events"])
 
 
 def _new_event(event: s.EventIn, max_bytes: int) -> NewEvent:
-    data = orjson.dumps(event.data).decode()
+    try:
+        data = orjson.dumps(event.data).decode()
+    except orjson.JSONEncodeError:
+        raise ValidationError(
+            "data.* integers must fit in 64 bits (send larger numbers as strings)"
+        ) from None
     if len(data) > max_bytes:
         raise ValidationError(
             f"data is {len(data)} bytes once serialised; the limit is {max_bytes} bytes"

@@ -9,6 +9,7 @@ so a name that resolved to a public address when the endpoint was registered and
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from typing import Any
@@ -105,7 +106,10 @@ class PolicyResolver(AbstractResolver):
 
 class ForbiddenTarget(OSError):
     def __init__(self, host: str, addresses: list[Any]) -> None:
+        # With an errno, the message is the strerror that aiohttp's connection error
+        # shows (a one-argument OSError would show up as "[None]" in the attempt log).
         super().__init__(
+            errno.EACCES,
             f"{host} resolves only to private, loopback or reserved addresses "
-            f"({', '.join(map(str, addresses))}); refused by the address policy"
+            f"({', '.join(map(str, addresses))}); refused by the address policy",
         )

@@ -105,6 +105,13 @@ class EngineSettings:
     retention_days: float = 30.0
     #: Seconds between two prunes by one engine (each prunes in small batches).
     prune_interval: float = 3600.0
+    #: Seconds an endpoint may fail without a single success before it is disabled (it
+    #: is then probed, and enabled again once it answers).
+    disable_after: float = 5 * 86400.0
+    #: Seconds between two probes of the endpoints disabled for failing.
+    probe_interval: float = 300.0
+    #: Seconds between two health checks (failing endpoints, finished key rotations).
+    health_interval: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EngineSettings:
@@ -134,6 +141,13 @@ class EngineSettings:
             values["retention_days"] = _parse_float(
                 "HOOKLINE_RETENTION_DAYS", env["HOOKLINE_RETENTION_DAYS"]
             )
+        for name, key in (
+            ("disable_after", "HOOKLINE_DISABLE_AFTER"),
+            ("probe_interval", "HOOKLINE_PROBE_INTERVAL"),
+            ("health_interval", "HOOKLINE_HEALTH_INTERVAL"),
+        ):
+            if key in env:
+                values[name] = _parse_float(key, env[key])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

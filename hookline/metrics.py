@@ -64,6 +64,23 @@ class SenderMetrics(EngineObserver):
             registry=self.registry,
         )
 
+        self.endpoints_auto_disabled = Counter(
+            "hookline_endpoints_auto_disabled",
+            "Endpoints disabled because they kept failing (HOOKLINE_DISABLE_AFTER).",
+            registry=self.registry,
+        )
+        self.endpoints_reenabled = Counter(
+            "hookline_endpoints_reenabled",
+            "Endpoints disabled for failing that answered a probe and were enabled again.",
+            registry=self.registry,
+        )
+
+    def endpoint_disabled(self, endpoint: dict[str, Any]) -> None:
+        self.endpoints_auto_disabled.inc()
+
+    def endpoint_enabled(self, endpoint: dict[str, Any]) -> None:
+        self.endpoints_reenabled.inc()
+
     def before_attempt(self, job: Job) -> None:
         self.in_flight.inc()
 

@@ -24,12 +24,14 @@ import random
 import secrets
 import socket
 import time
+from typing import Any
 
 import aiohttp
 
 from hookline.config import EngineSettings
 from hookline.exceptions import StorageError
 from hookline.sender.attempt import attempt, new_session
+from hookline.sender.health import HealthMonitor
 from hookline.store import AttemptResult, Job, Store
 from hookline.store.connector import Subscription
 
@@ -73,6 +75,8 @@ class Engine:
         ]
         if self.settings.retention_days > 0:
             self._tasks.append(asyncio.create_task(self._prune_loop(), name="hookline-pruner"))
+        health = HealthMonitor(self.store, self.settings, self._session, self._observers, self.wake)
+        self._tasks.append(asyncio.create_task(health.run(), name="hookline-health"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, let sends in flight finish (up to ``grace`` s), record them,
@@ -275,6 +279,12 @@ class EngineObserver:
 
     def after_attempt(self, result: AttemptResult) -> None:
         """Called once the attempt is recorded."""
+
+    def endpoint_disabled(self, endpoint: dict[str, Any]) -> None:
+        """Called when the health check disables an endpoint that kept failing."""
+
+    def endpoint_enabled(self, endpoint: dict[str, Any]) -> None:
+        """Called when a disabled endpoint answered its probe and is enabled again."""
 
 
 def _safely(hook: object, arg: object) -> None:

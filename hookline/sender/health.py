@@ -1,0 +1,154 @@
+"""Endpoint health: disable what keeps failing, probe it, enable it once it answers.
+
+An endpoint is *failing* from its first failed attempt after a success until its next
+success (``failing_since``, kept by ``Store.record``). One that has been failing for
+longer than ``disable_after`` (5 days by default) is disabled, with a log line and a
+metric; its pending deliveries stay where they are, in order. Every ``probe_interval``
+each such endpoint gets a signed test request, a sample event of a type it subscribes
+to (the kind of test notification apps already get from Selz). At the first 2xx it is
+enabled again and its backlog goes out at once, in order.
+
+The same check completes key rotations whose switch time has passed. Every engine runs
+it; the store's updates are conditional, so two engines never disable or enable twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from hookline.config import EngineSettings, RetryPolicy
+from hookline.events import EVENT_TYPES, new_token
+from hookline.exceptions import HooklineError
+from hookline.samples import sample_data
+from hookline.sender.attempt import attempt
+from hookline.store import Job, Store
+
+log = logging.getLogger("hookline.health")
+
+#: The user of probe requests: no real store's handlers wait behind them.
+PROBE_USER = "hookline-probe"
+_ONE_TRY = RetryPolicy(schedule=(0,))
+
+
+class HealthObserver(Protocol):
+    def endpoint_disabled(self, endpoint: dict[str, Any]) -> None: ...
+
+    def endpoint_enabled(self, endpoint: dict[str, Any]) -> None: ...
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        store: Store,
+        settings: EngineSettings,
+        session: aiohttp.ClientSession | None,
+        observers: Sequence[HealthObserver] = (),
+        on_enabled: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.session = session
+        self.observers = observers
+        self.on_enabled = on_enabled or (lambda: None)
+        self._last_probe = 0.0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+                if time.monotonic() - self._last_probe >= self.settings.probe_interval:
+                    self._last_probe = time.monotonic()
+                    await self.probe()
+            except HooklineError as exc:
+                log.warning("the endpoint health check failed, will try again: %s", exc)
+            await asyncio.sleep(self.settings.health_interval)
+
+    async def check(self) -> list[dict[str, Any]]:
+        """Complete due key rotations; disable endpoints failing for too long."""
+        await self.store.retire_switched_keys()
+        disabled = await self.store.disable_failing_endpoints(self.settings.disable_after)
+        for endpoint in disabled:
+            log.warning(
+                "endpoint %s (%s) has failed since %s and is disabled; it is probed every "
+                "%g s and enabled again once it answers",
+                endpoint["id"],
+                endpoint["url"],
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(endpoint["failing_since"])),
+                self.settings.probe_interval,
+                extra={
+                    "fields": {
+                        "event": "endpoint_auto_disabled",
+                        "endpoint_id": endpoint["id"],
+                        "app_id": endpoint["app_id"],
+                        "url": endpoint["url"],
+                        "failing_since": endpoint["failing_since"],
+                    }
+                },
+            )
+            self._tell("endpoint_disabled", endpoint)
+        return disabled
+
+    async def probe(self) -> list[str]:
+        """Probe every endpoint disabled for failing; return those enabled again."""
+        if self.session is None:
+            return []
+        enabled = []
+        for endpoint in await self.store.endpoints_to_probe():
+            result = await attempt(
+                self.session,
+                probe_job(endpoint),
+                _ONE_TRY,
+                allow_private=self.settings.allow_private_targets,
+            )
+            if result.outcome != "delivered":
+                log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
+                continue
+            if await self.store.enable_probed_endpoint(endpoint["id"]):
+                enabled.append(endpoint["id"])
+                log.warning(
+                    "endpoint %s answered its probe and is enabled again; its backlog "
+                    "goes out now, in order",
+                    endpoint["id"],
+                    extra={
+                        "fields": {"event": "endpoint_reenabled", "endpoint_id": endpoint["id"]}
+                    },
+                )
+                self._tell("endpoint_enabled", endpoint)
+        if enabled:
+            self.on_enabled()
+        return enabled
+
+    def _tell(self, hook: str, endpoint: dict[str, Any]) -> None:
+        for observer in self.observers:
+            with contextlib.suppress(Exception):
+                getattr(observer, hook)(endpoint)
+
+
+def probe_job(endpoint: dict[str, Any]) -> Job:
+    """A signed sample event of a type the endpoint subscribes to; never stored."""
+    wanted = [t for t in endpoint["event_types"] if t in EVENT_TYPES]
+    event_type = wanted[0] if wanted else "order_completed"
+    return Job(
+        delivery_id=0,
+        token=new_token(),
+        attempts=0,
+        endpoint_id=endpoint["id"],
+        lane=PROBE_USER,
+        user_id=PROBE_USER,
+        app_id=endpoint["app_id"],
+        event_type=event_type,
+        event_id="evt_probe_" + secrets.token_hex(8),
+        data=orjson.dumps(sample_data(event_type)).decode(),
+        url=endpoint["url"],
+        timeout=float(endpoint["timeout"]),
+        keys=endpoint["keys"],
+    )

@@ -18,6 +18,7 @@ from hookline.exceptions import HooklineError
 
 if TYPE_CHECKING:
     from hookline.store import Store
+    from hookline.store.connector import Connector
 
 DATABASE_HELP = "Database URL: sqlite:///path.db or postgresql://... [env HOOKLINE_DATABASE_URL]"
 
@@ -148,13 +149,31 @@ async def _migrate(url: str) -> None:
     await connector.open()
     try:
         before = await connector.schema_version()
-        applied = await connector.migrate()
+        applied = await _apply_migrations(connector, before)
     finally:
         await connector.close()
     if applied:
         click.echo(f"migrated {_redact(url)} from version {before} to {applied[-1]}")
     else:
         click.echo(f"{_redact(url)} is up to date (version {before})")
+
+
+async def _apply_migrations(connector: Connector, before: int) -> list[int]:
+    """Migrate, with a progress bar when there is anything to apply."""
+    from rich.console import Console
+
+    from hookline.cli_admin import progress_bar
+    from hookline.store.queries import load_migrations
+
+    pending = [v for v, _, _ in load_migrations(connector.dialect) if v > before]
+    if not pending:
+        return await connector.migrate()
+    with progress_bar(Console(stderr=True)) as progress:
+        task = progress.add_task(f"migrating to version {pending[-1]}", total=len(pending))
+        # The connector applies every step in one call; the bar completes when it returns.
+        applied = await connector.migrate()
+        progress.update(task, completed=len(applied))
+    return applied
 
 
 def _redact(url: str) -> str:
@@ -170,9 +189,10 @@ def _redact(url: str) -> str:
 
 def _register_optional_commands() -> None:
     """Commands that live beside the part of hookline they drive."""
+    from hookline.cli_admin import commands as admin_commands
     from hookline.receiver.cli import commands as receiver_commands
 
-    for command in receiver_commands:
+    for command in [*admin_commands, *receiver_commands]:
         main.add_command(command)
 
 

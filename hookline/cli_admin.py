@@ -1,0 +1,480 @@
+"""Everyday operator commands: ``hookline apps|endpoints|events|deliveries ...``.
+
+They work on the database directly (``--database``, like ``hookline migrate``), not
+through a running server's HTTP API. The operator is on the machine that holds the
+database anyway, so this needs no token and no server: it works while ``serve`` is down
+(recovering deliveries after an outage is when it matters most), and with SQLite the
+file is right there. What it changes, a running ``serve`` or ``worker`` picks up by
+itself: published events and retried deliveries are due at once, and the engines find
+due work by notification (PostgreSQL) or within their poll interval.
+
+Output is rich tables on a terminal; long operations (a bulk recover, migrations) show
+a progress bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hookline.config import EngineSettings, database_url
+from hookline.events import EVENT_TYPES, WILDCARD, check_event_filter, format_timestamp
+from hookline.exceptions import HooklineError
+from hookline.samples import sample_data
+from hookline.sender.addresses import check_url
+from hookline.store import NewEvent, Store
+from hookline.store.manager import new_id
+
+T = TypeVar("T")
+DATABASE_HELP = "Database URL: sqlite:///path.db or postgresql://... [env HOOKLINE_DATABASE_URL]"
+STATUS_STYLE = {"delivered": "green", "failed": "red", "pending": "yellow", "retry": "yellow"}
+RECOVER_BATCH = 500
+#: Columns people copy into the next command, or read at a glance: never broken up.
+NO_WRAP = frozenset({"id", "endpoint", "event type", "status", "created", "created (UTC)"})
+
+database_option = click.option("--database", help=DATABASE_HELP)
+
+
+def _console() -> Console:
+    # Made per command, so output goes to whatever stdout is then (CliRunner in tests).
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped into grep or a file: rich would assume 80 columns and fold every row.
+        console.width = 200
+    return console
+
+
+def _run(database: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store, run ``work``, close; hookline's own errors become CLI errors."""
+
+    async def main() -> T:
+        store = await Store.open(database_url(database))
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except HooklineError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _when(value: Any) -> str:
+    return "—" if value is None else format_timestamp(float(value)).replace("T", " ")
+
+
+def _status(value: str) -> str:
+    return f"[{STATUS_STYLE.get(value, 'default')}]{value}[/]"
+
+
+def _events(raw: str) -> str:
+    types = orjson.loads(raw)
+    return "all events" if types == [WILDCARD] else ", ".join(types)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in NO_WRAP)
+    return table
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``90m``, ``24h``, ``7d`` (back from now) or an ISO date/time in UTC: epoch seconds."""
+    now = time.time() if now is None else now
+    match = _DURATION.match(text.strip())
+    if match:
+        return now - float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use 90m, 24h, 7d or 2026-11-27T12:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+# -- apps --------------------------------------------------------------------------------
+
+
+@click.group()
+def apps() -> None:
+    """Apps: the third parties that receive webhooks."""
+
+
+@apps.command("list")
+@database_option
+def apps_list(database: str | None) -> None:
+    """Every app, with its endpoints."""
+
+    async def work(store: Store) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        return [(a, await store.list_endpoints(a["id"])) for a in await store.list_apps()]
+
+    table = _table("id", "name", "endpoints", "created (UTC)")
+    for app, endpoints in _run(database, work):
+        off = sum(1 for e in endpoints if not e["enabled"])
+        count = f"{len(endpoints)}" + (f" [red]({off} disabled)[/]" if off else "")
+        table.add_row(app["id"], app["name"], count, _when(app["created_at"]))
+    _console().print(table)
+
+
+@apps.command("create")
+@click.argument("name")
+@database_option
+def apps_create(name: str, database: str | None) -> None:
+    """Create an app and print its API key (shown this once) and verification key."""
+    if not 1 <= len(name) <= 200:
+        raise click.BadParameter("an app name has 1 to 200 characters")
+    app, api_key = _run(database, lambda store: store.create_app(name))
+    console = _console()
+    console.print(f"id                {app['id']}")
+    console.print(f"api_key           {api_key}   [dim](shown once; keep it)[/]")
+    console.print(f"verification_key  {app['verification_key']}")
+
+
+@apps.command("install")
+@click.argument("app_id")
+@click.argument("user_id")
+@database_option
+def apps_install(app_id: str, user_id: str, database: str | None) -> None:
+    """Record that USER_ID (a store) installed the app: its events now reach the app."""
+    _row, created = _run(database, lambda store: store.install(app_id, user_id))
+    _console().print(f"{user_id} {'installed' if created else 'had already installed'} {app_id}")
+
+
+@apps.command("show")
+@click.argument("app_id")
+@database_option
+def apps_show(app_id: str, database: str | None) -> None:
+    """One app: its keys' state, installations and endpoints."""
+
+    async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+        app = await store.get_app(app_id)
+        installations = await store.list_installations(app_id)
+        return app, await store.list_endpoints(app_id), len(installations)
+
+    app, endpoints, installations = _run(database, work)
+    console = _console()
+    console.print(f"[bold]{app['name']}[/]  {app['id']}")
+    console.print(f"created           {_when(app['created_at'])}")
+    console.print(f"installations     {installations}")
+    rotation = "none"
+    if app.get("next_verification_key"):
+        rotation = f"in progress, the new key signs from {_when(app.get('key_switch_at'))}"
+    console.print(f"key rotation      {rotation}")
+    console.print(_endpoint_table(endpoints))
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+
+def _endpoint_table(endpoints: list[dict[str, Any]]) -> Table:
+    table = _table("id", "url", "events", "state", "timeout")
+    for e in endpoints:
+        state = "[green]enabled[/]" if e["enabled"] else f"[red]disabled[/]: {e['disabled_reason']}"
+        table.add_row(e["id"], e["url"], _events(e["event_types"]), state, f"{e['timeout']:g} s")
+    return table
+
+
+def _event_filter(events: tuple[str, ...]) -> list[str]:
+    try:
+        return check_event_filter(list(events))
+    except HooklineError as exc:
+        raise click.BadParameter(exc.message, param_hint="--event") from None
+
+
+def _checked_url(url: str, allow_private_targets: bool) -> str:
+    settings = EngineSettings.from_env(allow_private_targets=allow_private_targets or None)
+    try:
+        return check_url(url, allow_private=settings.allow_private_targets)
+    except HooklineError as exc:
+        raise click.BadParameter(exc.message, param_hint="--url") from None
+
+
+@click.group()
+def endpoints() -> None:
+    """Endpoints: where an app's webhooks go."""
+
+
+@endpoints.command("list")
+@click.option("--app", "app_id", required=True, help="The app's id.")
+@database_option
+def endpoints_list(app_id: str, database: str | None) -> None:
+    """The endpoints of one app."""
+
+    async def work(store: Store) -> list[dict[str, Any]]:
+        await store.get_app(app_id)
+        return await store.list_endpoints(app_id)
+
+    _console().print(_endpoint_table(_run(database, work)))
+
+
+private_option = click.option(
+    "--allow-private-targets", is_flag=True, help="Accept loopback and private addresses."
+)
+event_option = click.option(
+    "--event",
+    "events",
+    multiple=True,
+    metavar="TYPE",
+    help="An event type to send (repeat for more); '*' for all events.",
+)
+
+
+@endpoints.command("create")
+@click.option("--app", "app_id", required=True, help="The app's id.")
+@click.option("--url", required=True, help="The callback URL.")
+@event_option
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=10.0, show_default=True)
+@private_option
+@database_option
+def endpoints_create(
+    app_id: str,
+    url: str,
+    events: tuple[str, ...],
+    timeout: float,
+    allow_private_targets: bool,
+    database: str | None,
+) -> None:
+    """Register a callback URL for some event types (all of them without --event)."""
+    event_types = _event_filter(events or (WILDCARD,))
+    url = _checked_url(url, allow_private_targets)
+    row = _run(
+        database,
+        lambda store: store.create_endpoint(
+            app_id, url=url, event_types=event_types, timeout=timeout
+        ),
+    )
+    _console().print(_endpoint_table([row]))
+
+
+@endpoints.command("update")
+@click.argument("endpoint_id")
+@click.option("--url", help="A new callback URL.")
+@event_option
+@click.option("--timeout", type=click.FloatRange(0.1, 60))
+@private_option
+@database_option
+def endpoints_update(
+    endpoint_id: str,
+    url: str | None,
+    events: tuple[str, ...],
+    timeout: float | None,
+    allow_private_targets: bool,
+    database: str | None,
+) -> None:
+    """Change an endpoint's URL, event types or timeout; the rest stays."""
+    changes: dict[str, Any] = {}
+    if url is not None:
+        changes["url"] = _checked_url(url, allow_private_targets)
+    if events:
+        changes["event_types"] = _event_filter(events)
+    if timeout is not None:
+        changes["timeout"] = timeout
+    if not changes:
+        raise click.UsageError("nothing to change: give --url, --event or --timeout")
+    row = _run(database, lambda store: store.update_endpoint(endpoint_id, **changes))
+    _console().print(_endpoint_table([row]))
+
+
+@endpoints.command("disable")
+@click.argument("endpoint_id")
+@database_option
+def endpoints_disable(endpoint_id: str, database: str | None) -> None:
+    """Stop sending to an endpoint; its deliveries wait, none is dropped."""
+    row = _run(database, lambda store: store.update_endpoint(endpoint_id, enabled=False))
+    _console().print(_endpoint_table([row]))
+
+
+@endpoints.command("enable")
+@click.argument("endpoint_id")
+@database_option
+def endpoints_enable(endpoint_id: str, database: str | None) -> None:
+    """Send to an endpoint again, starting with the deliveries that waited."""
+    row = _run(database, lambda store: store.update_endpoint(endpoint_id, enabled=True))
+    _console().print(_endpoint_table([row]))
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+@click.group()
+def events() -> None:
+    """Events: changes in a store, published to every app the store installed."""
+
+
+@events.command("publish")
+@click.option("--type", "event_type", required=True, type=click.Choice(EVENT_TYPES))
+@click.option("--user", "user_id", required=True, help="The store (user) the change is in.")
+@click.option("--data", help="The changed object as JSON; a sample of the type without it.")
+@click.option("--id", "event_id", help="A stable event id (publishing it again does nothing).")
+@database_option
+def events_publish(
+    event_type: str, user_id: str, data: str | None, event_id: str | None, database: str | None
+) -> None:
+    """Publish one event: one delivery per matching endpoint of every app installed."""
+    try:
+        parsed = orjson.loads(data) if data is not None else sample_data(event_type)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    event = NewEvent(
+        id=event_id or new_id("evt"),
+        event_type=event_type,
+        user_id=user_id,
+        data=orjson.dumps(parsed).decode(),
+    )
+    (published,) = _run(database, lambda store: store.publish([event]))
+    note = " (already published: nothing new)" if published.duplicate else ""
+    _console().print(f"{published.id}: {published.deliveries} delivery(ies){note}")
+
+
+# -- deliveries --------------------------------------------------------------------------
+
+
+@click.group()
+def deliveries() -> None:
+    """Deliveries: one event to one endpoint, with every attempt."""
+
+
+@deliveries.command("list")
+@click.option("--app", "app_id", required=True, help="The app's id.")
+@click.option("--endpoint", "endpoint_id", help="Only this endpoint's.")
+@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]))
+@click.option("--type", "event_type", type=click.Choice(EVENT_TYPES))
+@click.option("--user", "user_id")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@database_option
+def deliveries_list(
+    app_id: str,
+    endpoint_id: str | None,
+    status: str | None,
+    event_type: str | None,
+    user_id: str | None,
+    limit: int,
+    database: str | None,
+) -> None:
+    """An app's deliveries, newest first."""
+
+    async def work(store: Store) -> list[dict[str, Any]]:
+        await store.get_app(app_id)
+        return await store.list_deliveries(
+            app_id,
+            limit=limit,
+            endpoint_id=endpoint_id,
+            status=status,
+            event_type=event_type,
+            user_id=user_id,
+            with_attempts=False,
+        )
+
+    table = _table("id", "event type", "user", "endpoint", "status", "tries", "code", "created")
+    for d in _run(database, work):
+        code = "—" if d["last_status_code"] is None else str(d["last_status_code"])
+        table.add_row(
+            str(d["id"]),
+            d["event_type"],
+            d["user_id"],
+            d["endpoint_id"],
+            _status(d["status"]),
+            str(d["attempts"]),
+            code,
+            _when(d["created_at"]),
+        )
+    _console().print(table)
+
+
+@deliveries.command("show")
+@click.argument("delivery_id", type=int)
+@database_option
+def deliveries_show(delivery_id: int, database: str | None) -> None:
+    """One delivery and every attempt, with status codes and response bodies."""
+    d = _run(database, lambda store: store.get_delivery(delivery_id))
+    console = _console()
+    console.print(f"[bold]delivery {d['id']}[/]  {_status(d['status'])}")
+    for label, value in (
+        ("event", f"{d['event_id']} ({d['event_type']})"),
+        ("user", d["user_id"]),
+        ("endpoint", f"{d['endpoint_id']} {d.get('url', '')}"),
+        ("token", d["token"]),
+        ("next attempt", _when(d["next_attempt_at"])),
+    ):
+        console.print(f"{label:<14}{value}")
+    table = _table("when (UTC)", "outcome", "code", "latency", "response / error")
+    for a in d["attempt_log"]:
+        latency = "—" if a["latency_ms"] is None else f"{a['latency_ms']:.1f} ms"
+        code = "—" if a["status_code"] is None else str(a["status_code"])
+        body = " ".join(x for x in (a["response_excerpt"], a["error"]) if x)
+        table.add_row(_when(a["attempted_at"]), _status(a["outcome"]), code, latency, body)
+    console.print(table)
+
+
+@deliveries.command("retry")
+@click.argument("delivery_ids", type=int, nargs=-1, required=True)
+@database_option
+def deliveries_retry(delivery_ids: tuple[int, ...], database: str | None) -> None:
+    """Send finished deliveries again now, each with its own token and event_id."""
+    moved = _run(database, lambda store: store.retry_deliveries(list(delivery_ids)))
+    skipped = len(set(delivery_ids)) - moved
+    note = f"; {skipped} left alone (pending already, or no such delivery)" if skipped else ""
+    _console().print(f"{moved} delivery(ies) queued again{note}")
+
+
+@deliveries.command("recover")
+@click.option("--app", "app_id", help="Only this app's.")
+@click.option("--endpoint", "endpoint_id", help="Only this endpoint's.")
+@click.option("--since", help="Only those created since: 90m, 24h, 7d or an ISO time (UTC).")
+@database_option
+def deliveries_recover(
+    app_id: str | None, endpoint_id: str | None, since: str | None, database: str | None
+) -> None:
+    """Send every failed delivery again (after an endpoint's outage, say), in batches."""
+    start = parse_since(since) if since else None
+    console = _console()
+
+    async def work(store: Store) -> int:
+        total = await store.count_failed_deliveries(
+            app_id=app_id, endpoint_id=endpoint_id, since=start
+        )
+        if not total:
+            return 0
+        done, last = 0, 0
+        with progress_bar(console) as progress:
+            task = progress.add_task("recovering", total=total)
+            # Pages by id: whatever fails again meanwhile is not picked up a second time.
+            while ids := await store.failed_delivery_ids(
+                app_id=app_id, endpoint_id=endpoint_id, since=start, after=last, limit=RECOVER_BATCH
+            ):
+                done += await store.retry_deliveries(ids)
+                last = ids[-1]
+                progress.update(task, completed=min(done, total))
+        return done
+
+    console.print(f"{_run(database, work)} failed delivery(ies) queued again")
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+commands = [apps, endpoints, events, deliveries]

@@ -1,0 +1,161 @@
+"""``hookline apps|endpoints|events|deliveries`` on a real SQLite file, through click."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hookline.cli import main
+from hookline.cli_admin import parse_since
+from hookline.store import AttemptResult, Store
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/cli.db"
+
+
+def hl(db: str, *args: str) -> Result:
+    # Wide enough that rich never folds an id across lines.
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(main, [*args, "--database", db])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _field(output: str, name: str) -> str:
+    found = re.search(rf"^{name}\s+(\S+)", output, re.MULTILINE)
+    assert found, output
+    return found[1]
+
+
+def _new_app(db: str) -> str:
+    return _field(hl(db, "apps", "create", "Acme").output, "id")
+
+
+def _fail_all(db: str) -> None:
+    """Play the engine: every due delivery gets one attempt that fails for good."""
+
+    async def run() -> None:
+        store = await Store.open(db)
+        try:
+            while jobs := await store.claim("cli-test", limit=100, default_cap=64, lease_margin=5):
+                now = time.time()
+                await store.record(
+                    "cli-test",
+                    [
+                        AttemptResult(j, "failed", now, status_code=500, response_excerpt="boom")
+                        for j in jobs
+                    ],
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_apps_create_list_show(db: str) -> None:
+    created = hl(db, "apps", "create", "Acme").output
+    app_id = _field(created, "id")
+    assert _field(created, "api_key").startswith("hk_")
+    assert app_id in hl(db, "apps", "list").output
+    shown = hl(db, "apps", "show", app_id).output
+    assert "Acme" in shown and "installations     0" in shown
+
+
+def test_endpoints_create_update_disable_enable(db: str) -> None:
+    app_id = _new_app(db)
+    created = hl(
+        db, "endpoints", "create", "--app", app_id, "--url", "https://example.com/hook",
+        "--event", "order_completed", "--event", "product_created",
+    ).output  # fmt: skip
+    endpoint_id = re.search(r"ep_[0-9a-f]+", created)
+    assert endpoint_id, created
+    assert "order_completed, product_created" in created
+    updated = hl(db, "endpoints", "update", endpoint_id[0], "--event", "*", "--timeout", "3")
+    assert "all events" in updated.output and "3 s" in updated.output
+    assert "disabled" in hl(db, "endpoints", "disable", endpoint_id[0]).output
+    listed = hl(db, "endpoints", "list", "--app", app_id).output
+    assert "disabled" in listed
+    assert "enabled" in hl(db, "endpoints", "enable", endpoint_id[0]).output
+
+
+def test_private_targets_need_the_flag(db: str) -> None:
+    app_id = _new_app(db)
+    args = ["endpoints", "create", "--app", app_id, "--url", "http://127.0.0.1:9/x"]
+    refused = CliRunner().invoke(main, [*args, "--database", db])
+    assert refused.exit_code == 2 and "private" in refused.output
+    hl(db, *args, "--allow-private-targets")
+
+
+def test_a_missing_app_is_a_clean_error(db: str) -> None:
+    result = CliRunner().invoke(main, ["apps", "show", "app_nope", "--database", db])
+    assert result.exit_code == 1
+    assert "no app with id 'app_nope'" in result.output
+
+
+def _app_with_failures(db: str, count: int) -> tuple[str, str]:
+    app_id = _new_app(db)
+    created = hl(
+        db, "endpoints", "create", "--app", app_id, "--url", "https://example.com/hook",
+    ).output  # fmt: skip
+    endpoint = re.search(r"ep_[0-9a-f]+", created)
+    assert endpoint
+    for user in ("s0", "s1", "s2"):
+        assert "installed" in hl(db, "apps", "install", app_id, user).output
+    for i in range(count):
+        out = hl(db, "events", "publish", "--type", "order_completed", "--user", f"s{i % 3}")
+        assert "1 delivery(ies)" in out.output
+    _fail_all(db)
+    return app_id, endpoint[0]
+
+
+def test_events_publish_is_idempotent_by_id(db: str) -> None:
+    app_id, _ = _app_with_failures(db, 0)
+    first = hl(db, "events", "publish", "--type", "product_created", "--user", "s0", "--id", "e1")
+    again = hl(db, "events", "publish", "--type", "product_created", "--user", "s0", "--id", "e1")
+    assert "e1: 1 delivery(ies)" in first.output
+    assert "already published" in again.output
+    listed = hl(db, "deliveries", "list", "--app", app_id).output
+    assert listed.count("product_created") == 1
+
+
+def test_deliveries_list_show_retry(db: str) -> None:
+    app_id, _ = _app_with_failures(db, 2)
+    listed = hl(db, "deliveries", "list", "--app", app_id, "--status", "failed").output
+    ids = re.findall(r"^\s*(\d+)\s", listed, re.MULTILINE)
+    assert len(ids) == 2 and "500" in listed
+    shown = hl(db, "deliveries", "show", ids[0]).output
+    assert "boom" in shown and "500" in shown and "failed" in shown
+    retried = hl(db, "deliveries", "retry", *ids, "999999").output
+    assert "2 delivery(ies) queued again; 1 left alone" in retried
+    pending = hl(db, "deliveries", "list", "--app", app_id, "--status", "pending").output
+    assert all(i in pending for i in ids)
+
+
+def test_recover_resends_every_failed_delivery_with_a_progress_bar(db: str) -> None:
+    app_id, endpoint_id = _app_with_failures(db, 7)
+    out = hl(db, "deliveries", "recover", "--endpoint", endpoint_id, "--since", "1h").output
+    assert "7 failed delivery(ies) queued again" in out
+    assert "7/7" in out  # the bar's last frame
+    assert "0 failed" in hl(db, "deliveries", "recover", "--app", app_id).output
+
+
+def test_migrate_shows_progress_only_when_there_is_work(db: str) -> None:
+    fresh = CliRunner().invoke(main, ["migrate", "--database", db])
+    assert fresh.exit_code == 0, fresh.output
+    assert "migrated" in fresh.output and "migrating to version" in fresh.output
+    again = CliRunner().invoke(main, ["migrate", "--database", db])
+    assert "up to date" in again.output and "migrating" not in again.output
+
+
+def test_parse_since() -> None:
+    assert parse_since("90m", now=10_000.0) == 10_000.0 - 5400
+    assert parse_since("2d", now=200_000.0) == 200_000.0 - 172_800
+    assert parse_since("1970-01-02T00:00") == 86_400
+    with pytest.raises(Exception, match="use 90m"):
+        parse_since("yesterday")

@@ -30,7 +30,7 @@ from hookline.events import (
     format_timestamp,
 )
 from hookline.exceptions import HooklineError, NotFound, ValidationError
-from hookline.receiver.samples import sample_data
+from hookline.samples import sample_data
 from hookline.sender.addresses import check_url
 from hookline.store import Store
 from hookline.web import chart
@@ -409,6 +409,7 @@ async def endpoint_page(request: Request, endpoint_id: str) -> Response:
     timeline = await store.delivery_timeline(
         endpoint["app_id"], endpoint_id=endpoint_id, since=since, bucket=bucket
     )
+    stats = await store.endpoint_stats(endpoint_id, since)
     subscribed = orjson.loads(endpoint["event_types"])
     return _page(
         request,
@@ -420,6 +421,7 @@ async def endpoint_page(request: Request, endpoint_id: str) -> Response:
         test_event=subscribed[0] if subscribed != [WILDCARD] else "order_completed",
         deliveries=deliveries,
         chart=chart.build(timeline, since, bucket),
+        stats=stats,
         in_flight=any(d["status"] == "pending" for d in deliveries),
         back=request.url.path,
     )

@@ -151,6 +151,8 @@ async def test_a_name_that_resolves_to_loopback_is_refused() -> None:
     # An OSError, so aiohttp reports it as a failure to connect.
     assert isinstance(caught.value, OSError)
     assert "127.0.0.1" in str(caught.value)
+    # aiohttp shows strerror in its connection error: the reason must be there.
+    assert "refused by the address policy" in (caught.value.strerror or "")
 
 
 async def test_forbidden_answers_are_dropped_and_the_rest_kept() -> None:

@@ -1,0 +1,315 @@
+"""The delivery engine in-process, on a real SQLite file and real HTTP over loopback.
+
+These tests need control the CLI does not give: stopping an engine at a chosen moment,
+a claim whose owner never comes back, two engines on one database, a resolver that
+lies. Waiting always polls with a deadline; only lower bounds of delays are asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from itertools import pairwise
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from hookline.config import EngineSettings, RetryPolicy
+from hookline.exceptions import Conflict
+from hookline.sender import Engine
+from hookline.sender.addresses import PolicyResolver
+from hookline.sender.publisher import Publisher
+from hookline.store import NewEvent, Store
+from tests.support.hookline_proc import wait_until
+from tests.support.recorder import Answer, Hit, Recorder, in_flight_peak
+
+FAST = RetryPolicy(schedule=(0, 0.1, 0.2), jitter=0.0)
+
+
+def settings(**overrides: Any) -> EngineSettings:
+    values: dict[str, Any] = {
+        "retry": FAST,
+        "allow_private_targets": True,
+        "poll_interval": 0.05,
+        "lease_margin": 0.5,
+    }
+    return EngineSettings(**{**values, **overrides})
+
+
+@pytest.fixture
+async def store(sqlite_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(sqlite_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    async with Recorder() as rec:
+        yield rec
+
+
+async def _setup(
+    store: Store, url: str, users: Sequence[str] = ("store-1",), **endpoint: Any
+) -> dict[str, Any]:
+    app, _ = await store.create_app("shop")
+    for user in users:
+        await store.install(app["id"], user)
+    options = {"timeout": 5.0, **endpoint}
+    app["endpoint"] = await store.create_endpoint(app["id"], url=url, event_types=["*"], **options)
+    return app
+
+
+def _events(user: str, count: int, first: int = 0) -> list[NewEvent]:
+    return [
+        NewEvent(
+            id=f"{user}-{seq}",
+            event_type="order_completed",
+            user_id=user,
+            data=orjson.dumps({"id": seq, "seq": seq}).decode(),
+        )
+        for seq in range(first, first + count)
+    ]
+
+
+async def _settled(store: Store, app_id: str, expected: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    async def done() -> bool:
+        nonlocal rows
+        rows = await store.list_deliveries(app_id, limit=10_000)
+        return len(rows) == expected and all(r["status"] != "pending" for r in rows)
+
+    await wait_until(done, message=lambda: f"{expected} settled deliveries, have {len(rows)}")
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def _no_overlap(hits: list[Hit]) -> None:
+    ordered = sorted(hits, key=lambda h: h.started)
+    for before, after in pairwise(ordered):
+        assert before.ended is not None and before.ended <= after.started
+
+
+# -- stopping ---------------------------------------------------------------------------
+
+
+async def test_stop_records_a_send_that_finishes_within_the_grace(
+    store: Store, recorder: Recorder
+) -> None:
+    app = await _setup(store, recorder.script("/slow", [Answer(sleep=0.5)]))
+    engine = Engine(store, settings())
+    await engine.start()
+    await store.publish(_events("store-1", 1))
+    await recorder.wait_for(lambda: len(recorder.open_hits("/slow")) == 1)
+    await engine.stop(grace=10)
+
+    (delivery,) = await store.list_deliveries(app["id"])
+    assert delivery["status"] == "delivered"
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [200]
+
+
+async def test_stop_hands_back_a_send_that_does_not_finish(
+    store: Store, recorder: Recorder
+) -> None:
+    app = await _setup(store, recorder.script("/hang", [Answer(hang=True)]), timeout=30.0)
+    first = Engine(store, settings())
+    await first.start()
+    await store.publish(_events("store-1", 1))
+    await recorder.wait_for(lambda: len(recorder.open_hits("/hang")) == 1)
+    await first.stop(grace=0.2)
+
+    # The lane was handed back: the next engine sends at once, not after the 30 s lease.
+    second = Engine(store, settings())
+    await second.start()
+    try:
+        (delivery,) = await _settled(store, app["id"], 1)
+    finally:
+        await second.stop()
+    hung, again = recorder.hits("/hang")
+    assert hung.cancelled and again.status == 200
+    assert again.json["token"] == hung.json["token"] == delivery["token"]
+    assert delivery["attempts"] == 1
+
+
+# -- leases -----------------------------------------------------------------------------
+
+
+async def test_a_claim_whose_owner_died_is_sent_once_its_lease_runs_out(
+    store: Store, recorder: Recorder
+) -> None:
+    app = await _setup(store, recorder.url("/hook"), timeout=1.0)
+    await store.publish(_events("store-1", 3))
+    # A worker claims the first delivery and dies before sending or recording it.
+    (lost,) = await store.claim("dead-worker", limit=10, default_cap=10, lease_margin=0.5)
+    claimed_at = time.time()
+
+    engine = Engine(store, settings(lease_margin=0.5))
+    await engine.start()
+    try:
+        rows = await _settled(store, app["id"], 3)
+    finally:
+        await engine.stop()
+    hits = recorder.hits("/hook")
+    assert [h.event_id for h in hits] == ["store-1-0", "store-1-1", "store-1-2"]
+    assert hits[0].json["token"] == lost.token
+    # Nothing of that user's lane went out before the lease (timeout + margin) ran out.
+    first_arrival = time.time() - (time.monotonic() - hits[0].started)
+    assert first_arrival >= claimed_at + 1.0 + 0.5 - 0.05
+    assert {r["status"] for r in rows} == {"delivered"}
+
+
+async def test_two_engines_on_one_database_never_send_a_lane_twice_at_once(
+    store: Store, recorder: Recorder, sqlite_url: str
+) -> None:
+    users = [f"user-{n}" for n in range(8)]
+    url = recorder.script("/hook", then=Answer(sleep=0.01))
+    app = await _setup(store, url, users)
+    other_store = await Store.open(sqlite_url)
+    engines = [Engine(store, settings()), Engine(other_store, settings())]
+    for engine in engines:
+        await engine.start()
+    try:
+        for first in range(0, 20, 5):
+            await store.publish([e for u in users for e in _events(u, 5, first)])
+        rows = await _settled(store, app["id"], len(users) * 20)
+    finally:
+        for engine in engines:
+            await engine.stop()
+        await other_store.close()
+    assert {r["status"] for r in rows} == {"delivered"}
+    hits = recorder.hits("/hook")
+    assert len(hits) == len(users) * 20  # no crash, so no repeats
+    for user in users:
+        mine = [h for h in hits if h.user_id == user]
+        assert [h.json["data"]["seq"] for h in mine] == list(range(20))
+        _no_overlap(mine)
+
+
+# -- concurrency limits -----------------------------------------------------------------
+
+
+async def test_the_default_in_flight_cap_holds_per_endpoint(
+    store: Store, recorder: Recorder
+) -> None:
+    users = [f"user-{n}" for n in range(10)]
+    app = await _setup(store, recorder.script("/slow", then=Answer(sleep=0.2)), users)
+    engine = Engine(store, settings(endpoint_max_in_flight=3))
+    await engine.start()
+    try:
+        await store.publish([e for u in users for e in _events(u, 2)])
+        await _settled(store, app["id"], 20)
+    finally:
+        await engine.stop()
+    assert in_flight_peak(recorder.hits("/slow")) == 3
+
+
+async def test_an_unordered_endpoint_sends_one_users_events_in_parallel(
+    store: Store, recorder: Recorder
+) -> None:
+    app = await _setup(store, recorder.script("/any", then=Answer(sleep=0.2)), ordered=False)
+    engine = Engine(store, settings())
+    await engine.start()
+    try:
+        await store.publish(_events("store-1", 5))
+        await _settled(store, app["id"], 5)
+    finally:
+        await engine.stop()
+    assert in_flight_peak(recorder.hits("/any")) > 1
+
+
+# -- the address policy at send time ----------------------------------------------------
+
+
+class LyingResolver(AbstractResolver):
+    """Says every name is 127.0.0.1: a public name rebound to loopback after registration."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host="127.0.0.1",
+                port=port,
+                family=socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+async def test_a_name_rebound_to_loopback_is_not_dialled(
+    store: Store, recorder: Recorder, allow_private: bool
+) -> None:
+    url = f"http://hooks.example.com:{recorder.port}/rebound"
+    app = await _setup(store, url)
+    resolver = PolicyResolver(allow_private, inner=LyingResolver())
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
+    engine = Engine(store, settings(allow_private_targets=allow_private), session=session)
+    await engine.start()
+    try:
+        await store.publish(_events("store-1", 1))
+        (delivery,) = await _settled(store, app["id"], 1)
+    finally:
+        await engine.stop()
+        await session.close()
+    if allow_private:  # the lying resolver does reach the recorder when that is allowed
+        assert delivery["status"] == "delivered"
+        assert len(recorder.hits("/rebound")) == 1
+        return
+    assert delivery["status"] == "failed"
+    assert all("address policy" in a["error"] for a in delivery["attempt_log"])
+    assert recorder.hits() == []
+
+
+async def test_a_literal_private_address_is_refused_at_send_time(
+    store: Store, recorder: Recorder
+) -> None:
+    # Registered while private targets were allowed; the operator has since turned that off.
+    app = await _setup(store, recorder.url("/private"))
+    engine = Engine(store, settings(allow_private_targets=False))
+    await engine.start()
+    try:
+        await store.publish(_events("store-1", 1))
+        (delivery,) = await _settled(store, app["id"], 1)
+    finally:
+        await engine.stop()
+    assert delivery["status"] == "failed"
+    assert all("127.0.0.1" in a["error"] for a in delivery["attempt_log"])
+    assert recorder.hits() == []
+
+
+# -- publishing -------------------------------------------------------------------------
+
+
+async def test_a_conflicting_request_does_not_spoil_its_group_commit(
+    store: Store, recorder: Recorder
+) -> None:
+    app = await _setup(store, recorder.url("/hook"))
+    publisher = Publisher(store)
+    (original,) = _events("store-1", 1)
+    await publisher.publish([original])
+    changed = NewEvent(original.id, original.event_type, original.user_id, '{"id": "other"}')
+
+    results = await asyncio.gather(
+        publisher.publish(_events("store-1", 2, first=1)),
+        publisher.publish([*_events("store-1", 1, first=10), changed]),
+        publisher.publish(_events("store-1", 1, first=3)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Conflict)
+    assert [p.id for p in results[0]] == ["store-1-1", "store-1-2"]  # type: ignore[union-attr]
+    assert [p.id for p in results[2]] == ["store-1-3"]  # type: ignore[union-attr]
+    rows = await store.list_deliveries(app["id"])
+    assert sorted(r["event_id"] for r in rows) == [f"store-1-{n}" for n in range(4)]

@@ -109,7 +109,7 @@ def run_latency(
     n = int(rate * seconds)
 
     def send() -> dict[str, float]:
-        return run_loop(lambda: _publish_paced(server.base, n, rate, "lat", users))
+        return run_loop(lambda: _publish_paced(server.base, n, rate, f"lat{rate:g}", users))
 
     return sink.measure(f"hookline at {rate:,.0f} events/s", n, send, {"rate": rate})
 

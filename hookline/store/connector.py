@@ -43,8 +43,15 @@ class Connector(Connection, Protocol):
 
     async def close(self) -> None: ...
 
-    def transaction(self) -> AbstractAsyncContextManager[Connection]:
-        """A write transaction; commits on exit, rolls back on an exception."""
+    def transaction(self, *, durable: bool = True) -> AbstractAsyncContextManager[Connection]:
+        """A write transaction; commits on exit, rolls back on an exception.
+
+        ``durable=False`` lets the commit skip waiting for the disk (SQLite's
+        ``synchronous=NORMAL``, PostgreSQL's ``synchronous_commit=off``). It still survives
+        a crash of the process, not of the machine: right for leases and attempt records,
+        where a lost commit only means a delivery is sent again with the same token,
+        never for accepting events.
+        """
         ...
 
     async def migrate(self) -> list[int]:

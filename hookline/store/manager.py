@@ -307,7 +307,7 @@ class Store:
     ) -> list[Job]:
         """Lease up to ``limit`` due lanes and return the head delivery of each."""
         now = time.time()
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             await tx.execute("lock_claims")
             due = await tx.fetch("claim_lanes", now=now, limit=limit, default_cap=default_cap)
             if not due:
@@ -344,7 +344,7 @@ class Store:
                 for r in results
             ]
         )
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             await tx.execute("lock_lanes", rows=lanes)
             await tx.execute("insert_attempts", rows=_json([_attempt_row(r) for r in results]))
             if final:
@@ -413,7 +413,7 @@ class Store:
 
     async def release(self, owner: str) -> None:
         """Hand back every lane ``owner`` still holds (a clean shutdown)."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             await tx.execute("release_owner", owner=owner, now=time.time())
 
     # -- retention ----------------------------------------------------------------------

@@ -78,6 +78,7 @@ class SQLiteConnector:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._durable = True  # the writer's synchronous setting: FULL (see _PRAGMAS)
 
     @classmethod
     def from_url(cls, url: str, **_: Any) -> SQLiteConnector:
@@ -121,10 +122,13 @@ class SQLiteConnector:
             await tx.execute(query, **params)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[Connection]:
         db = self._db(True)
         async with self._write_lock:
             try:
+                if durable != self._durable:
+                    await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                    self._durable = durable
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot start a transaction: {exc}") from exc

@@ -190,9 +190,10 @@ def _redact(url: str) -> str:
 def _register_optional_commands() -> None:
     """Commands that live beside the part of hookline they drive."""
     from hookline.cli_admin import commands as admin_commands
+    from hookline.cli_keys import commands as key_commands
     from hookline.receiver.cli import commands as receiver_commands
 
-    for command in [*admin_commands, *receiver_commands]:
+    for command in [*admin_commands, *key_commands, *receiver_commands]:
         main.add_command(command)
 
 

@@ -1,0 +1,211 @@
+"""The operator and app surface of the REST API over real HTTP, on SQLite and
+PostgreSQL: app and endpoint changes, one delivery, retry, recover, test notification,
+statistics, API-key rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from hookline.config import EngineSettings, RetryPolicy
+from tests.conftest import free_port
+from tests.support.api_server import ADMIN, running_api
+
+SETTINGS = EngineSettings(
+    retry=RetryPolicy(schedule=(0,), jitter=0),  # one attempt, then failed
+    allow_private_targets=True,
+    poll_interval=0.02,
+    lease_margin=1,
+)
+
+
+class Target:
+    def __init__(self) -> None:
+        self.status = 500
+        self.bodies: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.bodies.append(json.loads(await request.read()))
+        return web.Response(status=self.status)
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[tuple[Target, str]]:
+    found = Target()
+    app = web.Application()
+    app.router.add_post("/hook", found.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield found, f"http://127.0.0.1:{port}/hook"
+    await runner.cleanup()
+
+
+class Client:
+    def __init__(self, http: aiohttp.ClientSession, base: str, token: str = ADMIN) -> None:
+        self.http, self.base, self.token = http, base + "/api/v1", token
+
+    async def __call__(
+        self, method: str, path: str, status: int, body: Any = None, token: str | None = None
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        async with self.http.request(
+            method, self.base + path, json=body, headers=headers
+        ) as response:
+            text = await response.text()
+            assert response.status == status, (method, path, response.status, text)
+            return json.loads(text) if text else None
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := await condition()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return found
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Client]:
+    async with (
+        running_api(database_url, settings=SETTINGS) as base,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Client(http, base)
+
+
+async def test_apps_are_renamed_rotated_and_deleted(api: Client) -> None:
+    app = await api("POST", "/apps", 201, {"name": "one"})
+    path = f"/apps/{app['id']}"
+    assert (await api("PATCH", path, 200, {"name": "two"}))["name"] == "two"
+    rotated = await api("POST", f"{path}/rotate-api-key", 200, token=app["api_key"])
+    assert rotated["api_key"] != app["api_key"]
+    await api("GET", path, 401, token=app["api_key"])
+    await api("GET", path, 200, token=rotated["api_key"])
+    await api("DELETE", path, 403, token=rotated["api_key"])
+    await api("DELETE", path, 204)
+    await api("GET", path, 404)
+    await api("DELETE", path, 404)
+
+
+async def test_endpoints_are_changed_and_deleted(api: Client) -> None:
+    app = await api("POST", "/apps", 201, {"name": "one"})
+    base = f"/apps/{app['id']}/endpoints"
+    ep = await api("POST", base, 201, {"url": "http://127.0.0.1:9/a", "event_types": ["*"]})
+    path = f"{base}/{ep['id']}"
+    changed = await api(
+        "PATCH",
+        path,
+        200,
+        {"url": "http://127.0.0.1:9/b", "event_types": ["order_completed"], "timeout": 3,
+         "ordered": False, "max_in_flight": 5},
+    )  # fmt: skip
+    assert (changed["url"], changed["event_types"], changed["timeout"]) == (
+        "http://127.0.0.1:9/b", ["order_completed"], 3.0)  # fmt: skip
+    assert (changed["ordered"], changed["max_in_flight"]) == (False, 5)
+    off = await api("PATCH", path, 200, {"enabled": False})
+    assert not off["enabled"] and off["disabled_reason"]
+    on = await api("PATCH", path, 200, {"enabled": True, "max_in_flight": None})
+    assert on["enabled"] and on["disabled_reason"] is None and on["max_in_flight"] is None
+    await api("PATCH", path, 422, {"event_types": ["no_such_type"]})
+    await api("DELETE", path, 204)
+    await api("GET", path, 404)
+
+
+async def test_failed_deliveries_are_retried_and_recovered_in_order(
+    api: Client, target: tuple[Target, str]
+) -> None:
+    receiver, url = target
+    app = await api("POST", "/apps", 201, {"name": "one"})
+    await api("POST", f"/apps/{app['id']}/installations", 201, {"user_id": "u1"})
+    ep = await api("POST", f"/apps/{app['id']}/endpoints", 201, {"url": url, "event_types": ["*"]})
+    for n in range(4):
+        await api(
+            "POST", "/events", 202, {"event_type": "order_completed", "user_id": "u1",
+                                     "data": {"id": str(n)}, "event_id": f"e{n}"},
+        )  # fmt: skip
+    listing = f"/apps/{app['id']}/deliveries"
+
+    async def failed() -> Any:
+        page = await api("GET", f"{listing}?status=failed", 200)
+        return page["data"] if len(page["data"]) == 4 else None
+
+    rows = sorted(await eventually(failed), key=lambda row: row["id"])  # oldest first
+    one = await api("GET", f"{listing}/{rows[0]['id']}", 200)
+    assert one["attempt_log"][0]["status_code"] == 500 and one["status"] == "failed"
+
+    receiver.status = 200
+    retried = await api("POST", f"{listing}/{rows[-1]['id']}/retry", 202)
+    assert retried["id"] == rows[-1]["id"]
+
+    async def delivered(n: int) -> bool:
+        page = await api("GET", f"{listing}?status=delivered", 200)
+        return len(page["data"]) == n
+
+    await eventually(lambda: delivered(1))
+    await api("POST", f"{listing}/{rows[-1]['id']}/retry", 202)  # a replay of a delivered one
+    await eventually(lambda: delivered(1))
+    before = len(receiver.bodies)
+    since = "2000-01-01T00:00:00Z"
+    recovered = await api("POST", f"/apps/{app['id']}/endpoints/{ep['id']}/recover", 202,
+                          {"since": since})  # fmt: skip
+    assert recovered == {"recovered": 3}
+    await eventually(lambda: delivered(4))
+    sent = [b["event_id"] for b in receiver.bodies[before:] if b["event_id"] != "e3"]
+    assert sent == ["e0", "e1", "e2"], "recovered in order, with their own event_ids"
+    tokens = {b["event_id"]: b["token"] for b in receiver.bodies[:4]}
+    assert all(tokens[b["event_id"]] == b["token"] for b in receiver.bodies)
+    again = await api("POST", f"/apps/{app['id']}/endpoints/{ep['id']}/recover", 202,
+                      {"since": since})  # fmt: skip
+    assert again == {"recovered": 0}
+    pending = await api("POST", "/events", 202, {"event_type": "order_completed",
+                                                 "user_id": "u1", "data": {}})  # fmt: skip
+    assert pending["deliveries"] == 1
+
+    stats = await api("GET", f"/apps/{app['id']}/endpoints/{ep['id']}/stats?window=3600", 200)
+    assert stats["attempts"] >= 8 and 0 < stats["success_rate"] < 1
+    assert stats["outcomes"]["failed"] == 4
+    assert stats["latency_ms"]["p50"] <= stats["latency_ms"]["p90"] <= stats["latency_ms"]["p99"]
+
+    window = await api("GET", f"{listing}?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z",
+                       200)  # fmt: skip
+    assert window["data"] == []
+
+
+async def test_a_test_notification_goes_through_the_pipeline(
+    api: Client, target: tuple[Target, str]
+) -> None:
+    receiver, url = target
+    receiver.status = 200
+    app = await api("POST", "/apps", 201, {"name": "one"})
+    ep = await api(
+        "POST",
+        f"/apps/{app['id']}/endpoints",
+        201,
+        {"url": url, "event_types": ["product_created"]},
+    )
+    delivery = await api(
+        "POST",
+        f"/apps/{app['id']}/endpoints/{ep['id']}/test",
+        202,
+        {"event_type": "order_completed"},
+        token=app["api_key"],
+    )
+    assert delivery["endpoint_id"] == ep["id"] and delivery["event_type"] == "order_completed"
+
+    async def done() -> Any:
+        row = await api("GET", f"/apps/{app['id']}/deliveries/{delivery['id']}", 200)
+        return row if row["status"] == "delivered" else None
+
+    await eventually(done)
+    (body,) = receiver.bodies
+    assert body["event_type"] == "order_completed" and body["data"]["reference_id"]
+    assert body["token"] == delivery["token"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
 import time
 from collections import Counter, defaultdict
@@ -860,7 +861,7 @@ def _percentile(ordered: list[float], q: float) -> float | None:
     """Nearest-rank percentile of an ascending list."""
     if not ordered:
         return None
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def _duration(seconds: float) -> str:

@@ -21,22 +21,38 @@ USERS = 20
 EVENTS_PER_USER = 100
 
 
+def _event(user: str, seq: int) -> dict[str, Any]:
+    return {
+        "event_type": "order_completed",
+        "user_id": user,
+        "event_id": f"{user}-{seq}",
+        "data": {"id": seq, "seq": seq},
+    }
+
+
+async def _post(api: Api, path: str, body: dict[str, Any]) -> bool:
+    try:
+        reply = await api.call("POST", path, json=body)
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+    return reply.status == 202
+
+
 async def _publish_until_it_fails(
-    api: Api, user: str, accepted: dict[str, list[int]], first: int = 0
+    api: Api, user: str, accepted: dict[str, list[int]], first: int = 0, batch: int = 0
 ) -> None:
-    """Publish one user's events in order; stop at the first one the sender did not take."""
-    for seq in range(first, EVENTS_PER_USER):
-        body = {
-            "event_type": "order_completed",
-            "user_id": user,
-            "event_id": f"{user}-{seq}",
-            "data": {"id": seq, "seq": seq},
-        }
-        try:
-            reply = await api.call("POST", "/api/v1/events", json=body)
-        except (aiohttp.ClientError, TimeoutError):
+    """Publish one user's events in order (the first ``batch`` of them in one request);
+    stop at the first request the sender did not take."""
+    if batch:
+        seqs = list(range(first, first + batch))
+        if not await _post(
+            api, "/api/v1/events/batch", {"events": [_event(user, n) for n in seqs]}
+        ):
             return
-        if reply.status != 202:
+        accepted[user].extend(seqs)
+        first += batch
+    for seq in range(first, EVENTS_PER_USER):
+        if not await _post(api, "/api/v1/events", _event(user, seq)):
             return
         accepted[user].append(seq)
 
@@ -75,13 +91,17 @@ async def test_kill_9_during_heavy_delivery_loses_nothing(
     await api.create_endpoint(app["id"], url, ["*"], timeout=2)
 
     accepted: dict[str, list[int]] = defaultdict(list)
-    publishing = asyncio.gather(*(_publish_until_it_fails(api, u, accepted) for u in users))
+    # Half of each user's events in one batch, so a backlog builds up before the kill.
+    publishing = asyncio.gather(
+        *(_publish_until_it_fails(api, u, accepted, batch=EVENTS_PER_USER // 2) for u in users)
+    )
     await recorder.wait_for(lambda: len(recorder.hits()) >= 300)
     serve.kill9()
     await publishing
     at_kill = len(recorder.hits())
     taken = sum(len(seqs) for seqs in accepted.values())
     print(f"killed after {at_kill} arrivals, {taken} events accepted")
+    assert at_kill < taken  # the kill came with accepted deliveries still to send
 
     await serve.start()
     async with serve.api() as api2:

@@ -101,7 +101,10 @@ SELECT pg_notify('hookline_published', '');
 -- Claims run one at a time across all processes (until commit), so that the lanes the
 -- others leased are counted against each endpoint's in-flight cap. A claim is a few
 -- short statements, so the wait is short.
-SELECT pg_advisory_xact_lock(7031964201);
+-- A claim is also always committed durably, whatever the transaction asked for: a lease
+-- the server forgot in a crash would let a second worker (on another host, still alive)
+-- send what the first one is sending.
+SELECT pg_advisory_xact_lock(7031964201), set_config('synchronous_commit', 'on', true);
 
 -- claim_lanes --
 -- Due lanes, oldest first, at most as many per endpoint as its in-flight cap leaves room

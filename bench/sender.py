@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.n,
                         name=f"hookline (SQLite, {args.backlog:,} waiting)",
                         users=args.users,
-                        prefix="backlog",
+                        prefix="behind-backlog",
                     )
                 )
                 extra["growth_ratio"] = round(results[-1].rate / results[0].rate, 3)

@@ -276,16 +276,7 @@ class Store:
         if deliveries:
             # Lanes first: where several processes publish, holding the lane rows makes
             # a later transaction's deliveries take later ids (event order in the lane).
-            await tx.execute(
-                "grow_lanes",
-                rows=_json(
-                    [
-                        {"endpoint_id": ep, "lane": lane, "count": n}
-                        for (ep, lane), n in sorted(lanes.items())
-                    ]
-                ),
-                now=now,
-            )
+            await _grow_lanes(tx, lanes, now)
             await tx.execute("insert_deliveries", rows=_json(deliveries), now=now)
             await tx.execute("notify_published")
         return dict(counts)
@@ -362,7 +353,7 @@ class Store:
                     ),
                     now=now,
                 )
-                shrink = Counter((row["endpoint_id"], row["lane"]) for row in finished)
+                shrink = _lanes_of(finished)
                 if shrink:
                     await tx.execute(
                         "shrink_lanes",
@@ -581,7 +572,7 @@ class Store:
             moved = await tx.fetch(
                 "recover_endpoint", endpoint_id=endpoint_id, since=since, now=now
             )
-            await _grow_lanes(tx, moved, now)
+            await _grow_lanes(tx, _lanes_of(moved), now)
         return len(moved)
 
     async def delivery_for_event(self, event_seq: int, endpoint_id: str) -> Row:
@@ -757,18 +748,7 @@ class Store:
             moved = await tx.fetch(
                 "retry_deliveries", ids=_json([int(i) for i in delivery_ids]), now=now
             )
-            lanes = Counter((row["endpoint_id"], row["lane"]) for row in moved)
-            if lanes:
-                await tx.execute(
-                    "grow_lanes",
-                    rows=_json(
-                        [
-                            {"endpoint_id": ep, "lane": lane, "count": n}
-                            for (ep, lane), n in lanes.items()
-                        ]
-                    ),
-                    now=now,
-                )
+            await _grow_lanes(tx, _lanes_of(moved), now)
         return len(moved)
 
     async def failed_delivery_ids(
@@ -841,9 +821,17 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
 ENDPOINT_SETTINGS = ("url", "event_types", "timeout", "ordered", "max_in_flight", "enabled")
 
 
-async def _grow_lanes(tx: Connection, moved: list[Row], now: float) -> None:
-    """Count deliveries that became pending again into their lanes (creating them)."""
-    lanes = Counter((row["endpoint_id"], row["lane"]) for row in moved)
+def _lanes_of(rows: list[Row]) -> Counter[tuple[str, str]]:
+    """How many of ``rows`` (deliveries) fall in each (endpoint_id, lane)."""
+    return Counter((row["endpoint_id"], row["lane"]) for row in rows)
+
+
+async def _grow_lanes(tx: Connection, lanes: Counter[tuple[str, str]], now: float) -> None:
+    """Add pending deliveries to their lanes (creating them), in one statement.
+
+    Lanes are taken in sorted order so that concurrent transactions lock lane rows in
+    the same order and never deadlock.
+    """
     if lanes:
         await tx.execute(
             "grow_lanes",

@@ -220,17 +220,6 @@ DELETE FROM lanes
 WHERE (endpoint_id, lane) IN (
     SELECT j.value ->> 'endpoint_id', j.value ->> 'lane' FROM json_each(:rows) AS j);
 
--- metrics_snapshot --
--- What /metrics reads on every scrape; each part is an index lookup or a small scan
--- (pending deliveries use their partial index, endpoints are few), never a full scan.
-SELECT
-    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS queue_depth,
-    (SELECT MIN(l.next_attempt_at) FROM lanes AS l
-     JOIN endpoints AS e ON e.id = l.endpoint_id
-     WHERE l.next_attempt_at <= :now AND e.enabled = 1) AS oldest_due_at,
-    (SELECT COUNT(*) FROM endpoints WHERE enabled = 1) AS endpoints_enabled,
-    (SELECT COUNT(*) FROM endpoints WHERE enabled = 0) AS endpoints_disabled;
-
 -- notify_published --
 -- Nothing to send: the in-process publisher wakes its engine directly, and engines in
 -- other processes find new work by polling.
@@ -257,6 +246,17 @@ WHERE seq IN (
     ORDER BY ev.created_at
     LIMIT :batch)
 RETURNING seq;
+
+-- metrics_snapshot --
+-- What /metrics reads on every scrape; each part is an index lookup or a small scan
+-- (pending deliveries use their partial index, endpoints are few), never a full scan.
+SELECT
+    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS queue_depth,
+    (SELECT MIN(l.next_attempt_at) FROM lanes AS l
+     JOIN endpoints AS e ON e.id = l.endpoint_id
+     WHERE l.next_attempt_at <= :now AND e.enabled = 1) AS oldest_due_at,
+    (SELECT COUNT(*) FROM endpoints WHERE enabled = 1) AS endpoints_enabled,
+    (SELECT COUNT(*) FROM endpoints WHERE enabled = 0) AS endpoints_disabled;
 
 -- retry_deliveries --
 -- Back to pending and due now; the attempt log keeps what happened before. The caller

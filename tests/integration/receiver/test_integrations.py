@@ -21,7 +21,8 @@ from tests.conftest import free_port
 from tests.support.receiver import post, signed_webhook, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
-SEED = ROOT.parent / "shared/seed/order_payment_succeeded.example.json"
+# Selz's published example order (the public copy breaks off inside the first item).
+SEED = ROOT / "tests/fixtures/order_payment_succeeded.example.json"
 
 
 def _order() -> dict[str, object]:

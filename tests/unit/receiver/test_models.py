@@ -13,7 +13,8 @@ from hookline.exceptions import ValidationError as HooklineValidationError
 from hookline.receiver.models import MODELS, Order, ProductVariant, parse_data
 from hookline.receiver.samples import sample_data
 
-SEED = Path(__file__).resolve().parents[4] / "shared/seed/order_payment_succeeded.example.json"
+# Selz's published example order, kept beside the tests.
+SEED = Path(__file__).resolve().parents[2] / "fixtures/order_payment_succeeded.example.json"
 
 
 def _seed_order() -> dict[str, object]:

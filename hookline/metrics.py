@@ -40,12 +40,6 @@ class SenderMetrics(EngineObserver):
         self.events = Counter(
             "hookline_events_published", "Events accepted by the API.", registry=self.registry
         )
-        self.deliveries = Gauge(
-            "hookline_deliveries",
-            "Deliveries in the store by status.",
-            ["status"],
-            registry=self.registry,
-        )
         self.queue_depth = Gauge(
             "hookline_queue_depth",
             "Deliveries waiting to be sent (pending), across every endpoint.",
@@ -90,12 +84,13 @@ class SenderMetrics(EngineObserver):
         if result.latency_ms is not None:
             self.latency.observe(result.latency_ms / 1000)
 
-    def render(
-        self, delivery_counts: dict[str, int], snapshot: dict[str, Any] | None = None
-    ) -> bytes:
-        """The text exposition, with the store-derived gauges set from fresh readings."""
-        for status in ("pending", "delivered", "failed"):
-            self.deliveries.labels(status).set(delivery_counts.get(status, 0))
+    def render(self, snapshot: dict[str, Any] | None = None) -> bytes:
+        """The text exposition, with the store-derived gauges set from fresh readings.
+
+        Only bounded readings (``Store.metrics_snapshot``): a count of every delivery
+        by status would scan the whole table on each scrape. Delivered and failed
+        totals are the ``hookline_attempts`` counters.
+        """
         if snapshot is not None:
             self._set_store_gauges(snapshot, time.time())
         return generate_latest(self.registry)

@@ -82,10 +82,8 @@ def create_api(
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def prometheus(request: Request) -> Response:
         store = request.app.state.store
-        counts = await store.delivery_counts()
-        snapshot = await store.metrics_snapshot()
         return Response(
-            metrics.render(counts, snapshot),
+            metrics.render(await store.metrics_snapshot()),
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 

@@ -35,6 +35,13 @@ def _new_event(event: s.EventIn, max_bytes: int) -> NewEvent:
     )
 
 
+async def _publish(state: Any, events: list[NewEvent]) -> list[Published]:
+    """Store the events (durably, before the 202) and count the new ones."""
+    published: list[Published] = await state.publisher.publish(events)
+    state.metrics.events.inc(sum(not p.duplicate for p in published))
+    return published
+
+
 def _event_out(published: Published) -> dict[str, Any]:
     return {
         "id": published.id,
@@ -51,8 +58,8 @@ async def publish(body: s.EventIn, request: Request, who: Auth) -> dict[str, Any
     """Publish one event; it is stored with its deliveries before the 202."""
     who.require_admin()
     state = request.app.state
-    (published,) = await state.publisher.publish([_new_event(body, state.settings.max_event_bytes)])
-    return _event_out(published)
+    published = await _publish(state, [_new_event(body, state.settings.max_event_bytes)])
+    return _event_out(published[0])
 
 
 @router.post("/events/batch", status_code=202, response_model=s.EventBatchOut)
@@ -61,7 +68,7 @@ async def publish_batch(body: s.EventBatchIn, request: Request, who: Auth) -> di
     who.require_admin()
     state = request.app.state
     events = [_new_event(e, state.settings.max_event_bytes) for e in body.events]
-    return {"events": [_event_out(p) for p in await state.publisher.publish(events)]}
+    return {"events": [_event_out(p) for p in await _publish(state, events)]}
 
 
 @router.get("/events/{event_id}", response_model=s.EventDetail)

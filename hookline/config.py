@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from hookline.exceptions import ConfigError
@@ -115,41 +115,34 @@ class EngineSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EngineSettings:
+        """Settings from ``HOOKLINE_*`` variables (see ``ENGINE_ENV``); ``overrides`` that
+        are not None win (command-line options)."""
         env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        if "HOOKLINE_RETRY_SCHEDULE" in env:
-            values["retry"] = RetryPolicy.parse(env["HOOKLINE_RETRY_SCHEDULE"])
-        if "HOOKLINE_ALLOW_PRIVATE_TARGETS" in env:
-            values["allow_private_targets"] = _parse_bool(
-                "HOOKLINE_ALLOW_PRIVATE_TARGETS", env["HOOKLINE_ALLOW_PRIVATE_TARGETS"]
-            )
-        for name, key in (
-            ("concurrency", "HOOKLINE_CONCURRENCY"),
-            ("endpoint_max_in_flight", "HOOKLINE_ENDPOINT_MAX_IN_FLIGHT"),
-        ):
-            if key in env:
-                values[name] = int(_parse_float(key, env[key])) or 1
-        if "HOOKLINE_LEASE_MARGIN" in env:
-            values["lease_margin"] = _parse_float(
-                "HOOKLINE_LEASE_MARGIN", env["HOOKLINE_LEASE_MARGIN"]
-            )
-        if "HOOKLINE_POLL_INTERVAL" in env:
-            values["poll_interval"] = _parse_float(
-                "HOOKLINE_POLL_INTERVAL", env["HOOKLINE_POLL_INTERVAL"]
-            )
-        if "HOOKLINE_RETENTION_DAYS" in env:
-            values["retention_days"] = _parse_float(
-                "HOOKLINE_RETENTION_DAYS", env["HOOKLINE_RETENTION_DAYS"]
-            )
-        for name, key in (
-            ("disable_after", "HOOKLINE_DISABLE_AFTER"),
-            ("probe_interval", "HOOKLINE_PROBE_INTERVAL"),
-            ("health_interval", "HOOKLINE_HEALTH_INTERVAL"),
-        ):
-            if key in env:
-                values[name] = _parse_float(key, env[key])
+        values: dict[str, object] = {
+            name: parse(key, env[key]) for name, (key, parse) in ENGINE_ENV.items() if key in env
+        }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse_count(name: str, value: str) -> int:
+    return int(_parse_float(name, value)) or 1
+
+
+#: Each setting's environment variable and parser; every parser names the variable in
+#: its error, so a bad value says where it came from.
+ENGINE_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "retry": ("HOOKLINE_RETRY_SCHEDULE", lambda _, value: RetryPolicy.parse(value)),
+    "allow_private_targets": ("HOOKLINE_ALLOW_PRIVATE_TARGETS", _parse_bool),
+    "concurrency": ("HOOKLINE_CONCURRENCY", _parse_count),
+    "endpoint_max_in_flight": ("HOOKLINE_ENDPOINT_MAX_IN_FLIGHT", _parse_count),
+    "lease_margin": ("HOOKLINE_LEASE_MARGIN", _parse_float),
+    "poll_interval": ("HOOKLINE_POLL_INTERVAL", _parse_float),
+    "retention_days": ("HOOKLINE_RETENTION_DAYS", _parse_float),
+    "disable_after": ("HOOKLINE_DISABLE_AFTER", _parse_float),
+    "probe_interval": ("HOOKLINE_PROBE_INTERVAL", _parse_float),
+    "health_interval": ("HOOKLINE_HEALTH_INTERVAL", _parse_float),
+}
 
 
 def database_url(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:

@@ -22,6 +22,8 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from hookline.api.common import store as app_store
+from hookline.api.common import wake_engine
 from hookline.events import (
     EVENT_DESCRIPTIONS,
     EVENT_TYPES,
@@ -32,7 +34,6 @@ from hookline.events import (
 from hookline.exceptions import HooklineError, NotFound, ValidationError
 from hookline.samples import sample_data
 from hookline.sender.addresses import check_url
-from hookline.store import Store
 from hookline.web import chart
 from hookline.web.session import ADMIN, COOKIE, LIFETIME, Session, SessionSigner, fingerprint
 
@@ -130,17 +131,6 @@ def _error(request: Request, status: int, message: str) -> Response:
     )
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _wake(request: Request) -> None:
-    engine = request.app.state.engine
-    if engine is not None:
-        engine.wake()
-
-
 # -- sessions ----------------------------------------------------------------------------
 
 
@@ -155,7 +145,7 @@ async def _session(request: Request) -> Session:
         current = fingerprint(request.app.state.admin_token)
     else:
         try:
-            current = (await _store(request).get_app(session.subject))["api_key_hash"]
+            current = (await app_store(request).get_app(session.subject))["api_key_hash"]
         except NotFound:
             raise SignInRequired from None
     if not hmac.compare_digest(session.fingerprint, current):
@@ -171,11 +161,11 @@ def _check_csrf(session: Session, token: str) -> None:
 async def _app_for(request: Request, session: Session, app_id: str) -> dict[str, Any]:
     if not session.may_see(app_id):
         raise Forbidden
-    return await _store(request).get_app(app_id)
+    return await app_store(request).get_app(app_id)
 
 
 async def _endpoint_for(request: Request, session: Session, endpoint_id: str) -> dict[str, Any]:
-    endpoint = await _store(request).get_endpoint(endpoint_id)
+    endpoint = await app_store(request).get_endpoint(endpoint_id)
     if not session.may_see(endpoint["app_id"]):
         # The same answer as a missing endpoint: another app's ids are not confirmed.
         raise NotFound(f"no endpoint with id {endpoint_id!r}")
@@ -229,7 +219,7 @@ async def login(
     if key and hmac.compare_digest(key.encode(), request.app.state.admin_token.encode()):
         subject = ADMIN
     elif key:
-        app = await _store(request).app_for_api_key(key)
+        app = await app_store(request).app_for_api_key(key)
         subject = app["id"] if app else None
     if subject is None:
         token = secrets.token_urlsafe(24)
@@ -289,7 +279,7 @@ async def apps_page(request: Request) -> Response:
     session = await _session(request)
     if not session.is_admin:
         return RedirectResponse(f"/apps/{session.subject}", status_code=303)
-    store = _store(request)
+    store = app_store(request)
     apps = await store.list_apps()
     for app in apps:
         app["endpoints"] = await store.list_endpoints(app["id"])
@@ -307,7 +297,7 @@ async def create_app(
     name = name.strip()
     if not name or len(name) > 200:
         raise ValidationError("an app needs a name of 1 to 200 characters")
-    app, api_key = await _store(request).create_app(name)
+    app, api_key = await app_store(request).create_app(name)
     # Rendered, not redirected: the API key is shown this once and never stored.
     return _page(request, "app_created.html", session, app=app, api_key=api_key)
 
@@ -316,7 +306,7 @@ async def create_app(
 async def app_page(request: Request, app_id: str) -> Response:
     session = await _session(request)
     app = await _app_for(request, session, app_id)
-    store = _store(request)
+    store = app_store(request)
     endpoints = await store.list_endpoints(app_id)
     installations = await store.list_installations(app_id)
     since, bucket = chart.window()
@@ -348,7 +338,7 @@ async def install_user(
     user_id = user_id.strip()
     if not user_id or len(user_id) > 255:
         raise ValidationError("a user id has 1 to 255 characters")
-    await _store(request).install(app_id, user_id)
+    await app_store(request).install(app_id, user_id)
     return RedirectResponse(f"/apps/{app_id}?notice=installed", status_code=303)
 
 
@@ -371,7 +361,7 @@ async def add_webhook(
             raise ValidationError("the callback URL is required (up to 2048 characters)")
         check_url(url, allow_private=request.app.state.settings.allow_private_targets)
     except ValidationError as exc:
-        store = _store(request)
+        store = app_store(request)
         since, bucket = chart.window()
         timeline = await store.delivery_timeline(app_id, since=since, bucket=bucket)
         response = _page(
@@ -387,7 +377,7 @@ async def add_webhook(
         )
         response.status_code = 422
         return response
-    endpoint = await _store(request).create_endpoint(
+    endpoint = await app_store(request).create_endpoint(
         app_id, url=url, event_types=event_types, timeout=10.0
     )
     return RedirectResponse(f"/endpoints/{endpoint['id']}?notice=webhook_added", status_code=303)
@@ -400,7 +390,7 @@ async def add_webhook(
 async def endpoint_page(request: Request, endpoint_id: str) -> Response:
     session = await _session(request)
     endpoint = await _endpoint_for(request, session, endpoint_id)
-    store = _store(request)
+    store = app_store(request)
     app = await store.get_app(endpoint["app_id"])
     deliveries = await store.list_deliveries(
         endpoint["app_id"], endpoint_id=endpoint_id, limit=PAGE_SIZE
@@ -438,7 +428,7 @@ async def endpoint_action(
     session = await _session(request)
     _check_csrf(session, csrf)
     await _endpoint_for(request, session, endpoint_id)
-    store = _store(request)
+    store = app_store(request)
     if action == "test":
         event_type = check_event_type(event_type or "")
         await store.send_test(
@@ -450,7 +440,7 @@ async def endpoint_action(
         notice = f"{action}d"
     else:
         raise NotFound(f"no action {action!r} on endpoints")
-    _wake(request)
+    wake_engine(request)
     return RedirectResponse(f"/endpoints/{endpoint_id}?notice={notice}", status_code=303)
 
 
@@ -475,7 +465,7 @@ async def deliveries_page(
         "endpoint_id": endpoint_id or None,
         "user_id": (user_id or "").strip() or None,
     }
-    rows = await _store(request).list_deliveries(
+    rows = await app_store(request).list_deliveries(
         app_id,
         limit=PAGE_SIZE + 1,
         before=before,
@@ -495,7 +485,7 @@ async def deliveries_page(
         "deliveries.html",
         session,
         app=app,
-        endpoints=await _store(request).list_endpoints(app_id),
+        endpoints=await app_store(request).list_endpoints(app_id),
         deliveries=rows,
         filters=filters,
         older=older,
@@ -513,12 +503,12 @@ async def retry(
 ) -> Response:
     session = await _session(request)
     _check_csrf(session, csrf)
-    store = _store(request)
+    store = app_store(request)
     delivery = await store.get_delivery(delivery_id)
     if not session.may_see(delivery["app_id"]):
         raise NotFound(f"no delivery with id {delivery_id}")
     await store.retry_deliveries([delivery_id])
-    _wake(request)
+    wake_engine(request)
     target = _local(next, f"/endpoints/{delivery['endpoint_id']}")
     joiner = "&" if "?" in target else "?"
     return RedirectResponse(f"{target}{joiner}notice=retried", status_code=303)

@@ -34,7 +34,13 @@ from hookline.store.queries import load_queries, upgrade_steps
 log = logging.getLogger("hookline.store")
 
 #: Errors the driver (or the network under it) raises; nothing else is translated.
-_DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_DRIVER_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 #: The server is gone, going or full for now: worth trying again later.
 _UNAVAILABLE = (
@@ -45,6 +51,9 @@ _UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # A connection left mid-operation by a failure ("another operation is in
+    # progress"): it is replaced, like every pooled connection after an outage.
+    asyncpg.InternalClientError,
 )
 
 #: Held while migrating, so that processes starting together migrate one at a time.

@@ -33,6 +33,10 @@ _PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 _RESULT_QUERY = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DEAD: "bury"}
 
 
+#: How often a batch that PostgreSQL chose as a deadlock victim is run again.
+_DEADLOCK_RETRIES = 3
+
+
 class _Query:
     """A named block with ``:name`` parameters turned into asyncpg's ``$n``."""
 
@@ -110,11 +114,21 @@ class PostgresInbox(Inbox):
         return await self._batcher.submit((incoming, now))
 
     async def _accept_batch(self, batch: list[tuple[Incoming, float]]) -> list[Outcome]:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                return [await self._accept_one(conn, item, now) for item, now in batch]
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        # Several batches commit at once: each takes its rows (lanes, unique keys) in the
+        # same order, by user then token, so two batches never wait on each other in a
+        # cycle. Should PostgreSQL still find a deadlock, the batch is simply run again.
+        order = sorted(range(len(batch)), key=lambda i: (batch[i][0].user_id, batch[i][0].token))
+        for attempt in range(_DEADLOCK_RETRIES + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    outcomes = {i: await self._accept_one(conn, *batch[i]) for i in order}
+                return [outcomes[i] for i in range(len(batch))]
+            except asyncpg.DeadlockDetectedError as exc:
+                if attempt == _DEADLOCK_RETRIES:
+                    raise _wrap(exc) from exc
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise _wrap(exc) from exc
+        raise AssertionError("unreachable")
 
     async def _accept_one(self, conn: Any, incoming: Incoming, now: float) -> Outcome:
         if await self._fetch(conn, "insert_webhook", **incoming.params(now)):

@@ -9,10 +9,13 @@ its answer only after its events are durable.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 
-from hookline.exceptions import HooklineError
+from hookline.exceptions import HooklineError, StorageUnavailable
 from hookline.store import NewEvent, Published, Store
+
+log = logging.getLogger("hookline.publisher")
 
 MAX_GROUP = 2000
 
@@ -44,6 +47,12 @@ class Publisher:
                     group.append(entry)
                     size += len(entry[0])
                 await self._commit(group)
+        except BaseException:
+            # Cancelled (the server is stopping): nobody may wait for an answer forever.
+            waiting, self._waiting = self._waiting, []
+            for _, future in waiting:
+                _settle(future, StorageUnavailable("the server is stopping; publish again"))
+            raise
         finally:
             self._flushing = None
 
@@ -57,6 +66,13 @@ class Publisher:
             # One request's bad event must not fail the others that shared its commit.
             for entry in group:
                 await self._commit([entry])
+            return
+        except Exception as exc:
+            # Not one of ours: a bug, or a driver error nobody translated. These callers
+            # get a 500; the commits queued behind them go on.
+            log.exception("publishing %d request(s) failed", len(group))
+            for _, future in group:
+                _settle(future, exc)
             return
         except BaseException as exc:
             for _, future in group:

@@ -107,6 +107,28 @@ async def test_an_unexpected_failure_reaches_every_caller() -> None:
     assert [p.id for p in await publisher.publish([_event("c")])] == ["c"]
 
 
+async def test_an_unexpected_failure_does_not_strand_the_next_commit() -> None:
+    class FailsOnce(FakeStore):
+        async def publish(self, events: Sequence[NewEvent]) -> list[Published]:
+            self.broken = not self.calls  # only the first commit fails
+            return await super().publish(events)
+
+    store = FailsOnce()
+    store.gate = asyncio.Event()
+    publisher = Publisher(store)  # type: ignore[arg-type]
+    first = asyncio.create_task(publisher.publish([_event("first")]))
+    while not store.calls:  # the first commit has started and is held at the gate
+        await asyncio.sleep(0)
+    queued = asyncio.create_task(publisher.publish([_event("queued")]))
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert isinstance((await asyncio.gather(first, return_exceptions=True))[0], OSError)
+    # The request queued behind the failed commit is answered without another publish.
+    done, _ = await asyncio.wait({queued}, timeout=5)
+    assert done, "the queued request was left waiting"
+    assert [p.id for p in queued.result()] == ["queued"]
+
+
 async def test_a_storage_error_is_retried_per_request_then_reported() -> None:
     error = StorageError("disk full")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from hookline.exceptions import HooklineError, StorageUnavailable
@@ -27,7 +28,7 @@ class Publisher:
     def __init__(self, store: Store, on_published: Callable[[], None] | None = None) -> None:
         self.store = store
         self._on_published = on_published or (lambda: None)
-        self._waiting: list[_Entry] = []
+        self._waiting: deque[_Entry] = deque()
         self._flushing: asyncio.Task[None] | None = None
 
     async def publish(self, events: Sequence[NewEvent]) -> list[Published]:
@@ -43,13 +44,13 @@ class Publisher:
                 group: list[_Entry] = []
                 size = 0
                 while self._waiting and (not group or size + len(self._waiting[0][0]) <= MAX_GROUP):
-                    entry = self._waiting.pop(0)
+                    entry = self._waiting.popleft()
                     group.append(entry)
                     size += len(entry[0])
                 await self._commit(group)
         except BaseException:
             # Cancelled (the server is stopping): nobody may wait for an answer forever.
-            waiting, self._waiting = self._waiting, []
+            waiting, self._waiting = self._waiting, deque()
             for _, future in waiting:
                 _settle(future, StorageUnavailable("the server is stopping; publish again"))
             raise

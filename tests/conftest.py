@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -48,9 +49,9 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+@asynccontextmanager
+async def fresh_postgres() -> AsyncIterator[str]:
+    """Make an empty PostgreSQL database, yield its URL, drop it afterwards."""
     require_postgres()
     name = "hl_test_" + secrets.token_hex(6)
     await _admin(f'CREATE DATABASE "{name}"')
@@ -58,6 +59,13 @@ async def postgres_url() -> AsyncIterator[str]:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    async with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture
@@ -71,10 +79,5 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: object) -> Asyn
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/hookline.db"
         return
-    require_postgres()
-    name = "hl_test_" + secrets.token_hex(6)
-    await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_postgres() as url:
+        yield url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from email.utils import parsedate_to_datetime
 
@@ -17,6 +19,11 @@ from hookline.store.records import AttemptResult, Job
 
 EXCERPT_BYTES = 1024
 USER_AGENT = f"hookline/{__version__}"
+
+log = logging.getLogger("hookline.engine")
+
+#: RFC 9110 delta-seconds: ASCII digits only (``str.isdigit`` also takes "²").
+_DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 
 def new_session(*, allow_private: bool) -> aiohttp.ClientSession:
@@ -68,29 +75,37 @@ def build_request(job: Job, now: float) -> tuple[bytes, dict[str, str]]:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds asked for by a ``Retry-After`` header (RFC 9110: delta-seconds or an
+    HTTP date); None for anything else, which is then simply not honoured."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
 async def attempt(
     session: aiohttp.ClientSession, job: Job, retry: RetryPolicy, *, allow_private: bool
 ) -> AttemptResult:
+    """Make one attempt and judge it; never raises (but for cancellation).
+
+    Whatever goes wrong, even a bug of ours, becomes a failed attempt with a message: it
+    is recorded, retried on the schedule and counts toward the attempt cap and the
+    endpoint's health. An exception escaping here would record nothing, and the delivery
+    would go out again at every lease, forever.
+    """
     now = time.time()
-    body, headers = build_request(job, now)
     started = time.perf_counter()
     status: int | None = None
     excerpt: str | None = None
     error: str | None = None
     retry_after: float | None = None
     try:
+        body, headers = build_request(job, now)
         check_literal_host(job.url, allow_private=allow_private)
         async with session.post(
             job.url,
@@ -109,9 +124,16 @@ async def attempt(
     except ForbiddenAddress as exc:
         error = exc.message
     except (aiohttp.ClientError, OSError) as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = _describe(exc)
+    except Exception as exc:
+        log.exception("delivery %d: the attempt failed unexpectedly", job.delivery_id)
+        status, error = None, f"hookline could not complete the attempt: {_describe(exc)}"
     latency_ms = (time.perf_counter() - started) * 1000
     return judge(job, retry, now, status, latency_ms, excerpt, error, retry_after)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def judge(

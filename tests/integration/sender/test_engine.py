@@ -313,3 +313,48 @@ async def test_a_conflicting_request_does_not_spoil_its_group_commit(
     assert [p.id for p in results[2]] == ["store-1-3"]  # type: ignore[union-attr]
     rows = await store.list_deliveries(app["id"])
     assert sorted(r["event_id"] for r in rows) == [f"store-1-{n}" for n in range(4)]
+
+
+# -- an attempt that goes wrong ---------------------------------------------------------
+
+
+async def _fails_at_the_cap(store: Store, recorder: Recorder, path: str) -> dict[str, Any]:
+    app = await _setup(store, recorder.url(path))
+    engine = Engine(store, settings())
+    await engine.start()
+    try:
+        await store.publish(_events("store-1", 1))
+        (delivery,) = await _settled(store, app["id"], 1)
+    finally:
+        await engine.stop()
+    hits = recorder.hits(path)
+    # Recorded and retried on the schedule (0, 0.1, 0.2), then failed at the cap.
+    assert delivery["status"] == "failed"
+    assert delivery["attempts"] == len(hits) == FAST.max_attempts
+    for (before, after), delay in zip(pairwise(hits), FAST.schedule[1:], strict=True):
+        assert after.started - before.started >= delay - 0.01
+    endpoint = await store.get_endpoint(app["endpoint"]["id"])
+    assert endpoint["failing_since"] is not None, "it counts toward auto-disable"
+    return delivery
+
+
+async def test_a_retry_after_of_non_ascii_digits_is_a_plain_failed_attempt(
+    store: Store, recorder: Recorder
+) -> None:
+    # "²".isdigit() is true and float("²") raises: the header is ignored, not fatal.
+    recorder.script("/sup", then=Answer(503, headers={"Retry-After": "\u00b2"}))
+    delivery = await _fails_at_the_cap(store, recorder, "/sup")
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [503] * 3
+    assert [a["error"] for a in delivery["attempt_log"]] == ["answered 503"] * 3
+
+
+async def test_an_unexpected_error_inside_an_attempt_is_recorded_as_a_failed_attempt(
+    store: Store, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(value: str | None, now: float) -> float | None:
+        raise LookupError("injected")
+
+    monkeypatch.setattr("hookline.sender.attempt.parse_retry_after", broken)
+    delivery = await _fails_at_the_cap(store, recorder, "/raise")
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [None] * 3
+    assert all("LookupError: injected" in a["error"] for a in delivery["attempt_log"])

@@ -10,6 +10,8 @@ from email.utils import formatdate
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hookline.config import RetryPolicy
 from hookline.sender.attempt import build_request, judge, parse_retry_after
@@ -103,10 +105,20 @@ def test_retry_after_lengthens_the_delay_within_its_bound() -> None:
         ("soon", None),
         ("-5", None),
         ("1.5", None),
+        ("\u00b2", None),  # superscript two: isdigit(), but not a number
+        ("\u0661\u0662", None),  # Arabic-Indic digits
+        ("Sun, 99 Foo 9999 99:99:99 GMT", None),
+        ("9" * 400, float("9" * 400)),  # huge but valid; the policy bounds it
     ],
 )
 def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header, NOW) == seconds
+
+
+@given(st.text())
+def test_parse_retry_after_never_raises(header: str) -> None:
+    seconds = parse_retry_after(header, NOW)
+    assert seconds is None or seconds >= 0
 
 
 def test_the_request_is_signed_for_its_own_moment() -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hookline import __version__
-from hookline.config import EngineSettings, database_url
+from hookline.config import EngineSettings, RateLimits, database_url
 from hookline.exceptions import HooklineError
 
 if TYPE_CHECKING:
@@ -33,6 +33,13 @@ def main() -> None:
 def _settings(allow_private_targets: bool) -> EngineSettings:
     try:
         return EngineSettings.from_env(allow_private_targets=allow_private_targets or None)
+    except HooklineError as exc:
+        raise click.UsageError(exc.message) from None
+
+
+def _rate_limits() -> RateLimits:
+    try:
+        return RateLimits.from_env()
     except HooklineError as exc:
         raise click.UsageError(exc.message) from None
 
@@ -77,6 +84,7 @@ def serve(
         database_url=url,
         admin_token=token,
         settings=_settings(allow_private_targets),
+        rate_limits=_rate_limits(),
         deliver=not no_deliver,
     )
     click.echo(f"hookline {__version__} on http://{host}:{port} with {_redact(url)}", err=True)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from hookline.exceptions import ConfigError
+from hookline.ratelimit import Rate
 
 DEFAULT_DATABASE_URL = "sqlite:///./hookline.db"
 
@@ -142,6 +143,44 @@ ENGINE_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "disable_after": ("HOOKLINE_DISABLE_AFTER", _parse_float),
     "probe_interval": ("HOOKLINE_PROBE_INTERVAL", _parse_float),
     "health_interval": ("HOOKLINE_HEALTH_INTERVAL", _parse_float),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """How often a client may do what, in one ``serve`` process (each process counts on
+    its own: see ``hookline.ratelimit``). Each is ``Rate(count, period)``: a burst of
+    ``count``, then one more every ``period / count`` seconds; None is no limit.
+
+    The per-app limits apply to an app's own API key (API and dashboard alike), not to
+    the admin token: they keep one tenant from crowding out the others, and the
+    operator's own scripts (a bulk recover after an outage) should not wait on them.
+    """
+
+    #: Failed authentications (API bearer token, dashboard sign-in) per client address
+    #: (an IPv6 client's /64). Successes never count.
+    auth_failures: Rate | None = Rate(10, 60)
+    #: Test notifications (``POST .../endpoints/{id}/test``) per app.
+    tests: Rate | None = Rate(10, 60)
+    #: Recover calls (``POST .../endpoints/{id}/recover``) per app.
+    recovers: Rate | None = Rate(10, 3600)
+    #: Endpoints created per app.
+    new_endpoints: Rate | None = Rate(100, 3600)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimits:
+        """Limits from ``HOOKLINE_RATE_*`` (see ``RATE_ENV``): ``10/minute``, ``off``."""
+        env = os.environ if env is None else env
+        return cls(
+            **{name: Rate.parse(key, env[key]) for name, key in RATE_ENV.items() if key in env}
+        )
+
+
+RATE_ENV: dict[str, str] = {
+    "auth_failures": "HOOKLINE_RATE_AUTH_FAILURES",
+    "tests": "HOOKLINE_RATE_TESTS",
+    "recovers": "HOOKLINE_RATE_RECOVERS",
+    "new_endpoints": "HOOKLINE_RATE_NEW_ENDPOINTS",
 }
 
 

@@ -6,6 +6,7 @@
     │   └── ForbiddenAddress     a target that resolves to a private or reserved address
     ├── NotFound                 a record that does not exist (or is not yours)
     ├── Conflict                 a record that already exists
+    ├── RateLimited              too many requests (or failed sign-ins); retry after a while
     ├── StorageError             the database failed or is unreachable
     │   └── StorageUnavailable   the database is gone for now; try again later
     ├── DeliveryError            a webhook could not be sent (network, timeout, status)
@@ -49,6 +50,16 @@ class NotFound(HooklineError):
 
 class Conflict(HooklineError):
     code = "conflict"
+
+
+class RateLimited(HooklineError):
+    """Over a rate limit; ``retry_after`` says in how many seconds to try again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StorageError(HooklineError):

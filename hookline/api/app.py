@@ -17,7 +17,8 @@ from fastapi.responses import Response
 from hookline import __version__, web
 from hookline.api import errors, routes
 from hookline.api.limits import BodyLimit
-from hookline.config import EngineSettings
+from hookline.api.quotas import Quotas
+from hookline.config import EngineSettings, RateLimits
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
 from hookline.sender.publisher import Publisher
@@ -34,6 +35,7 @@ def create_api(
     database_url: str,
     admin_token: str,
     settings: EngineSettings | None = None,
+    rate_limits: RateLimits | None = None,
     deliver: bool = True,
 ) -> FastAPI:
     settings = settings or EngineSettings()
@@ -63,6 +65,7 @@ def create_api(
     )
     app.state.admin_token = admin_token
     app.state.settings = settings
+    app.state.quotas = Quotas(rate_limits or RateLimits())
     app.state.metrics = metrics
     errors.install(app)
     app.include_router(routes.router)

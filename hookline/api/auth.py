@@ -1,13 +1,21 @@
-"""Who is calling: the operator's admin token, or one app's API key."""
+"""Who is calling: the operator's admin token, or one app's API key.
+
+Failed attempts count against the client's address (``Quotas.auth``): past a burst,
+further attempts from there are refused with 429 before being checked, except with a
+key that already succeeded from there (see ``hookline.ratelimit.FailureThrottle``).
+"""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
 from hookline.api.errors import ApiError
+from hookline.api.quotas import Quotas
+from hookline.ratelimit import client_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,25 @@ class Caller:
             raise ApiError(403, "forbidden", "this API key belongs to another app")
 
 
+async def authenticate(state: Any, host: str | None, token: str) -> Caller | None:
+    """The caller ``token`` belongs to, or None; ``state`` is the application's state
+    and ``host`` the client's address. Raises ``RateLimited`` while the address is
+    throttled for failing too often (shared by the API and the dashboard's sign-in)."""
+    quotas: Quotas = state.quotas
+    address = client_key(host)
+    quotas.refuse_guessing(address, token)
+    found: Caller | None = None
+    if hmac.compare_digest(token.encode(), state.admin_token.encode()):
+        found = Caller(app_id=None)
+    elif (app := await state.store.app_for_api_key(token)) is not None:
+        found = Caller(app_id=app["id"])
+    if found is None:
+        quotas.auth.failed(address)
+    else:
+        quotas.auth.succeeded(address, token)
+    return found
+
+
 async def caller(request: Request) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -37,13 +64,10 @@ async def caller(request: Request) -> Caller:
         raise ApiError(
             401, "unauthorized", "send 'Authorization: Bearer <admin token or app API key>'"
         )
-    token = token.strip()
-    state = request.app.state
-    if hmac.compare_digest(token.encode(), state.admin_token.encode()):
-        return Caller(app_id=None)
-    app = await state.store.app_for_api_key(token)
-    if app is None:
+    host = request.client.host if request.client else None
+    who = await authenticate(request.app.state, host, token.strip())
+    if who is None:
         raise ApiError(
             401, "unauthorized", "the token is neither the admin token nor an app's API key"
         )
-    return Caller(app_id=app["id"])
+    return who

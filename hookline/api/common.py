@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from hookline.api import schemas as s
 from hookline.api.auth import Caller, caller
+from hookline.api.quotas import Action, Quotas
 from hookline.exceptions import NotFound
 from hookline.store import Store
 
@@ -16,13 +17,20 @@ Auth = Annotated[Caller, Depends(caller)]
 
 #: Answers every /api/v1 route may give besides its own (all as ``ErrorOut``).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422)
+    code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
 }
 
 
 def store(request: Request) -> Store:
     found: Store = request.app.state.store
     return found
+
+
+def charge(request: Request, app_id: str | None, action: Action) -> None:
+    """Count one ``action`` against the app's rate limit (429 past it; the admin, with
+    ``app_id`` None, is not limited)."""
+    quotas: Quotas = request.app.state.quotas
+    quotas.charge(app_id, action)
 
 
 def wake_engine(request: Request) -> None:

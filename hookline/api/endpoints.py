@@ -9,7 +9,15 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from hookline.api import schemas as s
-from hookline.api.common import Auth, app_of, endpoint_of, endpoint_out, store, wake_engine
+from hookline.api.common import (
+    Auth,
+    app_of,
+    charge,
+    endpoint_of,
+    endpoint_out,
+    store,
+    wake_engine,
+)
 from hookline.samples import sample_data
 from hookline.sender.addresses import check_url
 from hookline.store.manager import TEST_USER
@@ -23,6 +31,7 @@ async def create_endpoint(
 ) -> dict[str, Any]:
     who.require_app(app_id)
     check_url(body.url, allow_private=request.app.state.settings.allow_private_targets)
+    charge(request, who.app_id, "new_endpoints")
     row = await store(request).create_endpoint(
         app_id,
         url=body.url,
@@ -86,6 +95,7 @@ async def recover(
     """Send every failed delivery of the endpoint created since ``since`` again, now,
     each with its own token and event_id, in order within each user."""
     await endpoint_of(request, who, app_id, endpoint_id)
+    charge(request, who.app_id, "recovers")
     recovered = await store(request).recover_endpoint(endpoint_id, body.since.timestamp())
     wake_engine(request)
     return {"recovered": recovered}
@@ -102,6 +112,7 @@ async def send_test(
     """Send a sample event of the chosen type to this endpoint (only), through the normal
     pipeline: signed, retried, logged. Follow it with the delivery returned."""
     await endpoint_of(request, who, app_id, endpoint_id)
+    charge(request, who.app_id, "tests")
     data = orjson.dumps(sample_data(body.event_type)).decode()
     event = await store(request).send_test(
         endpoint_id, body.event_type, data, user_id=body.user_id or TEST_USER

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from hookline import exceptions as exc
 STATUS: list[tuple[type[exc.HooklineError], int]] = [
     (exc.NotFound, 404),
     (exc.Conflict, 409),
+    (exc.RateLimited, 429),
     (exc.ValidationError, 422),
     (exc.StorageUnavailable, 503),
     (exc.StorageError, 500),
@@ -30,11 +32,20 @@ class ApiError(exc.HooklineError):
         self.code = code
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    headers = {"Retry-After": "5"} if status == 503 else None
+def error_response(
+    status: int, code: str, message: str, *, retry_after: float | None = None, **extra: Any
+) -> JSONResponse:
+    if retry_after is None and status == 503:
+        retry_after = 5
+    headers = {"Retry-After": retry_after_header(retry_after)} if retry_after else None
     return JSONResponse(
         {"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers
     )
+
+
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up: a client that waits that long is let through."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -48,7 +59,8 @@ def install(app: FastAPI) -> None:
         if isinstance(error, ApiError):
             return error_response(error.status, error.code, error.message)
         status = next((s for cls, s in STATUS if isinstance(error, cls)), 500)
-        return error_response(status, error.code, error.message)
+        retry_after = error.retry_after if isinstance(error, exc.RateLimited) else None
+        return error_response(status, error.code, error.message, retry_after=retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -22,8 +22,10 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from hookline.api.auth import authenticate
+from hookline.api.common import charge, wake_engine
 from hookline.api.common import store as app_store
-from hookline.api.common import wake_engine
+from hookline.api.errors import retry_after_header
 from hookline.events import (
     EVENT_DESCRIPTIONS,
     EVENT_TYPES,
@@ -31,7 +33,7 @@ from hookline.events import (
     check_event_type,
     format_timestamp,
 )
-from hookline.exceptions import HooklineError, NotFound, ValidationError
+from hookline.exceptions import HooklineError, NotFound, RateLimited, ValidationError
 from hookline.samples import sample_data
 from hookline.sender.addresses import check_url
 from hookline.web import chart
@@ -107,6 +109,9 @@ class _HtmlRoute(APIRoute):
                 response = _error(request, 403, "This page belongs to another app.")
             except NotFound as exc:
                 response = _error(request, 404, exc.message)
+            except RateLimited as exc:
+                response = _error(request, 429, exc.message)
+                response.headers["Retry-After"] = retry_after_header(exc.retry_after)
             except HooklineError as exc:
                 response = _error(request, 422, exc.message)
             except RequestValidationError:
@@ -216,11 +221,11 @@ async def login(
         raise ValidationError("the sign-in form has expired; reload the page and try again")
     key = key.strip()
     subject: str | None = None
-    if key and hmac.compare_digest(key.encode(), request.app.state.admin_token.encode()):
-        subject = ADMIN
-    elif key:
-        app = await app_store(request).app_for_api_key(key)
-        subject = app["id"] if app else None
+    if key:
+        host = request.client.host if request.client else None
+        who = await authenticate(request.app.state, host, key)
+        if who is not None:
+            subject = ADMIN if who.is_admin else who.app_id
     if subject is None:
         token = secrets.token_urlsafe(24)
         refused = templates.TemplateResponse(
@@ -377,6 +382,7 @@ async def add_webhook(
         )
         response.status_code = 422
         return response
+    charge(request, session.app_id, "new_endpoints")
     endpoint = await app_store(request).create_endpoint(
         app_id, url=url, event_types=event_types, timeout=10.0
     )
@@ -431,6 +437,7 @@ async def endpoint_action(
     store = app_store(request)
     if action == "test":
         event_type = check_event_type(event_type or "")
+        charge(request, session.app_id, "tests")
         await store.send_test(
             endpoint_id, event_type, orjson.dumps(sample_data(event_type)).decode()
         )

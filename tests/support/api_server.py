@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from hookline.api.app import create_api
-from hookline.config import EngineSettings
+from hookline.config import EngineSettings, RateLimits
 from tests.conftest import free_port
 
 ADMIN = "test-admin-token"
@@ -21,13 +21,18 @@ ADMIN = "test-admin-token"
 
 @asynccontextmanager
 async def running_api(
-    database_url: str, *, deliver: bool = True, settings: EngineSettings | None = None
+    database_url: str,
+    *,
+    deliver: bool = True,
+    settings: EngineSettings | None = None,
+    rate_limits: RateLimits | None = None,
 ) -> AsyncIterator[str]:
     """Yield the base URL of a running sender; stop it (lifespan and all) on exit."""
     app = create_api(
         database_url=database_url,
         admin_token=ADMIN,
         settings=settings or EngineSettings(allow_private_targets=True),
+        rate_limits=rate_limits,
         deliver=deliver,
     )
     port = free_port()

@@ -1,0 +1,56 @@
+"""This process's rate limits on the API and dashboard: failed authentication per client
+address, and what one app may ask for how often (see ``hookline.config.RateLimits``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Literal
+
+from hookline.config import RATE_ENV, RateLimits
+from hookline.exceptions import RateLimited
+from hookline.ratelimit import Clock, FailureThrottle, RateLimiter
+
+Action = Literal["tests", "recovers", "new_endpoints"]
+
+WHAT: dict[Action, str] = {
+    "tests": "test notifications",
+    "recovers": "recover calls",
+    "new_endpoints": "new endpoints",
+}
+
+
+class Quotas:
+    def __init__(self, limits: RateLimits, *, clock: Clock = time.monotonic) -> None:
+        self.limits = limits
+        self.auth = FailureThrottle(limits.auth_failures, clock=clock)
+        self._per_app: dict[Action, RateLimiter] = {}
+        for action in WHAT:
+            rate = getattr(limits, action)
+            if rate is not None:
+                self._per_app[action] = RateLimiter(rate, clock=clock)
+
+    def charge(self, app_id: str | None, action: Action) -> None:
+        """Count one ``action`` of the app, or raise ``RateLimited`` (a 429) past its
+        limit. The admin (``app_id`` None) is not limited."""
+        limiter = self._per_app.get(action)
+        if app_id is None or limiter is None:
+            return
+        wait = limiter.hit(app_id)
+        if wait:
+            raise RateLimited(
+                f"this app has sent too many {WHAT[action]}: at most {limiter.rate} "
+                f"({RATE_ENV[action]}); try again in {math.ceil(wait)} s",
+                retry_after=wait,
+            )
+
+    def refuse_guessing(self, address: str, secret: str) -> None:
+        """Raise ``RateLimited`` if ``address`` failed to authenticate too often of late
+        and ``secret`` has not succeeded from there before."""
+        wait = self.auth.refused(address, secret)
+        if wait:
+            raise RateLimited(
+                f"too many failed sign-ins from your address: at most {self.limits.auth_failures}"
+                f" ({RATE_ENV['auth_failures']}); try again in {math.ceil(wait)} s",
+                retry_after=wait,
+            )

@@ -1,0 +1,205 @@
+"""Rate limits keyed by a string, kept in this process: one mechanism for every limit.
+
+``RateLimiter`` is GCRA (the generic cell rate algorithm, a token bucket written as one
+timestamp per key): a ``Rate`` of ``count`` per ``period`` allows a burst of ``count``
+at once, then one more every ``period / count`` seconds, and says exactly how long to
+wait when it refuses (the ``Retry-After`` of a 429).
+
+Written by hand on purpose: the ``limits`` package (PyPI) was considered; it offers
+fixed, moving and sliding windows over memory, Redis, Memcached or MongoDB. hookline has
+none of those shared stores, so its one real advantage does not apply, while its moving
+window keeps a timestamp per allowed hit and its clock cannot be given to it in tests.
+GCRA keeps one float per key and fits in a page.
+
+**Each process keeps its own counts.** Behind one address, ``N`` ``serve`` processes let
+a client through up to ``N`` times the configured rate. Keeping the counts in the
+database instead would add a write to every limited request (and to every failed
+sign-in, which is what a flood consists of); for limits whose purpose is to stop floods
+and runaway scripts, not to bill, a bound of ``N`` times is the better trade.
+
+``FailureThrottle`` builds on it to slow guessing of tokens: failures per client address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hookline.exceptions import ConfigError
+
+Clock = Callable[[], float]
+
+PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``count`` requests per ``period`` seconds, all of them at once if need be."""
+
+    count: int
+    period: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not self.period > 0 or not math.isfinite(self.period):
+            raise ConfigError(f"a rate needs a count of at least 1 and a period > 0: {self}")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests once the burst is spent."""
+        return self.period / self.count
+
+    def __str__(self) -> str:
+        names = {v: k for k, v in PERIODS.items()}
+        return f"{self.count}/{names.get(self.period, f'{self.period:g}s')}"
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> Rate | None:
+        """``"10/minute"``, ``"100/hour"``, ``"5/30"`` (seconds); ``"off"`` is no limit.
+
+        ``name`` (the variable the text came from) is named in the error."""
+        text = text.strip().lower()
+        if text in ("off", "none", "0"):
+            return None
+        count, _, period = text.partition("/")
+        try:
+            seconds = PERIODS[period] if period in PERIODS else float(period.rstrip("s"))
+            return cls(int(count), seconds)
+        except (ValueError, ConfigError):
+            raise ConfigError(
+                f"{name}={text!r} is not a rate; write COUNT/PERIOD with PERIOD one of "
+                "second, minute, hour, day or a number of seconds (e.g. 10/minute), or off"
+            ) from None
+
+
+class RateLimiter:
+    """GCRA over string keys; ``hit`` counts a request, ``wait`` only looks.
+
+    A key whose theoretical arrival time has passed holds nothing a fresh key would not,
+    so it is dropped; at most ``max_keys`` are kept (the least recently hit go first,
+    which at worst lets one of them start a fresh burst).
+    """
+
+    def __init__(self, rate: Rate, *, clock: Clock = time.monotonic, max_keys: int = 100_000):
+        self.rate = rate
+        self.clock = clock
+        self.max_keys = max_keys
+        #: key -> the time at which its bucket is full again ("TAT"), least recent first.
+        self._tat: OrderedDict[str, float] = OrderedDict()
+
+    def wait(self, key: str) -> float:
+        """Seconds until a request under ``key`` would be allowed (0: now)."""
+        now = self.clock()
+        tat = max(self._tat.get(key, now), now)
+        return max(0.0, tat + self.rate.interval - self.rate.period - now)
+
+    def hit(self, key: str) -> float:
+        """Count a request under ``key`` if it is allowed and return 0; otherwise count
+        nothing and return the seconds to wait."""
+        now = self.clock()
+        self._forget_expired(now)
+        tat = max(self._tat.pop(key, now), now) + self.rate.interval
+        if tat - now > self.rate.period:
+            self._tat[key] = tat - self.rate.interval
+            return tat - self.rate.period - now
+        self._tat[key] = tat
+        while len(self._tat) > self.max_keys:
+            self._tat.popitem(last=False)
+        return 0.0
+
+    def __len__(self) -> int:
+        return len(self._tat)
+
+    def _forget_expired(self, now: float) -> None:
+        # Keys are kept in the order they were last hit, so the expired ones gather at the
+        # front: amortised O(1) per hit, no sweep of the whole table.
+        while self._tat:
+            key, tat = next(iter(self._tat.items()))
+            if tat > now:
+                return
+            del self._tat[key]
+
+
+def client_key(host: str | None) -> str:
+    """The unit a client controls: its IPv4 address, or the /64 of its IPv6 address
+    (one host is routinely given a whole /64, so counting single IPv6 addresses would
+    let it start a fresh burst from each)."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class FailureThrottle:
+    """Slow down guessing of tokens: failed authentications per client address.
+
+    After a burst of ``rate.count`` failures from one address, further attempts from it
+    are refused (429) without being checked, one allowed again every ``rate.interval``
+    seconds. Successes never count.
+
+    A legitimate client at the same address (behind the same NAT or proxy as the one who
+    guesses) is not locked out with them: a secret that has succeeded from that address
+    within ``remember`` seconds is still checked and served while the address is
+    throttled. (This is the "device cookie" defence OWASP recommends against lockouts.)
+    A secret that was never used from there waits like a guess: answering it at once
+    would tell a guesser which of their guesses is right, which is all a throttle
+    exists to prevent. Only a keyed digest of each secret is kept, in memory.
+    """
+
+    def __init__(
+        self,
+        rate: Rate | None,
+        *,
+        clock: Clock = time.monotonic,
+        remember: float = 86400.0,
+        max_known: int = 10_000,
+    ) -> None:
+        self.failures = RateLimiter(rate, clock=clock) if rate else None
+        self.clock = clock
+        self.remember = remember
+        self.max_known = max_known
+        self._digest_key = secrets.token_bytes(32)
+        #: (address, digest of secret) -> last success, least recent first.
+        self._known: OrderedDict[str, float] = OrderedDict()
+
+    def refused(self, address: str, secret: str) -> float:
+        """Seconds to wait before ``secret`` may be tried from ``address`` (0: try now)."""
+        if self.failures is None:
+            return 0.0
+        wait = self.failures.wait(address)
+        if wait and self._known_at(address, secret):
+            return 0.0
+        return wait
+
+    def failed(self, address: str) -> None:
+        if self.failures is not None:
+            self.failures.hit(address)
+
+    def succeeded(self, address: str, secret: str) -> None:
+        if self.failures is None:
+            return
+        key = self._key(address, secret)
+        self._known.pop(key, None)
+        self._known[key] = self.clock()
+        while len(self._known) > self.max_known:
+            self._known.popitem(last=False)
+
+    def _known_at(self, address: str, secret: str) -> bool:
+        seen = self._known.get(self._key(address, secret))
+        return seen is not None and self.clock() - seen <= self.remember
+
+    def _key(self, address: str, secret: str) -> str:
+        digest = hashlib.blake2b(secret.encode(), key=self._digest_key, digest_size=16)
+        return f"{address} {digest.hexdigest()}"

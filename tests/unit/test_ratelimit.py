@@ -1,0 +1,128 @@
+"""GCRA and the failed-authentication throttle, on a clock the test turns."""
+
+from __future__ import annotations
+
+import pytest
+
+from hookline.config import RateLimits
+from hookline.exceptions import ConfigError
+from hookline.ratelimit import FailureThrottle, Rate, RateLimiter, client_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_burst_then_one_per_interval() -> None:
+    clock = Clock()
+    limiter = RateLimiter(Rate(5, 10), clock=clock)
+    assert [limiter.hit("a") for _ in range(5)] == [0.0] * 5
+    assert limiter.hit("a") == pytest.approx(2.0)  # one more every 10/5 s
+    assert limiter.wait("a") == pytest.approx(2.0)
+    clock.now += 1.9
+    assert limiter.hit("a") > 0
+    clock.now += 0.1
+    assert limiter.hit("a") == 0.0
+    assert limiter.hit("a") == pytest.approx(2.0)
+    assert limiter.hit("b") == 0.0  # keys are independent
+    clock.now += 10
+    assert [limiter.hit("a") for _ in range(5)] == [0.0] * 5  # full again after a period
+
+
+def test_refused_requests_are_not_counted() -> None:
+    clock = Clock()
+    limiter = RateLimiter(Rate(1, 10), clock=clock)
+    assert limiter.hit("a") == 0.0
+    for _ in range(100):
+        assert limiter.hit("a") > 0
+    clock.now += 10
+    assert limiter.hit("a") == 0.0
+
+
+def test_keys_are_bounded_and_expired_ones_dropped() -> None:
+    clock = Clock()
+    limiter = RateLimiter(Rate(2, 10), clock=clock, max_keys=100)
+    for n in range(1000):
+        limiter.hit(f"k{n}")
+    assert len(limiter) == 100
+    clock.now += 10
+    limiter.hit("fresh")
+    assert len(limiter) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("10/minute", Rate(10, 60)),
+        ("5/30", Rate(5, 30)),
+        ("5/30s", Rate(5, 30)),
+        (" 100/HOUR ", Rate(100, 3600)),
+        ("off", None),
+    ],
+)
+def test_rates_parse(text: str, rate: Rate | None) -> None:
+    assert Rate.parse("X", text) == rate
+
+
+@pytest.mark.parametrize(
+    "text", ["", "10", "ten/minute", "10/fortnight", "0/minute", "5/0", "5/-1"]
+)
+def test_bad_rates_say_where_and_how(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"HOOKLINE_RATE_TESTS=.*COUNT/PERIOD"):
+        RateLimits.from_env({"HOOKLINE_RATE_TESTS": text})
+
+
+def test_limits_from_the_environment() -> None:
+    limits = RateLimits.from_env(
+        {"HOOKLINE_RATE_TESTS": "3/second", "HOOKLINE_RATE_RECOVERS": "off"}
+    )
+    assert limits.tests == Rate(3, 1)
+    assert limits.recovers is None
+    assert limits.new_endpoints == RateLimits().new_endpoints
+
+
+def test_client_key_takes_an_ipv6_clients_whole_64() -> None:
+    assert client_key("127.0.0.1") == "127.0.0.1"
+    assert client_key("::ffff:127.0.0.1") == "127.0.0.1"
+    assert client_key("2001:db8::1") == client_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert client_key("2001:db8:0:1::1") != client_key("2001:db8::1")
+    assert client_key(None) == "unknown"
+
+
+def test_only_failures_count_and_a_key_proven_there_still_passes() -> None:
+    clock = Clock()
+    throttle = FailureThrottle(Rate(3, 30), clock=clock)
+    for _ in range(50):
+        assert throttle.refused("1.2.3.4", "good") == 0.0
+        throttle.succeeded("1.2.3.4", "good")
+    for _ in range(3):
+        assert throttle.refused("1.2.3.4", "guess") == 0.0
+        throttle.failed("1.2.3.4")
+    assert throttle.refused("1.2.3.4", "guess") == pytest.approx(10.0)
+    # A secret never used from there waits like a guess: answering it would tell a
+    # guesser which guess is right.
+    assert throttle.refused("1.2.3.4", "another") == pytest.approx(10.0)
+    assert throttle.refused("1.2.3.4", "good") == 0.0
+    assert throttle.refused("5.6.7.8", "guess") == 0.0  # other addresses are not affected
+    clock.now += 10
+    assert throttle.refused("1.2.3.4", "guess") == 0.0
+
+
+def test_a_proven_key_is_forgotten_after_a_while() -> None:
+    clock = Clock()
+    throttle = FailureThrottle(Rate(1, 30), clock=clock, remember=60)
+    throttle.succeeded("1.2.3.4", "good")
+    clock.now += 61
+    throttle.failed("1.2.3.4")
+    assert throttle.refused("1.2.3.4", "good") > 0
+
+
+def test_no_rate_no_throttle() -> None:
+    throttle = FailureThrottle(None)
+    for _ in range(100):
+        throttle.failed("1.2.3.4")
+    assert throttle.refused("1.2.3.4", "x") == 0.0

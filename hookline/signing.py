@@ -82,14 +82,15 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 class Verifier:
     """Checks that a webhook is genuine and fresh.
 
-    ``keys`` lists every key currently accepted (several during a rotation). With
-    ``require_standard`` the Standard Webhooks signature must be present, which proves the
-    body itself was not altered; without it, that signature is checked only when present.
+    ``keys`` lists every key currently accepted (several during a rotation). By default
+    the Standard Webhooks signature must be present, which proves the body itself was not
+    altered; with ``require_standard=False`` (for senders that sign only timestamp + token,
+    such as Selz itself) it is checked only when present.
     """
 
     keys: tuple[str, ...]
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
-    require_standard: bool = False
+    require_standard: bool = True
 
     def __post_init__(self) -> None:
         if not self.keys or not all(isinstance(k, str) and k for k in self.keys):

@@ -32,8 +32,10 @@ class ReceiverSettings:
     database: str = DEFAULT_INBOX_URL
     #: How far a webhook's timestamp may be from this clock, either way.
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
-    #: Refuse webhooks without a Standard Webhooks signature (which covers the body).
-    require_standard: bool = False
+    #: Refuse webhooks without a valid Standard Webhooks signature (which covers the body).
+    #: False accepts requests signed only with X-Selz-Signature, which does not cover the
+    #: body: see docs/receiver.md, "Modes".
+    require_standard: bool = True
     #: Largest body accepted; larger requests get 413 and are not read further.
     max_body_bytes: int = 1024 * 1024
     #: When a failing handler runs again, and how many runs before it is a dead letter.

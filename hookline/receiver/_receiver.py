@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,13 +23,26 @@ if TYPE_CHECKING:
 
 H = TypeVar("H", bound=Handler)
 
+log = logging.getLogger("hookline.receiver")
+
+SELZ_ONLY_WARNING = (
+    "this receiver accepts webhooks signed only with X-Selz-Signature "
+    "(require_standard=False). That signature covers timestamp and token, not the body: "
+    "a request captured anywhere (a staging endpoint, a request bin) can be replayed here "
+    "within the %d s window with other data, and its handlers will run. Use it only for "
+    "senders that cannot send webhook-signature, such as Selz itself."
+)
+
 
 class Receiver:
     """Takes Selz-style webhooks: verifies them, stores them, and runs your handlers.
 
     ``keys`` are the verification keys accepted right now (give two during a rotation).
     ``database`` is the inbox (default ``sqlite:///./hookline-inbox.db``, or
-    ``HOOKLINE_INBOX_URL``). Register handlers with ``@receiver.on("order_completed")``
+    ``HOOKLINE_INBOX_URL``). A request must carry a valid ``webhook-signature`` (which
+    covers the body); ``require_standard=False`` also accepts requests signed only with
+    ``X-Selz-Signature``, for senders such as Selz itself, and warns at start about the
+    risk (see docs/receiver.md, "Modes"). Register handlers with ``@receiver.on("order_completed")``
     or ``@receiver.on("*")``; they may be plain or ``async`` functions.
     """
 
@@ -38,7 +52,7 @@ class Receiver:
         database: str | None = None,
         *,
         tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
-        require_standard: bool = False,
+        require_standard: bool = True,
         retry: RetryPolicy | None = None,
         **settings: Any,
     ) -> None:
@@ -99,6 +113,8 @@ class Receiver:
         return self._inbox
 
     async def start(self, *, workers: bool = True) -> None:
+        if not self.verifier.require_standard:
+            log.warning(SELZ_ONLY_WARNING, self.verifier.tolerance_seconds)
         inbox = await self.open_inbox()
         if workers and self._workers is None:
             self._workers = Workers(inbox, self.handlers_for, self.settings)

@@ -285,7 +285,13 @@ async def _post(
 @click.option("--tolerance", default=300, show_default=True, help="Allowed clock skew, seconds.")
 @click.option("--at", "at", type=float, help="Check the time window as of this Unix time.")
 @click.option("--ignore-time", is_flag=True, help="Skip the time window (old captures).")
-@click.option("--strict", is_flag=True, help="Require the Standard Webhooks signature.")
+@click.option(
+    "--strict/--selz-only",
+    default=True,
+    show_default=True,
+    help="Require the body signature (webhook-signature), as a receiver does by default; "
+    "--selz-only checks a request as a receiver built with require_standard=False does.",
+)
 def verify(
     request_file: IO[bytes],
     keys: tuple[str, ...],

@@ -100,7 +100,7 @@ def diagnose(
     *,
     tolerance_seconds: int = 300,
     now: float | None = None,
-    require_standard: bool = False,
+    require_standard: bool = True,
 ) -> Report:
     report = Report()
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -200,7 +200,12 @@ def _check_standard(
             name,
             False,
             "absent: nothing proves the body's data was not altered"
-            + (" (required here)" if required else " (accepted: it is optional)"),
+            + (
+                " (required by default; a receiver built with require_standard=False, "
+                "or --selz-only here, accepts it)"
+                if required
+                else " (accepted in --selz-only mode, which does not protect the body)"
+            ),
             fatal=required,
         )
         return

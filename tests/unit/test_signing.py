@@ -133,9 +133,17 @@ def test_verifier_reads_headers_in_any_case() -> None:
     Verifier((KEY,), require_standard=True).verify(upper, body, now=NOW)
 
 
-def test_verifier_accepts_a_seed_style_request_without_standard_headers() -> None:
+def test_verifier_refuses_a_seed_style_request_by_default() -> None:
     headers, body = _signed([KEY])
-    Verifier((KEY,)).verify({SELZ_HEADER: headers[SELZ_HEADER]}, body, now=NOW)
+    with pytest.raises(BadSignature, match="webhook-signature header is missing"):
+        Verifier((KEY,)).verify({SELZ_HEADER: headers[SELZ_HEADER]}, body, now=NOW)
+
+
+def test_a_selz_only_verifier_accepts_a_seed_style_request() -> None:
+    headers, body = _signed([KEY])
+    Verifier((KEY,), require_standard=False).verify(
+        {SELZ_HEADER: headers[SELZ_HEADER]}, body, now=NOW
+    )
 
 
 def test_verifier_knows_several_keys_for_rotation() -> None:

@@ -7,6 +7,7 @@ accepted webhook is a 2xx and is handled once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -14,7 +15,9 @@ import aiohttp
 import orjson
 import pytest
 
+from hookline.events import format_timestamp
 from hookline.receiver import Event, Receiver
+from hookline.signing import sign_headers
 from tests.conftest import free_port
 from tests.support.receiver import KEY, post, serving, signed_webhook, wait_for
 
@@ -98,21 +101,12 @@ async def test_a_key_being_rotated_out_is_still_accepted(
     assert status == 200
 
 
-def _replayed_with_other_data() -> tuple[
-    tuple[dict[str, str], bytes], tuple[dict[str, str], bytes]
-]:
-    """A captured request, and an attacker's copy: same timestamp, token and Selz signature,
-    altered data. The Selz signature does not cover data, so only the token gives it away."""
-    headers, body = signed_webhook(standard=False, data={"id": "ord_1", "total": "9.99"})
-    forged = body.replace(b'"total":"9.99"', b'"total":"0.01"')
-    assert forged != body
-    return (headers, body), (headers, forged)
-
-
 @pytest.mark.parametrize(
     ("case", "status", "code"),
     [
         ("bad_signature", 401, "bad_signature"),
+        ("selz_only", 401, "bad_signature"),
+        ("bad_body_signature", 401, "bad_signature"),
         ("unknown_key", 401, "bad_signature"),
         ("altered_body", 401, "bad_signature"),
         ("stale", 401, "stale_timestamp"),
@@ -146,8 +140,13 @@ async def test_refusals_say_why_and_store_nothing(
 def _refused(case: str) -> tuple[dict[str, str], bytes]:
     now = int(time.time())
     if case == "bad_signature":
-        headers, body = signed_webhook(standard=False)
+        headers, body = signed_webhook()
         return {**headers, "X-Selz-Signature": "AAAA" + headers["X-Selz-Signature"][4:]}, body
+    if case == "selz_only":
+        return signed_webhook(standard=False)
+    if case == "bad_body_signature":
+        headers, body = signed_webhook()
+        return {**headers, "webhook-signature": "v1," + "A" * 44}, body
     if case == "unknown_key":
         return signed_webhook(keys=["someone-elses-key"])
     if case == "altered_body":
@@ -158,38 +157,106 @@ def _refused(case: str) -> tuple[dict[str, str], bytes]:
     if case == "future":
         return signed_webhook(unix_ts=now + 400)
     if case == "not_json":
-        headers, _ = signed_webhook()
-        return headers, b"<xml>not json</xml>"
+        return resigned(b"<xml>not json</xml>")
     if case == "not_an_envelope":
-        headers, _ = signed_webhook()
-        return headers, b'["a", "list"]'
+        return resigned(b'["a", "list"]')
     if case == "unknown_type":
-        headers, body = signed_webhook(standard=False)
-        return headers, body.replace(b"order_completed", b"order_teleported")
+        _, body = signed_webhook()
+        return resigned(body.replace(b"order_completed", b"order_teleported"))
     assert case == "oversized"
     return signed_webhook(data={"id": "big", "blob": "x" * 70_000})
 
 
-async def test_a_captured_token_replayed_with_another_body_is_refused(
+def resigned(body: bytes) -> tuple[dict[str, str], bytes]:
+    """Headers that sign ``body`` correctly, whatever it holds (to reach the body checks)."""
+    now = int(time.time())
+    headers = sign_headers(
+        [KEY], timestamp=format_timestamp(float(now)), token="T" * 48, msg_id="m1",
+        unix_ts=now, body=body,
+    )  # fmt: skip
+    return {**headers, "Content-Type": "application/json"}, body
+
+
+def _captured_and_forged(
+    *, standard: bool
+) -> tuple[tuple[dict[str, str], bytes], tuple[dict[str, str], bytes]]:
+    """A captured request, and an attacker's copy: the same headers (timestamp, token,
+    signatures) with altered data. X-Selz-Signature does not cover data; webhook-signature
+    does."""
+    headers, body = signed_webhook(standard=standard, data={"id": "ord_1", "total": "9.99"})
+    forged = body.replace(b'"total":"9.99"', b'"total":"0.01"')
+    assert forged != body
+    return (headers, body), (headers, forged)
+
+
+async def test_a_forged_replay_of_a_captured_request_is_refused_by_default(
     url: str, session: aiohttp.ClientSession, handled: list[Event]
 ) -> None:
-    genuine, forged = _replayed_with_other_data()
+    """The attack of a captured request: replayed with other data, before or after the
+    genuine one arrives. The body signature gives it away either way."""
+    genuine, forged = _captured_and_forged(standard=True)
+    status, answer = await post(session, url, *forged)  # before the genuine one
+    assert (status, answer["error"]["code"]) == (401, "bad_signature")
+    assert "body was altered" in answer["error"]["message"]
+    # With the body signature stripped, only the valid X-Selz-Signature is left: refused.
+    selz_only = {k: v for k, v in forged[0].items() if not k.startswith("webhook-")}
+    assert (await post(session, url, selz_only, forged[1]))[0] == 401
     assert (await post(session, url, *genuine))[0] == 200
-    status, answer = await post(session, url, *forged)
-    assert status == 409
-    assert answer["error"]["code"] == "replayed_token"
+    assert (await post(session, url, *forged))[0] == 401  # and after it
+    assert (await post(session, url, selz_only, forged[1]))[0] == 401
     await wait_for(lambda: len(handled) == 1)
     await asyncio.sleep(0.3)
-    assert handled[0].data == {"id": "ord_1", "total": "9.99"}
-    assert len(handled) == 1
+    assert [e.data for e in handled] == [{"id": "ord_1", "total": "9.99"}]
 
 
-async def test_strict_mode_requires_the_body_signature(
+async def test_a_selz_only_request_is_refused_by_default(
     database_url: str, session: aiohttp.ClientSession
 ) -> None:
-    receiver = Receiver(keys=[KEY], database=database_url, require_standard=True)
+    """A valid X-Selz-Signature alone is not enough: 401, nothing stored, no handler run."""
+    receiver = Receiver(keys=[KEY], database=database_url)
+    handled: list[Event] = []
+    receiver.on("*")(handled.append)
     async with serving(receiver, free_port()) as url:
         status, answer = await post(session, url, *signed_webhook(standard=False))
         assert status == 401
         assert "webhook-signature" in answer["error"]["message"]
-        assert (await post(session, url, *signed_webhook()))[0] == 200
+        inbox = await receiver.open_inbox()
+        assert await inbox.count_by_status() == {}
+        assert (await post(session, url, *signed_webhook(event_id="evt_signed")))[0] == 200
+        await wait_for(lambda: len(handled) == 1)
+        await asyncio.sleep(0.3)
+    assert [e.event_id for e in handled] == ["evt_signed"]
+
+
+async def test_selz_only_mode_accepts_the_selz_signature_and_warns_at_start(
+    database_url: str, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = Receiver(keys=[KEY], database=database_url, require_standard=False)
+    handled: list[Event] = []
+    receiver.on("*")(handled.append)
+    with caplog.at_level(logging.WARNING, logger="hookline.receiver"):
+        async with serving(receiver, free_port()) as url:
+            genuine, forged = _captured_and_forged(standard=False)
+            assert await post(session, url, *genuine) == (200, {"status": "accepted"})
+            # A captured token replayed with other data after the genuine one: 409.
+            status, answer = await post(session, url, *forged)
+            assert (status, answer["error"]["code"]) == (409, "replayed_token")
+            # A body signature, when one is sent, is still checked.
+            headers, body = signed_webhook(data={"id": "ord_2", "total": "5.00"})
+            tampered = body.replace(b"5.00", b"0.05")
+            assert (await post(session, url, headers, tampered))[0] == 401
+            await wait_for(lambda: len(handled) == 1)
+            await asyncio.sleep(0.3)
+    assert [e.data for e in handled] == [{"id": "ord_1", "total": "9.99"}]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("require_standard=False" in r.getMessage() for r in warnings)
+    assert any("replayed" in r.getMessage() for r in warnings)
+
+
+async def test_the_default_receiver_logs_no_such_warning(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="hookline.receiver"):
+        async with Receiver(keys=[KEY], database=database_url).running():
+            pass
+    assert not [r for r in caplog.records if "require_standard" in r.getMessage()]

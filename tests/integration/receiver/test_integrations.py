@@ -48,9 +48,11 @@ def _example() -> tuple[Receiver, list[str]]:
     return basic.receiver, basic.sent_emails
 
 
-def _webhook() -> tuple[dict[str, str], bytes]:
+def _webhook(*, standard: bool = True) -> tuple[dict[str, str], bytes]:
     key = _example()[0].verifier.keys[0]
-    return signed_webhook([key], event_type="order_payment_succeeded", data=_order())
+    return signed_webhook(
+        [key], event_type="order_payment_succeeded", data=_order(), standard=standard
+    )
 
 
 def _wait_sync(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -78,6 +80,9 @@ async def test_fastapi_app_with_the_endpoint_and_the_lifespan() -> None:
             assert (await post(session, base + "/webhooks/selz", *request))[1] == {
                 "status": "duplicate"
             }
+            # Signed only with X-Selz-Signature: refused, as the receiver does by default.
+            selz_only = await post(session, base + "/webhooks/selz", *_webhook(standard=False))
+            assert selz_only[0] == 401
             async with session.get(base + "/") as response:
                 assert await response.json() == {"app": "shop"}
             await wait_for(lambda: len(sent_emails) == 1)
@@ -103,6 +108,9 @@ def test_flask_view() -> None:
         assert forged.status_code == 401
         big = client.post("/webhooks/selz", data=b"x" * (2 << 20), headers=headers)
         assert big.status_code == 413
+        selz_headers, selz_body = _webhook(standard=False)
+        selz_only = client.post("/webhooks/selz", data=selz_body, headers=selz_headers)
+        assert selz_only.status_code == 401
         _wait_sync(lambda: len(sent_emails) == 1)
     finally:
         view.background.stop()
@@ -138,6 +146,11 @@ def test_django_view_is_csrf_exempt_and_post_only() -> None:
         )
         assert again.json() == {"status": "duplicate"}
         assert client.get("/webhooks/selz").status_code == 405
+        selz_headers, selz_body = _webhook(standard=False)
+        selz_only = client.post(
+            "/webhooks/selz", data=selz_body, content_type="application/json", headers=selz_headers
+        )
+        assert selz_only.status_code == 401
         _wait_sync(lambda: len(sent_emails) == 1)
     finally:
         view.background.stop()

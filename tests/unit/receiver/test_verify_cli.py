@@ -76,8 +76,18 @@ def test_a_body_that_is_not_json_says_so(tmp_path: Path) -> None:
     assert code == 1 and "FAIL  body: body is not valid JSON" in out
 
 
+def test_a_selz_only_request_is_refused_unless_checked_in_selz_only_mode(tmp_path: Path) -> None:
+    headers, body = signed_sample([KEY], "order_completed")
+    path = _save(tmp_path, {"X-Selz-Signature": headers["X-Selz-Signature"]}, body)
+    code, out = _verify(str(path), "--key", KEY)
+    assert code == 1 and "FAIL  webhook-signature: absent" in out and "--selz-only" in out
+    code, out = _verify(str(path), "--key", KEY, "--selz-only")
+    assert code == 0, out
+    assert "warn  webhook-signature: absent" in out
+
+
 @pytest.mark.parametrize("strict", [False, True])
-def test_a_selz_only_request_passes_unless_strict(strict: bool) -> None:
+def test_a_selz_only_request_passes_only_when_not_strict(strict: bool) -> None:
     headers, body = signed_sample([KEY], "order_completed")
     selz_only = {"X-Selz-Signature": headers["X-Selz-Signature"]}
     report = diagnose(selz_only, body, [KEY], require_standard=strict)

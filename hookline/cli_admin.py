@@ -163,8 +163,8 @@ def apps_show(app_id: str, database: str | None) -> None:
 
     async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
         app = await store.get_app(app_id)
-        installations = await store.list_installations(app_id)
-        return app, await store.list_endpoints(app_id), len(installations)
+        installations = await store.count_installations(app_id)
+        return app, await store.list_endpoints(app_id), installations
 
     app, endpoints, installations = _run(database, work)
     console = _console()

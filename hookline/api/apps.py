@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from hookline.api import schemas as s
 from hookline.api.common import Auth, app_of, store
+from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 
 router = APIRouter()
 
@@ -20,12 +21,20 @@ async def create_app(body: s.AppIn, request: Request, who: Auth) -> dict[str, An
     return {**row, "api_key": api_key}
 
 
-@router.get("/apps", response_model=list[s.AppOut], tags=["apps"])
-async def list_apps(request: Request, who: Auth) -> list[dict[str, Any]]:
-    """Every app for the admin; just its own for an app's key."""
-    if who.app_id is None:
-        return await store(request).list_apps()
-    return [await store(request).get_app(who.app_id)]
+@router.get("/apps", response_model=s.AppList, tags=["apps"])
+async def list_apps(
+    request: Request, who: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> dict[str, Any]:
+    """Every app for the admin, oldest first, a page at a time; just its own for an
+    app's key."""
+    after = decode(cursor)
+    if who.app_id is not None:
+        return {
+            "data": [] if after else [await store(request).get_app(who.app_id)],
+            "next_cursor": None,
+        }
+    rows = await store(request).list_apps(after=after, limit=limit + 1)
+    return page(rows, limit, by_id)
 
 
 @router.get("/apps/{app_id}", response_model=s.AppOut, tags=["apps"])
@@ -87,8 +96,12 @@ async def install(app_id: str, body: s.InstallationIn, request: Request, who: Au
 
 
 @router.get(
-    "/apps/{app_id}/installations", response_model=list[s.InstallationOut], tags=["installations"]
+    "/apps/{app_id}/installations", response_model=s.InstallationList, tags=["installations"]
 )
-async def list_installations(app_id: str, request: Request, who: Auth) -> list[dict[str, Any]]:
+async def list_installations(
+    app_id: str, request: Request, who: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> dict[str, Any]:
+    """The users who installed the app, oldest first, a page at a time."""
     await app_of(request, who, app_id)
-    return await store(request).list_installations(app_id)
+    rows = await store(request).list_installations(app_id, after=decode(cursor), limit=limit + 1)
+    return page(rows, limit, lambda row: (float(row["created_at"]), row["user_id"]))

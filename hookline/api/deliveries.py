@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from hookline.api import schemas as s
 from hookline.api.common import Auth, app_of, delivery_of, store, wake_engine
+from hookline.api.paging import Limit
 from hookline.exceptions import Conflict
 
 router = APIRouter(tags=["deliveries"])
@@ -21,7 +22,7 @@ async def list_deliveries(
     app_id: str,
     request: Request,
     who: Auth,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = 50,
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
     endpoint_id: str | None = None,
     user_id: str | None = None,

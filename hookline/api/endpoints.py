@@ -18,6 +18,7 @@ from hookline.api.common import (
     store,
     wake_engine,
 )
+from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 from hookline.samples import sample_data
 from hookline.sender.addresses import check_url
 from hookline.store.manager import TEST_USER
@@ -43,10 +44,15 @@ async def create_endpoint(
     return endpoint_out(row)
 
 
-@router.get("/apps/{app_id}/endpoints", response_model=list[s.EndpointOut])
-async def list_endpoints(app_id: str, request: Request, who: Auth) -> list[dict[str, Any]]:
+@router.get("/apps/{app_id}/endpoints", response_model=s.EndpointList)
+async def list_endpoints(
+    app_id: str, request: Request, who: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> dict[str, Any]:
+    """The app's endpoints, oldest first, a page at a time."""
     await app_of(request, who, app_id)
-    return [endpoint_out(r) for r in await store(request).list_endpoints(app_id)]
+    rows = await store(request).list_endpoints(app_id, after=decode(cursor), limit=limit + 1)
+    found = page(rows, limit, by_id)
+    return {**found, "data": [endpoint_out(row) for row in found["data"]]}
 
 
 @router.get("/apps/{app_id}/endpoints/{endpoint_id}", response_model=s.EndpointOut)

@@ -207,11 +207,29 @@ class DeliveryOut(BaseModel):
     attempt_log: list[AttemptOut]
 
 
+NEXT_CURSOR = "Pass as ?cursor= for the next page; null on the last page."
+
+
 class DeliveryList(BaseModel):
     data: list[DeliveryOut]
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next (older) page; null on the last page."
     )
+
+
+class AppList(BaseModel):
+    data: list[AppOut]
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
+
+
+class InstallationList(BaseModel):
+    data: list[InstallationOut]
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
+
+
+class EndpointList(BaseModel):
+    data: list[EndpointOut]
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
 
 
 class ErrorBody(BaseModel):

@@ -32,6 +32,16 @@ PUBLISHED_CHANNEL = "hookline_published"
 TEST_USER = "hookline-test"
 
 
+#: Where a page of a list starts: just after the row with this (created_at, id), in the
+#: list's own order (the id is the user id for installations).
+PageKey = tuple[float, str]
+
+
+def _page(after: PageKey | None, limit: int | None) -> dict[str, Any]:
+    at, key = after if after is not None else (None, None)
+    return {"after_at": at, "after_key": key, "limit": limit}
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -120,8 +130,12 @@ class Store:
     async def app_for_api_key(self, api_key: str) -> Row | None:
         return await self.db.fetchrow("get_app_by_key_hash", api_key_hash=hash_api_key(api_key))
 
-    async def list_apps(self) -> list[Row]:
-        return [self._opened(row) for row in await self.db.fetch("list_apps")]
+    async def list_apps(
+        self, *, after: PageKey | None = None, limit: int | None = None
+    ) -> list[Row]:
+        """Apps oldest first; with ``after`` and ``limit``, one page (``PageKey``)."""
+        rows = await self.db.fetch("list_apps", **_page(after, limit))
+        return [self._opened(row) for row in rows]
 
     async def install(self, app_id: str, user_id: str) -> tuple[Row, bool]:
         """Record that ``user_id`` installed the app; return the row and whether it is new."""
@@ -135,8 +149,14 @@ class Store:
         assert row is not None
         return row, True
 
-    async def list_installations(self, app_id: str) -> list[Row]:
-        return await self.db.fetch("list_installations", app_id=app_id)
+    async def count_installations(self, app_id: str) -> int:
+        row = await self.db.fetchrow("count_installations", app_id=app_id)
+        return int(row["n"]) if row else 0
+
+    async def list_installations(
+        self, app_id: str, *, after: PageKey | None = None, limit: int | None = None
+    ) -> list[Row]:
+        return await self.db.fetch("list_installations", app_id=app_id, **_page(after, limit))
 
     async def create_endpoint(
         self,
@@ -170,8 +190,10 @@ class Store:
             raise NotFound(f"no endpoint with id {endpoint_id!r}")
         return row
 
-    async def list_endpoints(self, app_id: str) -> list[Row]:
-        return await self.db.fetch("list_endpoints", app_id=app_id)
+    async def list_endpoints(
+        self, app_id: str, *, after: PageKey | None = None, limit: int | None = None
+    ) -> list[Row]:
+        return await self.db.fetch("list_endpoints", app_id=app_id, **_page(after, limit))
 
     # -- publishing ---------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from hookline.api import paging
 from hookline.api.auth import authenticate
 from hookline.api.common import charge, wake_engine
 from hookline.api.common import store as app_store
@@ -42,6 +43,7 @@ from hookline.web.session import ADMIN, COOKIE, LIFETIME, Session, SessionSigner
 LOGIN_COOKIE = "hookline_login"
 STATUSES = ("pending", "delivered", "failed")
 PAGE_SIZE = 25
+APPS_PER_PAGE = 50
 #: Scripts and styles only from the dashboard's own /static; response bodies written by
 #: endpoints are shown on these pages, so this is a second wall behind autoescaping.
 SECURITY_HEADERS = {
@@ -280,15 +282,21 @@ async def home(request: Request) -> Response:
 
 
 @router.get("/apps")
-async def apps_page(request: Request) -> Response:
+async def apps_page(request: Request, cursor: str | None = None) -> Response:
+    """The apps a page at a time, oldest first, with a link to the next page."""
     session = await _session(request)
     if not session.is_admin:
         return RedirectResponse(f"/apps/{session.subject}", status_code=303)
     store = app_store(request)
-    apps = await store.list_apps()
-    for app in apps:
+    found = paging.page(
+        await store.list_apps(after=paging.decode(cursor), limit=APPS_PER_PAGE + 1),
+        APPS_PER_PAGE,
+        paging.by_id,
+    )
+    for app in found["data"]:
         app["endpoints"] = await store.list_endpoints(app["id"])
-    return _page(request, "apps.html", session, apps=apps, created=None)
+    more = found["next_cursor"] and "?" + urlencode({"cursor": found["next_cursor"]})
+    return _page(request, "apps.html", session, apps=found["data"], more=more, created=None)
 
 
 @router.post("/apps")
@@ -313,7 +321,7 @@ async def app_page(request: Request, app_id: str) -> Response:
     app = await _app_for(request, session, app_id)
     store = app_store(request)
     endpoints = await store.list_endpoints(app_id)
-    installations = await store.list_installations(app_id)
+    installations = await store.count_installations(app_id)
     since, bucket = chart.window()
     timeline = await store.delivery_timeline(app_id, since=since, bucket=bucket)
     return _page(
@@ -322,7 +330,7 @@ async def app_page(request: Request, app_id: str) -> Response:
         session,
         app=app,
         endpoints=endpoints,
-        installations=len(installations),
+        installations=installations,
         chart=chart.build(timeline, since, bucket),
         form={"event": "order_completed", "url": ""},
         error=None,
@@ -375,7 +383,7 @@ async def add_webhook(
             session,
             app=app,
             endpoints=await store.list_endpoints(app_id),
-            installations=len(await store.list_installations(app_id)),
+            installations=await store.count_installations(app_id),
             chart=chart.build(timeline, since, bucket),
             form={"event": event, "url": url},
             error=exc.message,

@@ -167,3 +167,23 @@ def test_session_cookies_expire_and_resist_tampering() -> None:
     assert signer.loads(cookie, now=session.expires) is None
     payload, signature = cookie.split(".")
     assert signer.loads(payload[:-2] + "xx." + signature, now=1001.0) is None
+
+
+async def test_the_apps_page_shows_a_page_at_a_time(sqlite_url: str) -> None:
+    store = await Store.open(sqlite_url)
+    made = [(await store.create_app(f"app {n}"))[0]["id"] for n in range(55)]
+    await store.close()
+    async with running_api(sqlite_url, deliver=False) as base:
+        http, _ = await _signed_in(base, ADMIN)
+        pages: list[list[str]] = []
+        path: str | None = "/apps"
+        async with http:
+            while path is not None:
+                async with http.get(path) as response:
+                    html = await response.text()
+                    assert response.status == 200, html
+                pages.append(re.findall(r'<a href="/apps/(app_\w+)">', html))
+                more = re.search(r'<a href="(\?cursor=[\w-]+)">More apps', html)
+                path = "/apps" + more[1] if more else None
+        assert [len(page) for page in pages] == [50, 5]
+        assert [app for page in pages for app in page] == made

@@ -248,9 +248,9 @@ class Api:
         return endpoint
 
     async def endpoints(self, app_id: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self.expect(
-            200, "GET", f"/api/v1/apps/{app_id}/endpoints"
-        )
+        """The app's first page of endpoints (up to 100)."""
+        page: dict[str, Any] = await self.expect(200, "GET", f"/api/v1/apps/{app_id}/endpoints")
+        rows: list[dict[str, Any]] = page["data"]
         return rows
 
     async def publish(

@@ -14,7 +14,11 @@ SELECT * FROM apps WHERE id = :id;
 SELECT * FROM apps WHERE api_key_hash = :api_key_hash;
 
 -- list_apps --
-SELECT * FROM apps ORDER BY created_at, id;
+-- A page in (created_at, id) order after the cursor's row; a NULL limit is no limit.
+SELECT * FROM apps
+WHERE :after_at IS NULL OR (created_at, id) > (:after_at, :after_key)
+ORDER BY created_at, id
+LIMIT coalesce(:limit, -1);
 
 -- create_installation --
 INSERT INTO installations (app_id, user_id, created_at)
@@ -24,8 +28,14 @@ ON CONFLICT (user_id, app_id) DO NOTHING;
 -- get_installation --
 SELECT * FROM installations WHERE app_id = :app_id AND user_id = :user_id;
 
+-- count_installations --
+SELECT count(*) AS n FROM installations WHERE app_id = :app_id;
+
 -- list_installations --
-SELECT * FROM installations WHERE app_id = :app_id ORDER BY created_at, user_id;
+SELECT * FROM installations
+WHERE app_id = :app_id AND (:after_at IS NULL OR (created_at, user_id) > (:after_at, :after_key))
+ORDER BY created_at, user_id
+LIMIT coalesce(:limit, -1);
 
 -- create_endpoint --
 INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
@@ -37,7 +47,10 @@ RETURNING *;
 SELECT * FROM endpoints WHERE id = :id;
 
 -- list_endpoints --
-SELECT * FROM endpoints WHERE app_id = :app_id ORDER BY created_at, id;
+SELECT * FROM endpoints
+WHERE app_id = :app_id AND (:after_at IS NULL OR (created_at, id) > (:after_at, :after_key))
+ORDER BY created_at, id
+LIMIT coalesce(:limit, -1);
 
 -- disable_endpoints --
 UPDATE endpoints

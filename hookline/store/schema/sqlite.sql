@@ -18,7 +18,8 @@ CREATE TABLE installations (
     created_at  REAL NOT NULL,
     PRIMARY KEY (user_id, app_id)
 );
-CREATE INDEX installations_app ON installations (app_id);
+-- One app's installations in page order (created_at, user_id).
+CREATE INDEX installations_app ON installations (app_id, created_at, user_id);
 
 CREATE TABLE endpoints (
     id             TEXT PRIMARY KEY,

@@ -217,7 +217,7 @@ async def test_wrong_or_missing_keys_are_refused(
     own = await api.call(
         "GET", f"/api/v1/apps/{world.app['id']}/endpoints", token=world.app["api_key"]
     )
-    assert own.status == 200 and len(own.body) == 1
+    assert own.status == 200 and len(own.body["data"]) == 1
 
 
 async def test_other_bad_requests_are_refused(api: Api, serve: ServeProcess, world: World) -> None:

@@ -135,7 +135,7 @@ async def test_each_app_has_its_own_limits_and_the_admin_none(
         for _ in range(4):
             assert (await create(a, a["api_key"]))[0] == 201
         assert_limited(*await create(a, a["api_key"]), "HOOKLINE_RATE_NEW_ENDPOINTS")
-        listed = await api.ok("GET", f"/apps/{a['id']}/endpoints")
+        listed = (await api.ok("GET", f"/apps/{a['id']}/endpoints"))["data"]
         assert len(listed) == 4  # unchanged
         assert (await create(b, b["api_key"]))[0] == 201  # B is not held back by A
         assert (await create(a, ADMIN))[0] == 201  # nor is the admin
@@ -144,7 +144,7 @@ async def test_each_app_has_its_own_limits_and_the_admin_none(
             return f"/apps/{app['id']}/endpoints/{endpoint}/{action}"
 
         ep_a = listed[0]["id"]
-        ep_b = (await api.ok("GET", f"/apps/{b['id']}/endpoints", b["api_key"]))[0]["id"]
+        ep_b = (await api.ok("GET", f"/apps/{b['id']}/endpoints", b["api_key"]))["data"][0]["id"]
         test = {"event_type": "order_completed"}
         for _ in range(3):
             await api.ok("POST", path(a, ep_a, "test"), a["api_key"], test)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import time
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from hookline import __version__
 from hookline.config import RetryPolicy
 from hookline.events import encode_envelope, format_timestamp
-from hookline.exceptions import ForbiddenAddress
-from hookline.sender.addresses import PolicyResolver, check_literal_host
+from hookline.sender.addresses import ForbiddenTarget, guarded_socket
 from hookline.signing import sign_headers
 from hookline.store.records import AttemptResult, Job
 
@@ -26,17 +27,22 @@ log = logging.getLogger("hookline.engine")
 _DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 
-def new_session(*, allow_private: bool) -> aiohttp.ClientSession:
-    """The one HTTP client of an engine: keep-alive connections, policy-checked DNS.
+def new_session(
+    *, allow_private: bool, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """The one HTTP client of an engine (deliveries, test notifications and health
+    probes alike): keep-alive connections, every new one checked by the address policy
+    on the address it is about to connect to.
 
     The engine bounds concurrency itself (globally and per endpoint), so the
-    connector's own limits are off.
+    connector's own limits are off. ``resolver`` replaces DNS in tests.
     """
     connector = aiohttp.TCPConnector(
         limit=0,
         ttl_dns_cache=60,
-        resolver=PolicyResolver(allow_private),
+        resolver=resolver,
         keepalive_timeout=30,
+        socket_factory=None if allow_private else guarded_socket,
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -88,9 +94,26 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-async def attempt(
-    session: aiohttp.ClientSession, job: Job, retry: RetryPolicy, *, allow_private: bool
-) -> AttemptResult:
+def connection_error(exc: aiohttp.ClientConnectorError) -> str:
+    """What went wrong, without aiohttp's ``Cannot connect to host ... ssl:default``."""
+    target = f"{exc.host}:{exc.port}"
+    os_error = exc.os_error
+    reason = os_error.strerror or str(os_error)
+    if isinstance(os_error, ForbiddenTarget):
+        # Named when the URL held a name: which name led to the refused address.
+        return reason if os_error.address == exc.host else f"{exc.host}: {reason}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve {exc.host}: {reason}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"the TLS certificate of {target} is not valid: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS with {target} failed: {reason}"
+    if os_error.errno == errno.ECONNREFUSED:
+        return f"connection refused by {target}"
+    return f"cannot connect to {target}: {reason}"
+
+
+async def attempt(session: aiohttp.ClientSession, job: Job, retry: RetryPolicy) -> AttemptResult:
     """Make one attempt and judge it; never raises (but for cancellation).
 
     Whatever goes wrong, even a bug of ours, becomes a failed attempt with a message: it
@@ -106,7 +129,6 @@ async def attempt(
     retry_after: float | None = None
     try:
         body, headers = build_request(job, now)
-        check_literal_host(job.url, allow_private=allow_private)
         async with session.post(
             job.url,
             data=body,
@@ -121,8 +143,8 @@ async def attempt(
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
     except TimeoutError:
         error = f"no answer within the endpoint's timeout of {job.timeout:g} s"
-    except ForbiddenAddress as exc:
-        error = exc.message
+    except aiohttp.ClientConnectorError as exc:
+        error = connection_error(exc)
     except (aiohttp.ClientError, OSError) as exc:
         error = _describe(exc)
     except Exception as exc:
@@ -172,4 +194,11 @@ def judge(
     )
 
 
-__all__ = ["attempt", "build_request", "judge", "new_session", "parse_retry_after"]
+__all__ = [
+    "attempt",
+    "build_request",
+    "connection_error",
+    "judge",
+    "new_session",
+    "parse_retry_after",
+]

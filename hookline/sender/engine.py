@@ -159,12 +159,7 @@ class Engine:
             return
         for observer in self._observers:
             _safely(observer.before_attempt, job)
-        result = await attempt(
-            self._session,
-            job,
-            self.settings.retry,
-            allow_private=self.settings.allow_private_targets,
-        )
+        result = await attempt(self._session, job, self.settings.retry)
         self._results.put_nowait(result)
 
     # -- recording ----------------------------------------------------------------------

@@ -103,12 +103,7 @@ class HealthMonitor:
             return []
         enabled = []
         for endpoint in await self.store.endpoints_to_probe():
-            result = await attempt(
-                self.session,
-                probe_job(endpoint),
-                _ONE_TRY,
-                allow_private=self.settings.allow_private_targets,
-            )
+            result = await attempt(self.session, probe_job(endpoint), _ONE_TRY)
             if result.outcome != "delivered":
                 log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
                 continue

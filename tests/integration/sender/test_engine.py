@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from itertools import pairwise
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -22,10 +21,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.exceptions import Conflict
 from hookline.sender import Engine
-from hookline.sender.addresses import PolicyResolver
+from hookline.sender.attempt import new_session
 from hookline.sender.publisher import Publisher
 from hookline.store import NewEvent, Store
 from tests.support.hookline_proc import wait_until
+from tests.support.listener import ConnectionCounter
 from tests.support.recorder import Answer, Hit, Recorder, in_flight_peak
 
 FAST = RetryPolicy(schedule=(0, 0.1, 0.2), jitter=0.0)
@@ -254,8 +254,7 @@ async def test_a_name_rebound_to_loopback_is_not_dialled(
 ) -> None:
     url = f"http://hooks.example.com:{recorder.port}/rebound"
     app = await _setup(store, url)
-    resolver = PolicyResolver(allow_private, inner=LyingResolver())
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
+    session = new_session(allow_private=allow_private, resolver=LyingResolver())
     engine = Engine(store, settings(allow_private_targets=allow_private), session=session)
     await engine.start()
     try:
@@ -269,7 +268,10 @@ async def test_a_name_rebound_to_loopback_is_not_dialled(
         assert len(recorder.hits("/rebound")) == 1
         return
     assert delivery["status"] == "failed"
-    assert all("address policy" in a["error"] for a in delivery["attempt_log"])
+    assert all(
+        a["error"] == "hooks.example.com: refused by the address policy: 127.0.0.1 is loopback"
+        for a in delivery["attempt_log"]
+    )
     assert recorder.hits() == []
 
 
@@ -288,6 +290,70 @@ async def test_a_literal_private_address_is_refused_at_send_time(
     assert delivery["status"] == "failed"
     assert all("127.0.0.1" in a["error"] for a in delivery["attempt_log"])
     assert recorder.hits() == []
+
+
+#: Loopback spelled as apps might, each URL with the listener's port; the socket-level
+#: check must hold even for URLs that registration would refuse.
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1",
+    "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # fullwidth digits
+    "127\u30020\u30020\u30021",  # ideographic full stops
+    "\u2460\u2461\u2466.\u24ea.\u24ea.\u2460",  # circled digits
+    "0x7f.1",  # resolved by inet_aton
+    "0x7F000001",
+    "2130706433",  # refused by aiohttp itself as not canonical
+    "127.1",
+    "LocalHost",  # from /etc/hosts; names that need DNS would leave the machine
+    "[::1]",
+    "[0:0:0:0:0:0:0:1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+]
+
+
+async def test_no_spelling_of_loopback_is_dialled_even_when_stored_unchecked(
+    store: Store,
+) -> None:
+    async with ConnectionCounter() as listener:
+        app, _ = await store.create_app("shop")
+        await store.install(app["id"], "store-1")
+        urls = {}
+        for host in LOOPBACK_SPELLINGS:  # straight into the store: registration never saw them
+            url = f"http://{host}:{listener.port}/hook"
+            endpoint = await store.create_endpoint(
+                app["id"], url=url, event_types=["*"], timeout=5.0
+            )
+            urls[endpoint["id"]] = url
+        engine = Engine(store, settings(allow_private_targets=False))
+        await engine.start()
+        try:
+            await store.publish(_events("store-1", 1))
+            deliveries = await _settled(store, app["id"], len(urls))
+        finally:
+            await engine.stop()
+        assert listener.accepted == []
+    for delivery in deliveries:
+        url = urls[delivery["endpoint_id"]]
+        assert delivery["attempt_log"], url
+        for attempt in delivery["attempt_log"]:
+            print(f"{url}: {attempt['error']}")
+            error = attempt["error"]
+            assert "refused by the address policy" in error or "not a canonical" in error, url
+            assert "ssl:default" not in error
+
+
+async def test_a_refused_connection_says_so_without_ssl_noise(store: Store) -> None:
+    async with ConnectionCounter() as listener:
+        closed = listener.port
+    app = await _setup(store, f"http://127.0.0.1:{closed}/gone")
+    engine = Engine(store, settings(retry=RetryPolicy(schedule=(0,))))
+    await engine.start()
+    try:
+        await store.publish(_events("store-1", 1))
+        (delivery,) = await _settled(store, app["id"], 1)
+    finally:
+        await engine.stop()
+    assert delivery["last_error"] == f"connection refused by 127.0.0.1:{closed}"
 
 
 # -- publishing -------------------------------------------------------------------------

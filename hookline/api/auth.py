@@ -43,17 +43,18 @@ async def authenticate(state: Any, host: str | None, token: str) -> Caller | Non
     and ``host`` the client's address. Raises ``RateLimited`` while the address is
     throttled for failing too often (shared by the API and the dashboard's sign-in)."""
     quotas: Quotas = state.quotas
-    address = client_key(host)
-    quotas.refuse_guessing(address, token)
+    attempt = quotas.sign_in(client_key(host), token)
+    # An error of the store (a 503) ends here and leaves the attempt as it was counted:
+    # it proved nothing either way.
     found: Caller | None = None
     if hmac.compare_digest(token.encode(), state.admin_token.encode()):
         found = Caller(app_id=None)
     elif (app := await state.store.app_for_api_key(token)) is not None:
         found = Caller(app_id=app["id"])
     if found is None:
-        quotas.auth.failed(address)
+        quotas.auth.failed(attempt)
     else:
-        quotas.auth.succeeded(address, token)
+        quotas.auth.succeeded(attempt)
     return found
 
 

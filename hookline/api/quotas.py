@@ -9,7 +9,7 @@ from typing import Literal
 
 from hookline.config import RATE_ENV, RateLimits
 from hookline.exceptions import RateLimited
-from hookline.ratelimit import Clock, FailureThrottle, RateLimiter
+from hookline.ratelimit import Attempt, Clock, FailureThrottle, RateLimiter
 
 Action = Literal["tests", "recovers", "new_endpoints"]
 
@@ -44,13 +44,15 @@ class Quotas:
                 retry_after=wait,
             )
 
-    def refuse_guessing(self, address: str, secret: str) -> None:
-        """Raise ``RateLimited`` if ``address`` failed to authenticate too often of late
-        and ``secret`` has not succeeded from there before."""
-        wait = self.auth.refused(address, secret)
-        if wait:
+    def sign_in(self, address: str, secret: str) -> Attempt:
+        """Start an authentication attempt (see ``FailureThrottle``): raise
+        ``RateLimited`` if ``address`` failed too often of late and ``secret`` has not
+        succeeded from there before."""
+        attempt = self.auth.attempt(address, secret)
+        if attempt.wait:
             raise RateLimited(
                 f"too many failed sign-ins from your address: at most {self.limits.auth_failures}"
-                f" ({RATE_ENV['auth_failures']}); try again in {math.ceil(wait)} s",
-                retry_after=wait,
+                f" ({RATE_ENV['auth_failures']}); try again in {math.ceil(attempt.wait)} s",
+                retry_after=attempt.wait,
             )
+        return attempt

@@ -97,32 +97,63 @@ def test_only_failures_count_and_a_key_proven_there_still_passes() -> None:
     clock = Clock()
     throttle = FailureThrottle(Rate(3, 30), clock=clock)
     for _ in range(50):
-        assert throttle.refused("1.2.3.4", "good") == 0.0
-        throttle.succeeded("1.2.3.4", "good")
+        attempt = throttle.attempt("1.2.3.4", "good")
+        assert attempt.wait == 0.0
+        throttle.succeeded(attempt)
     for _ in range(3):
-        assert throttle.refused("1.2.3.4", "guess") == 0.0
-        throttle.failed("1.2.3.4")
-    assert throttle.refused("1.2.3.4", "guess") == pytest.approx(10.0)
+        attempt = throttle.attempt("1.2.3.4", "guess")
+        assert attempt.wait == 0.0
+        throttle.failed(attempt)
+    assert throttle.attempt("1.2.3.4", "guess").wait == pytest.approx(10.0)
     # A secret never used from there waits like a guess: answering it would tell a
     # guesser which guess is right.
-    assert throttle.refused("1.2.3.4", "another") == pytest.approx(10.0)
-    assert throttle.refused("1.2.3.4", "good") == 0.0
-    assert throttle.refused("5.6.7.8", "guess") == 0.0  # other addresses are not affected
+    assert throttle.attempt("1.2.3.4", "another").wait == pytest.approx(10.0)
+    assert throttle.attempt("1.2.3.4", "good").wait == 0.0
+    assert throttle.attempt("5.6.7.8", "guess").wait == 0.0  # other addresses: unaffected
     clock.now += 10
-    assert throttle.refused("1.2.3.4", "guess") == 0.0
+    assert throttle.attempt("1.2.3.4", "guess").wait == 0.0
+
+
+def test_attempts_count_before_they_are_checked() -> None:
+    """Many started at once: only the burst is let through to be checked."""
+    throttle = FailureThrottle(Rate(3, 30), clock=Clock())
+    started = [throttle.attempt("1.2.3.4", f"guess-{n}") for n in range(10)]
+    assert [a.wait == 0.0 for a in started] == [True] * 3 + [False] * 7
+    # A success among them is taken back: successes never count.
+    throttle.succeeded(started[0])
+    assert throttle.attempt("1.2.3.4", "one more").wait == 0.0
+
+
+def test_a_known_key_that_fails_now_counts_and_is_forgotten() -> None:
+    clock = Clock()
+    throttle = FailureThrottle(Rate(1, 30), clock=clock)
+    throttle.succeeded(throttle.attempt("1.2.3.4", "rotated"))
+    throttle.failed(throttle.attempt("1.2.3.4", "rotated"))  # e.g. the key was rotated
+    assert throttle.attempt("1.2.3.4", "rotated").wait > 0
+    assert throttle.attempt("1.2.3.4", "guess").wait > 0
 
 
 def test_a_proven_key_is_forgotten_after_a_while() -> None:
     clock = Clock()
     throttle = FailureThrottle(Rate(1, 30), clock=clock, remember=60)
-    throttle.succeeded("1.2.3.4", "good")
+    throttle.succeeded(throttle.attempt("1.2.3.4", "good"))
     clock.now += 61
-    throttle.failed("1.2.3.4")
-    assert throttle.refused("1.2.3.4", "good") > 0
+    throttle.failed(throttle.attempt("1.2.3.4", "guess"))
+    assert throttle.attempt("1.2.3.4", "good").wait > 0
 
 
 def test_no_rate_no_throttle() -> None:
     throttle = FailureThrottle(None)
     for _ in range(100):
-        throttle.failed("1.2.3.4")
-    assert throttle.refused("1.2.3.4", "x") == 0.0
+        throttle.failed(throttle.attempt("1.2.3.4", "x"))
+    assert throttle.attempt("1.2.3.4", "x").wait == 0.0
+
+
+def test_a_refund_never_goes_below_a_full_bucket() -> None:
+    clock = Clock()
+    limiter = RateLimiter(Rate(2, 10), clock=clock)
+    limiter.hit("a")
+    limiter.refund("a")
+    limiter.refund("a")
+    limiter.refund("never hit")
+    assert [limiter.hit("a") for _ in range(3)] == [0.0, 0.0, pytest.approx(5.0)]

@@ -4,6 +4,8 @@ recover calls and new endpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 import re
 from collections.abc import AsyncIterator
@@ -100,6 +102,26 @@ async def test_failed_authentication_is_throttled_and_working_keys_still_answere
         status, body, response = await api.call("GET", f"/apps/{other['id']}", other["api_key"])
         assert_limited(status, body, response, "too many failed sign-ins")
         assert (await sign_in(http, base, ADMIN)).status == 303
+
+
+async def test_concurrent_guesses_get_no_more_than_the_burst(
+    sqlite_url: str, http: aiohttp.ClientSession
+) -> None:
+    """A guess is counted before it is checked: many at once cannot all slip through the
+    check before the first failure is recorded."""
+    limits = RateLimits(auth_failures=Rate(5, HOUR))
+    async with running_api(sqlite_url, deliver=False, rate_limits=limits) as base:
+        api = Api(http, base)
+        app = await api.ok("POST", "/apps", body={"name": "legit"})
+        await api.ok("GET", f"/apps/{app['id']}", app["api_key"])
+        statuses = await asyncio.gather(
+            *(api.call("GET", "/apps", f"hk_guess_{n}") for n in range(60)),
+            *(api.call("GET", f"/apps/{app['id']}", app["api_key"]) for _ in range(20)),
+        )
+        guesses = [status for status, _, _ in statuses[:60]]
+        print("answers to 60 concurrent guesses:", collections.Counter(guesses))
+        assert guesses.count(401) == 5 and guesses.count(429) == 55
+        assert {status for status, _, _ in statuses[60:]} == {200}
 
 
 async def test_dashboard_sign_in_failures_count_too(

@@ -67,19 +67,19 @@ FORBIDDEN_NETWORKS: tuple[tuple[IPNetwork, str], ...] = tuple(
         # IPv6
         ("::/128", "the unspecified address (reaches the local host)"),
         ("::1/128", "loopback"),
-        ("::/96", "IPv4-compatible IPv6 (::/96, an IPv4 address in disguise)"),
-        ("::ffff:0:0/96", "IPv4-mapped IPv6 (::ffff:0:0/96, an IPv4 address in disguise)"),
-        ("64:ff9b::/96", "NAT64 (64:ff9b::/96, an IPv4 address behind a translator)"),
-        ("64:ff9b:1::/48", "local NAT64 (64:ff9b:1::/48, an IPv4 address behind a translator)"),
+        ("::/96", "IPv4-compatible IPv6 (::/96)"),
+        ("::ffff:0:0/96", "IPv4-mapped IPv6 (::ffff:0:0/96)"),
+        ("64:ff9b::/96", "NAT64 (64:ff9b::/96)"),
+        ("64:ff9b:1::/48", "local-use NAT64 (64:ff9b:1::/48)"),
         ("100::/64", "discard-only (100::/64)"),
         ("100:0:0:1::/64", "the dummy IPv6 prefix (100:0:0:1::/64)"),
         ("2001::/23", "reserved for IETF protocols (2001::/23)"),
-        ("2001::/32", "Teredo (2001::/32, an IPv4 address behind a relay)"),
+        ("2001::/32", "Teredo (2001::/32)"),
         ("2001:2::/48", "reserved for benchmarking (2001:2::/48)"),
         ("2001:10::/28", "ORCHID identifiers (2001:10::/28), not addresses"),
         ("2001:20::/28", "ORCHIDv2 identifiers (2001:20::/28), not addresses"),
         ("2001:db8::/32", "reserved for documentation (2001:db8::/32)"),
-        ("2002::/16", "6to4 (2002::/16, an IPv4 address behind a relay)"),
+        ("2002::/16", "6to4 (2002::/16)"),
         ("2620:4f:8000::/48", "the AS112 DNS sink (2620:4f:8000::/48)"),
         ("3fff::/20", "reserved for documentation (3fff::/20)"),
         ("5f00::/16", "segment routing identifiers (5f00::/16)"),
@@ -90,6 +90,8 @@ FORBIDDEN_NETWORKS: tuple[tuple[IPNetwork, str], ...] = tuple(
     )
 )
 _GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+#: IPv6 ranges whose last 32 bits are an IPv4 address (compatible, well-known NAT64).
+_LAST_32_BITS_V4 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"))
 
 #: A host name as DNS knows it once yarl has IDNA-encoded it: letters, digits, hyphens
 #: and underscores (used by some services) in dot-separated labels.
@@ -105,11 +107,30 @@ def forbidden_reason(address: IPAddress) -> str | None:
     """Why the sender may not connect to ``address``; None if it may."""
     matches = [(net, why) for net, why in FORBIDDEN_NETWORKS if address in net]
     if matches:
-        return max(matches, key=lambda match: match[0].prefixlen)[1]
+        reason = max(matches, key=lambda match: match[0].prefixlen)[1]
+        wrapped = _wrapped_ipv4(address)
+        if wrapped is None:
+            return reason
+        # IPv4 in disguise: refused whatever it wraps, but say what that is.
+        inner = forbidden_reason(wrapped)
+        return f"{reason} wrapping {wrapped}" + (f", which is {inner}" if inner else "")
     if isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST_V6:
         return "outside 2000::/3, the only IPv6 range allocated for global unicast"
     if not address.is_global:
         return "not globally reachable"
+    return None
+
+
+def _wrapped_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, compatible, NAT64, 6to4, Teredo)."""
+    if not isinstance(address, ipaddress.IPv6Address) or int(address) <= 1:
+        return None
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if address.teredo:
+        return address.teredo[1]  # the client, which is where the packets go
+    if any(address in network for network in _LAST_32_BITS_V4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 

@@ -90,10 +90,13 @@ class EngineSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Allow deliveries to loopback, private and link-local addresses (tests, intranets).
     allow_private_targets: bool = False
-    #: Deliveries sent at once by one engine, all endpoints together.
+    #: Deliveries sent at once by one engine, all endpoints together (its slots).
     concurrency: int = 512
     #: Deliveries in flight at once to one endpoint, unless the endpoint says otherwise.
     endpoint_max_in_flight: int = 64
+    #: Deliveries in flight at once for one app, all its endpoints and engines together;
+    #: never more than half the slots (see ``app_cap``).
+    app_max_in_flight: int = 128
     #: Extra seconds a claim is held beyond the endpoint's timeout before another worker
     #: may take it over (the process that claimed it is presumed dead).
     lease_margin: float = 15.0
@@ -113,6 +116,19 @@ class EngineSettings:
     probe_interval: float = 300.0
     #: Seconds between two health checks (failing endpoints, finished key rotations).
     health_interval: float = 30.0
+    #: Probes sent at once, and the longest a probe waits for its answer (or the
+    #: endpoint's own timeout, if shorter).
+    probe_concurrency: int = 8
+    probe_timeout: float = 5.0
+    #: Endpoints probed per round; those probed longest ago go first.
+    probe_batch: int = 100
+
+    @property
+    def app_cap(self) -> int:
+        """The in-flight cap of one app: ``app_max_in_flight``, but never more than half
+        the slots, so that one app's dead endpoints cannot hold all of them. When several
+        apps have work, each is held to its fair share of the slots besides."""
+        return max(1, min(self.app_max_in_flight, self.concurrency // 2))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EngineSettings:
@@ -130,6 +146,52 @@ def _parse_count(name: str, value: str) -> int:
     return int(_parse_float(name, value)) or 1
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one app may ask of the store; each value has an environment variable.
+
+    The store enforces them, so the API, the CLI and code publishing directly all meet
+    the same bounds with the same messages.
+    """
+
+    #: Endpoints one app may register.
+    max_endpoints_per_app: int = 100
+    #: The largest ``max_in_flight`` an endpoint may ask for (the engine also holds every
+    #: endpoint to its app's cap, which is below its slots).
+    max_in_flight: int = 128
+    #: The longest ``timeout`` an endpoint may ask for, in seconds; older endpoints with a
+    #: longer one are held to it.
+    max_timeout: float = 30.0
+    #: Deliveries one publish may create (its events times the endpoints each reaches);
+    #: a larger one is refused before anything is written.
+    max_deliveries_per_publish: int = 5000
+    #: Attempts kept in a delivery's log: the first and the last few; those between are
+    #: dropped and counted.
+    attempt_log_head: int = 5
+    attempt_log_tail: int = 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        env = os.environ if env is None else env
+        return cls(
+            **{
+                name: parse(key, env[key])
+                for name, (key, parse) in LIMITS_ENV.items()
+                if key in env
+            }  # type: ignore[arg-type]
+        )
+
+
+LIMITS_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "max_endpoints_per_app": ("HOOKLINE_MAX_ENDPOINTS_PER_APP", _parse_count),
+    "max_in_flight": ("HOOKLINE_MAX_IN_FLIGHT", _parse_count),
+    "max_timeout": ("HOOKLINE_MAX_TIMEOUT", _parse_float),
+    "max_deliveries_per_publish": ("HOOKLINE_MAX_DELIVERIES_PER_PUBLISH", _parse_count),
+    "attempt_log_head": ("HOOKLINE_ATTEMPT_LOG_HEAD", _parse_count),
+    "attempt_log_tail": ("HOOKLINE_ATTEMPT_LOG_TAIL", _parse_count),
+}
+
+
 #: Each setting's environment variable and parser; every parser names the variable in
 #: its error, so a bad value says where it came from.
 ENGINE_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
@@ -137,12 +199,15 @@ ENGINE_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "allow_private_targets": ("HOOKLINE_ALLOW_PRIVATE_TARGETS", _parse_bool),
     "concurrency": ("HOOKLINE_CONCURRENCY", _parse_count),
     "endpoint_max_in_flight": ("HOOKLINE_ENDPOINT_MAX_IN_FLIGHT", _parse_count),
+    "app_max_in_flight": ("HOOKLINE_APP_MAX_IN_FLIGHT", _parse_count),
     "lease_margin": ("HOOKLINE_LEASE_MARGIN", _parse_float),
     "poll_interval": ("HOOKLINE_POLL_INTERVAL", _parse_float),
     "retention_days": ("HOOKLINE_RETENTION_DAYS", _parse_float),
     "disable_after": ("HOOKLINE_DISABLE_AFTER", _parse_float),
     "probe_interval": ("HOOKLINE_PROBE_INTERVAL", _parse_float),
     "health_interval": ("HOOKLINE_HEALTH_INTERVAL", _parse_float),
+    "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", _parse_count),
+    "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", _parse_float),
 }
 
 

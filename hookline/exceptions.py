@@ -6,6 +6,7 @@
     │   └── ForbiddenAddress     a target that resolves to a private or reserved address
     ├── NotFound                 a record that does not exist (or is not yours)
     ├── Conflict                 a record that already exists
+    │   └── LimitReached         one more would pass a configured bound (endpoints per app)
     ├── RateLimited              too many requests (or failed sign-ins); retry after a while
     ├── StorageError             the database failed or is unreachable
     │   └── StorageUnavailable   the database is gone for now; try again later
@@ -60,6 +61,10 @@ class RateLimited(HooklineError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LimitReached(Conflict):
+    code = "limit_reached"
 
 
 class StorageError(HooklineError):

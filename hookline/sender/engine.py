@@ -3,7 +3,9 @@
 Three parts run side by side in one event loop:
 
 * the **claimer** leases due lanes from the store in batches, as many as there is room
-  for (globally and per endpoint), and starts one task per claimed delivery;
+  for (in this engine's slots, per endpoint, and per app: no app gets more than its cap
+  or its fair share of the slots, so one app's dead endpoints never starve the others),
+  and starts one task per claimed delivery;
 * each **send task** makes one attempt and queues its result;
 * the **recorder** writes every queued result in one transaction (group commit), which
   frees the lanes, and wakes the claimer so a lane's next delivery goes out at once.
@@ -128,6 +130,8 @@ class Engine:
                     self.owner,
                     limit=room,
                     default_cap=self.settings.endpoint_max_in_flight,
+                    app_cap=self.settings.app_cap,
+                    slots=self.settings.concurrency,
                     lease_margin=self.settings.lease_margin,
                 )
             except StorageError as exc:

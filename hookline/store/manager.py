@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
+from hookline.config import Limits
 from hookline.events import matches, new_token
-from hookline.exceptions import Conflict, NotFound, ValidationError
+from hookline.exceptions import Conflict, LimitReached, NotFound, ValidationError
 from hookline.store.connector import Connection, Connector, Row, Subscription, connector_for
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
 from hookline.store.sealing import KeyBox
@@ -81,19 +82,30 @@ def signing_keys(app: Row, now: float) -> tuple[str, ...]:
 
 class Store:
     """``keys`` seals verification keys at rest (``KeyBox.from_env()`` when not given:
-    sealed when ``HOOKLINE_MASTER_KEY`` is set, in the clear otherwise)."""
+    sealed when ``HOOKLINE_MASTER_KEY`` is set, in the clear otherwise). ``limits`` bound
+    what one app may ask for (``Limits.from_env()`` when not given)."""
 
-    def __init__(self, connector: Connector, keys: KeyBox | None = None) -> None:
+    def __init__(
+        self, connector: Connector, keys: KeyBox | None = None, limits: Limits | None = None
+    ) -> None:
         self.db = connector
         self.keys = keys if keys is not None else KeyBox.from_env()
+        self.limits = limits if limits is not None else Limits.from_env()
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True, keys: KeyBox | None = None) -> Store:
+    async def open(
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        keys: KeyBox | None = None,
+        limits: Limits | None = None,
+    ) -> Store:
         connector = connector_for(url)
         await connector.open()
         if migrate:
             await connector.migrate()
-        return cls(connector, keys)
+        return cls(connector, keys, limits)
 
     async def close(self) -> None:
         await self.db.close()
@@ -168,8 +180,20 @@ class Store:
         ordered: bool = True,
         max_in_flight: int | None = None,
     ) -> Row:
+        """Register an endpoint, within the limits on its settings and on how many
+        endpoints one app may have (counted under a lock on the app, so creates racing
+        each other cannot pass it)."""
+        self._check_endpoint_settings(timeout, max_in_flight)
         await self.get_app(app_id)
         async with self.db.transaction() as tx:
+            await tx.execute("lock_app", id=app_id)
+            count = await tx.fetchrow("count_endpoints", app_id=app_id)
+            most = self.limits.max_endpoints_per_app
+            if count is not None and int(count["n"]) >= most:
+                raise LimitReached(
+                    f"the app has {count['n']} endpoints, the most one app may have "
+                    f"(HOOKLINE_MAX_ENDPOINTS_PER_APP={most}); delete one it no longer uses"
+                )
             row = await tx.fetchrow(
                 "create_endpoint",
                 id=new_id("ep"),
@@ -183,6 +207,18 @@ class Store:
             )
         assert row is not None
         return row
+
+    def _check_endpoint_settings(self, timeout: float | None, max_in_flight: int | None) -> None:
+        if timeout is not None and timeout > self.limits.max_timeout:
+            raise ValidationError(
+                f"timeout {timeout:g} s is above the longest allowed, "
+                f"{self.limits.max_timeout:g} s (HOOKLINE_MAX_TIMEOUT)"
+            )
+        if max_in_flight is not None and max_in_flight > self.limits.max_in_flight:
+            raise ValidationError(
+                f"max_in_flight {max_in_flight} is above the most allowed, "
+                f"{self.limits.max_in_flight} (HOOKLINE_MAX_IN_FLIGHT)"
+            )
 
     async def get_endpoint(self, endpoint_id: str) -> Row:
         row = await self.db.fetchrow("get_endpoint", id=endpoint_id)
@@ -317,13 +353,34 @@ class Store:
     # -- delivery -----------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, *, limit: int, default_cap: int, lease_margin: float
+        self,
+        owner: str,
+        *,
+        limit: int,
+        default_cap: int,
+        lease_margin: float,
+        app_cap: int | None = None,
+        slots: int | None = None,
     ) -> list[Job]:
-        """Lease up to ``limit`` due lanes and return the head delivery of each."""
+        """Lease up to ``limit`` due lanes and return the head delivery of each.
+
+        Counted over the leases of every engine: no endpoint gets more than its cap (its
+        own, or ``default_cap``), and no app more than ``app_cap`` nor more than its fair
+        share of ``slots`` (split evenly among the apps that have work). Apps take turns
+        within a claim. Without them, no app is capped.
+        """
         now = time.time()
+        max_timeout = self.limits.max_timeout
         async with self.db.transaction(durable=False) as tx:
             await tx.execute("lock_claims")
-            due = await tx.fetch("claim_lanes", now=now, limit=limit, default_cap=default_cap)
+            due = await tx.fetch(
+                "claim_lanes",
+                now=now,
+                limit=limit,
+                default_cap=default_cap,
+                app_cap=app_cap or _UNCAPPED,
+                slots=slots or _UNCAPPED,
+            )
             if not due:
                 return []
             rows = _json(
@@ -331,7 +388,7 @@ class Store:
                     {
                         "endpoint_id": r["endpoint_id"],
                         "lane": r["lane"],
-                        "until": now + float(r["timeout"]) + lease_margin,
+                        "until": now + min(float(r["timeout"]), max_timeout) + lease_margin,
                     }
                     for r in due
                 ]
@@ -345,6 +402,8 @@ class Store:
                 found = {(h["endpoint_id"], h["lane"]) for h in heads}
                 empty = [r for r in leased if (r["endpoint_id"], r["lane"]) not in found]
                 await tx.execute("clear_lanes", rows=_json(empty))
+        for head in heads:
+            head["timeout"] = min(float(head["timeout"]), max_timeout)
         return [Job.from_row(h, signing_keys(self._opened(h), now)) for h in heads]
 
     async def record(self, owner: str, results: Sequence[AttemptResult]) -> None:
@@ -554,6 +613,7 @@ class Store:
         neither probes nor re-enables it. Enabled again, the endpoint sends its backlog
         at once, in order. A new ``ordered`` applies to deliveries published from now on.
         """
+        self._check_endpoint_settings(changes.get("timeout"), changes.get("max_in_flight"))
         now = time.time()
         async with self.db.transaction() as tx:
             row = await tx.fetchrow("get_endpoint", id=endpoint_id)
@@ -838,6 +898,9 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
         "retry_at": result.retry_at,
     }
 
+
+#: A cap that never binds (fits a 32-bit integer parameter).
+_UNCAPPED = 2**31 - 1
 
 #: Endpoint columns ``update_endpoint`` may change.
 ENDPOINT_SETTINGS = ("url", "event_types", "timeout", "ordered", "max_in_flight", "enabled")

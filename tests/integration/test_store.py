@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from hookline.exceptions import Conflict, NotFound
+from hookline.config import Limits
+from hookline.exceptions import Conflict, LimitReached, NotFound, ValidationError
 from hookline.store import AttemptResult, Job, NewEvent, Store
 
 CAP = 64
@@ -359,3 +361,98 @@ async def test_other_processes_hear_of_a_publish_where_the_backend_can_tell(
     finally:
         await subscription.close()
         await other.close()
+
+
+# -- limits -----------------------------------------------------------------------------
+
+
+async def test_an_app_has_at_most_its_endpoints_even_when_creates_race(database_url: str) -> None:
+    limits = Limits(max_endpoints_per_app=3)
+    stores = [await Store.open(database_url, limits=limits) for _ in range(3)]
+    try:
+        app, _ = await stores[0].create_app("shop")
+
+        async def create(n: int) -> Any:
+            return await stores[n % 3].create_endpoint(
+                app["id"], url=f"http://127.0.0.1:9/{n}", event_types=["*"], timeout=1
+            )
+
+        outcomes = await asyncio.gather(*(create(n) for n in range(12)), return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, LimitReached)]
+        assert len(refused) == 9, outcomes
+        assert "HOOKLINE_MAX_ENDPOINTS_PER_APP=3" in refused[0].message
+        assert len(await stores[0].list_endpoints(app["id"])) == 3
+        other, _ = await stores[0].create_app("other")  # a limit per app, not overall
+        await create_in(stores[0], other["id"])
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def create_in(store: Store, app_id: str, **settings: Any) -> dict[str, Any]:
+    options = {"url": "http://127.0.0.1:9/hook", "event_types": ["*"], "timeout": 10.0}
+    return await store.create_endpoint(app_id, **(options | settings))
+
+
+async def test_endpoint_timeout_and_in_flight_are_bounded(database_url: str) -> None:
+    store = await Store.open(database_url, limits=Limits(max_timeout=30, max_in_flight=100))
+    try:
+        app, _ = await store.create_app("shop")
+        with pytest.raises(ValidationError, match="HOOKLINE_MAX_TIMEOUT"):
+            await create_in(store, app["id"], timeout=30.5)
+        with pytest.raises(ValidationError, match="HOOKLINE_MAX_IN_FLIGHT"):
+            await create_in(store, app["id"], max_in_flight=101)
+        assert await store.list_endpoints(app["id"]) == []
+        endpoint = await create_in(store, app["id"], timeout=30, max_in_flight=100)
+        with pytest.raises(ValidationError, match="HOOKLINE_MAX_TIMEOUT"):
+            await store.update_endpoint(endpoint["id"], timeout=31)
+        with pytest.raises(ValidationError, match="HOOKLINE_MAX_IN_FLIGHT"):
+            await store.update_endpoint(endpoint["id"], max_in_flight=500)
+        unchanged = await store.get_endpoint(endpoint["id"])
+        assert (unchanged["timeout"], unchanged["max_in_flight"]) == (30, 100)
+    finally:
+        await store.close()
+
+
+async def test_an_older_endpoint_with_a_longer_timeout_is_held_to_the_limit(
+    database_url: str,
+) -> None:
+    before = await Store.open(database_url, limits=Limits(max_timeout=60))
+    try:
+        await app_with_endpoint(before, ["u1"], timeout=60)
+        await before.publish([event("e1", "u1")])
+    finally:
+        await before.close()
+    store = await Store.open(database_url, limits=Limits(max_timeout=30))
+    try:
+        (job,) = await claim(store, lease_margin=1.0)
+        assert job.timeout == 30
+    finally:
+        await store.close()
+
+
+async def test_an_app_gets_its_cap_and_its_fair_share_across_claimers(store: Store) -> None:
+    # Two apps, each with two endpoints and plenty due; claims from two workers.
+    apps = []
+    for name in ("a", "b"):
+        app, _ = await store.create_app(name)
+        await store.install(app["id"], f"{name}-user")
+        for _ in range(2):
+            await create_in(store, app["id"], ordered=False)
+        apps.append(app)
+    await store.publish([event(f"{u}-{i}", f"{u}-user", i) for u in "ab" for i in range(40)])
+
+    a, b = apps[0]["id"], apps[1]["id"]
+    # Apps take turns within a claim.
+    turns = await claim(store, owner="w1", limit=4, app_cap=30, slots=20)
+    assert Counter(j.app_id for j in turns) == {a: 2, b: 2}
+    # The share is 20 slots / 2 apps = 10 each (below the app cap), counting what is held.
+    more = await claim(store, owner="w2", limit=100, app_cap=30, slots=20)
+    assert Counter(j.app_id for j in more) == {a: 8, b: 8}
+    assert await claim(store, owner="w1", limit=100, app_cap=30, slots=20) == []
+    # A lower app cap binds first; it counts what other workers hold.
+    await store.record("w1", [result(j) for j in turns])
+    await store.record("w2", [result(j) for j in more])
+    few = await claim(store, owner="w1", limit=100, app_cap=3, slots=20)
+    assert Counter(j.app_id for j in few) == {a: 3, b: 3}
+    assert await claim(store, owner="w2", limit=100, app_cap=3, slots=20) == []

@@ -37,6 +37,13 @@ WHERE app_id = :app_id AND (:after_at IS NULL OR (created_at, user_id) > (:after
 ORDER BY created_at, user_id
 LIMIT coalesce(:limit, -1);
 
+-- lock_app --
+-- SQLite has one writer at a time: a write transaction holds every row already.
+SELECT id FROM apps WHERE id = :id;
+
+-- count_endpoints --
+SELECT COUNT(*) AS n FROM endpoints WHERE app_id = :app_id;
+
 -- create_endpoint --
 INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
                        enabled, created_at, updated_at)
@@ -102,24 +109,43 @@ SET pending = lanes.pending + excluded.pending,
     next_attempt_at = COALESCE(lanes.next_attempt_at, excluded.next_attempt_at);
 
 -- claim_lanes --
--- Due lanes, oldest first, at most as many per endpoint as its in-flight cap leaves room
--- for. A lane whose lease ran out (its worker died) is due again.
-WITH busy AS (
-    SELECT endpoint_id, COUNT(*) AS n FROM lanes
-    WHERE lease_until > :now
-    GROUP BY endpoint_id
-), due AS (
-    SELECT l.endpoint_id, l.lane, l.next_attempt_at, e.timeout,
-           ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank,
-           COALESCE(e.max_in_flight, :default_cap) - COALESCE(b.n, 0) AS room
+-- Due lanes, oldest first, within three bounds counted over the leases of every engine:
+-- each endpoint's in-flight cap, each app's cap (which also bounds its endpoints'), and
+-- each app's fair share of the slots, split evenly among the apps that have work. So an
+-- app whose endpoints never answer holds its share at most, and the others go on. Apps
+-- take turns: every app's oldest lane, then every app's second oldest, and so on.
+-- A lane whose lease ran out (its worker died) is due again.
+WITH leased AS (
+    SELECT l.endpoint_id, e.app_id, COUNT(*) AS n
     FROM lanes AS l
     JOIN endpoints AS e ON e.id = l.endpoint_id
-    LEFT JOIN busy AS b ON b.endpoint_id = l.endpoint_id
+    WHERE l.lease_until > :now
+    GROUP BY l.endpoint_id, e.app_id
+), app_leased AS (
+    SELECT app_id, SUM(n) AS n FROM leased GROUP BY app_id
+), due AS (
+    SELECT l.endpoint_id, e.app_id, l.lane, l.next_attempt_at, e.timeout,
+           ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank,
+           MIN(COALESCE(e.max_in_flight, :default_cap), :app_cap) - COALESCE(b.n, 0) AS room
+    FROM lanes AS l
+    JOIN endpoints AS e ON e.id = l.endpoint_id
+    LEFT JOIN leased AS b ON b.endpoint_id = l.endpoint_id
     WHERE l.next_attempt_at <= :now AND e.enabled = 1
+), allowed AS (
+    SELECT endpoint_id, app_id, lane, next_attempt_at, timeout,
+           ROW_NUMBER() OVER (PARTITION BY app_id ORDER BY next_attempt_at) AS turn
+    FROM due
+    WHERE rank <= room
+), share AS (
+    SELECT MAX(1, :slots / COUNT(*)) AS n
+    FROM (SELECT app_id FROM allowed UNION SELECT app_id FROM app_leased) AS busy_apps
 )
-SELECT endpoint_id, lane, timeout FROM due
-WHERE rank <= room
-ORDER BY next_attempt_at
+SELECT a.endpoint_id, a.lane, a.timeout
+FROM allowed AS a
+CROSS JOIN share
+LEFT JOIN app_leased AS b ON b.app_id = a.app_id
+WHERE a.turn <= MIN(:app_cap, share.n) - COALESCE(b.n, 0)
+ORDER BY a.turn, a.next_attempt_at
 LIMIT :limit;
 
 -- lease_lanes --

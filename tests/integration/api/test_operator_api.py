@@ -209,3 +209,27 @@ async def test_a_test_notification_goes_through_the_pipeline(
     (body,) = receiver.bodies
     assert body["event_type"] == "order_completed" and body["data"]["reference_id"]
     assert body["token"] == delivery["token"]
+
+
+async def test_endpoint_limits_are_clear_4xx_answers(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKLINE_MAX_ENDPOINTS_PER_APP", "2")
+    monkeypatch.setenv("HOOKLINE_MAX_TIMEOUT", "20")
+    async with (
+        running_api(database_url, settings=SETTINGS) as base,
+        aiohttp.ClientSession() as http,
+    ):
+        api = Client(http, base)
+        app = await api("POST", "/apps", 201, {"name": "one"})
+        path = f"/apps/{app['id']}/endpoints"
+        endpoint = {"url": "http://127.0.0.1:9/a", "event_types": ["*"]}
+        too_slow = await api("POST", path, 422, endpoint | {"timeout": 25})
+        assert "HOOKLINE_MAX_TIMEOUT" in too_slow["error"]["message"]
+        first = await api("POST", path, 201, endpoint, token=app["api_key"])
+        await api("POST", path, 201, endpoint, token=app["api_key"])
+        full = await api("POST", path, 409, endpoint, token=app["api_key"])
+        assert full["error"]["code"] == "limit_reached"
+        assert "delete one" in full["error"]["message"]
+        await api("PATCH", f"{path}/{first['id']}", 422, {"timeout": 21})
+        assert len(await api("GET", path, 200)) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookline.config import DEFAULT_SCHEDULE, EngineSettings, RetryPolicy
+from hookline.config import DEFAULT_SCHEDULE, EngineSettings, Limits, RetryPolicy
 from hookline.exceptions import ConfigError
 
 
@@ -101,3 +101,28 @@ def test_settings_from_env() -> None:
 def test_settings_refuse_bad_values(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         EngineSettings.from_env(env)
+
+
+def test_an_app_never_gets_more_than_half_the_slots() -> None:
+    assert EngineSettings().app_cap == 128
+    assert EngineSettings.from_env({"HOOKLINE_APP_MAX_IN_FLIGHT": "40"}).app_cap == 40
+    assert EngineSettings(concurrency=64).app_cap == 32
+    assert EngineSettings(concurrency=64, app_max_in_flight=1000).app_cap == 32
+    assert EngineSettings(concurrency=1).app_cap == 1
+
+
+def test_limits_from_env() -> None:
+    assert Limits.from_env({}) == Limits()
+    limits = Limits.from_env(
+        {
+            "HOOKLINE_MAX_ENDPOINTS_PER_APP": "7",
+            "HOOKLINE_MAX_IN_FLIGHT": "9",
+            "HOOKLINE_MAX_TIMEOUT": "12.5",
+            "HOOKLINE_MAX_DELIVERIES_PER_PUBLISH": "1000",
+            "HOOKLINE_ATTEMPT_LOG_HEAD": "2",
+            "HOOKLINE_ATTEMPT_LOG_TAIL": "3",
+        }
+    )
+    assert limits == Limits(7, 9, 12.5, 1000, 2, 3)
+    with pytest.raises(ConfigError, match="HOOKLINE_MAX_TIMEOUT"):
+        Limits.from_env({"HOOKLINE_MAX_TIMEOUT": "long"})

@@ -1,0 +1,113 @@
+"""One app cannot starve the others: its endpoints never answer, it floods them with
+deliveries and test notifications, and another app's healthy endpoint is still served
+at once, by two engines sharing one database (SQLite and PostgreSQL).
+
+The proof is structural: the tarpit never has more connections open than the app's cap,
+and the other app's deliveries all land while every one of those connections is still
+held. Latencies are printed, not asserted (the machine is shared and loaded).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from hookline.config import EngineSettings, RetryPolicy
+from hookline.sender import Engine
+from hookline.store import NewEvent, Store
+from tests.support.recorder import Answer, Recorder, in_flight_peak
+
+#: Two engines of 8 slots; one app may hold 3 deliveries in flight, all engines together.
+SETTINGS = EngineSettings(
+    retry=RetryPolicy(schedule=(0, 60), jitter=0.0),
+    allow_private_targets=True,
+    poll_interval=0.05,
+    lease_margin=1.0,
+    concurrency=8,
+    app_max_in_flight=3,
+)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    async with Recorder() as rec:
+        yield rec
+
+
+def _event(name: str, user: str) -> NewEvent:
+    return NewEvent(name, "order_completed", user, orjson.dumps({"id": name}).decode())
+
+
+async def _latencies(
+    store: Store, recorder: Recorder, engines: list[Engine], tag: str
+) -> list[float]:
+    """Publish ten events for the healthy app, one after another, waking the engines as
+    ``serve`` does; seconds each took to reach its endpoint."""
+    seconds = []
+    for n in range(10):
+        before = len(recorder.hits("/healthy"))
+        published = time.monotonic()
+        await store.publish([_event(f"{tag}-{n}", "b-user")])
+        for engine in engines:
+            engine.wake()
+        await recorder.wait_for(lambda n=before: len(recorder.hits("/healthy")) > n, timeout=20)
+        seconds.append(recorder.hits("/healthy")[before].started - published)
+    return seconds
+
+
+async def test_a_tarpit_app_holds_its_share_of_the_slots_and_no_more(
+    database_url: str, recorder: Recorder
+) -> None:
+    tarpit = recorder.script("/tarpit", then=Answer(hang=True))
+    healthy = recorder.script("/healthy", then=Answer(200))
+    stores = [await Store.open(database_url) for _ in range(2)]
+    store = stores[0]
+    a, _ = await store.create_app("attacker")
+    victim, _ = await store.create_app("victim")
+    await store.install(a["id"], "a-user")
+    await store.install(victim["id"], "b-user")
+    # Unordered endpoints asking for the most in flight each, at the longest timeout.
+    a_endpoints = [
+        await store.create_endpoint(
+            a["id"], url=tarpit, event_types=["*"], timeout=30, ordered=False, max_in_flight=128
+        )
+        for _ in range(4)
+    ]
+    await store.create_endpoint(victim["id"], url=healthy, event_types=["*"], timeout=5)
+    engines = [Engine(s, SETTINGS) for s in stores]
+    for engine in engines:
+        await engine.start()
+    try:
+        baseline = await _latencies(store, recorder, engines, "calm")
+
+        await store.publish([_event(f"flood-{n}", "a-user") for n in range(200)])
+        for n in range(50):
+            endpoint = a_endpoints[n % len(a_endpoints)]
+            await store.send_test(endpoint["id"], "order_completed", '{"id": "test"}')
+        await recorder.wait_for(lambda: len(recorder.open_hits("/tarpit")) == SETTINGS.app_cap)
+
+        attacked = await _latencies(store, recorder, engines, "attack")
+        last_landed = recorder.hits("/healthy")[-1].started
+    finally:
+        for engine in engines:
+            await engine.stop(grace=0.5)
+        for s in stores:
+            await s.close()
+
+    held = recorder.hits("/tarpit")
+    print(
+        f"\n[{database_url.split(':')[0]}] victim latency p50/max: "
+        f"calm {statistics.median(baseline) * 1000:.1f}/{max(baseline) * 1000:.1f} ms, "
+        f"under attack {statistics.median(attacked) * 1000:.1f}/{max(attacked) * 1000:.1f} ms; "
+        f"tarpit connections at once: {in_flight_peak(held)} of the app's cap "
+        f"{SETTINGS.app_cap}, {2 * SETTINGS.concurrency} slots"
+    )
+    assert in_flight_peak(held) == SETTINGS.app_cap
+    assert len(held) == SETTINGS.app_cap, "nothing of the attacker's went out beyond its cap"
+    # Every victim delivery landed while all of the attacker's slots were still held:
+    # it waited for none of them.
+    assert all(h.ended is None or h.ended > last_landed for h in held)

@@ -232,4 +232,4 @@ async def test_endpoint_limits_are_clear_4xx_answers(
         assert full["error"]["code"] == "limit_reached"
         assert "delete one" in full["error"]["message"]
         await api("PATCH", f"{path}/{first['id']}", 422, {"timeout": 21})
-        assert len(await api("GET", path, 200)) == 2
+        assert len((await api("GET", path, 200))["data"]) == 2

@@ -10,6 +10,7 @@ and ``hookline verify`` check here; both use the same functions.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -98,26 +99,46 @@ class Verifier:
         if self.tolerance_seconds <= 0:
             raise ConfigError("the timestamp tolerance must be a positive number of seconds")
 
+    def check_headers(self, headers: Mapping[str, str], *, now: float | None = None) -> None:
+        """The checks that need no body: the signature headers are there, well formed and
+        fresh. A receiver runs them before it reads the body, so a request that cannot be
+        genuine costs it neither the read nor the parse."""
+        self._check_headers(_lower(headers), time.time() if now is None else now)
+
     def verify(
         self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
     ) -> Envelope:
-        """Return the parsed envelope, or raise the ``SignatureError`` that says what failed."""
-        envelope = parse_envelope(body)
+        """Return the parsed envelope, or raise the ``SignatureError`` that says what failed.
+
+        The body signature is checked on the raw bytes before the body is parsed: JSON from
+        someone without the key is never parsed. Only a receiver that accepts Selz-only
+        requests (``require_standard=False``) must parse first, to find the timestamp and
+        token that ``X-Selz-Signature`` covers.
+        """
         lowered = _lower(headers)
         now = time.time() if now is None else now
-        self._check_selz(lowered, envelope, now)
+        self._check_headers(lowered, now)
         if WEBHOOK_SIGNATURE_HEADER in lowered:
-            self._check_standard(lowered, body, now)
+            self._check_body_signature(lowered, body)
+        envelope = parse_envelope(body)
+        self._check_selz(lowered, envelope, now)
+        return envelope
+
+    def _check_headers(self, headers: dict[str, str], now: float) -> None:
+        selz = headers.get(SELZ_HEADER.lower())
+        if not selz:
+            raise BadSignature(f"the {SELZ_HEADER} header is missing")
+        if not _is_digest(selz):
+            raise BadSignature(f"{SELZ_HEADER} is not a base64 HMAC-SHA256 digest")
+        if WEBHOOK_SIGNATURE_HEADER in headers:
+            self._check_window(_standard_timestamp(headers), now, "webhook-timestamp")
         elif self.require_standard:
             raise BadSignature(
                 "the webhook-signature header is missing and this receiver requires it"
             )
-        return envelope
 
     def _check_selz(self, headers: dict[str, str], envelope: Envelope, now: float) -> None:
-        received = headers.get(SELZ_HEADER.lower())
-        if not received:
-            raise BadSignature(f"the {SELZ_HEADER} header is missing")
+        received = headers[SELZ_HEADER.lower()]
         if not any(
             hmac.compare_digest(
                 received.encode(), selz_signature(k, envelope.timestamp, envelope.token).encode()
@@ -130,16 +151,8 @@ class Verifier:
             )
         self._check_window(parse_timestamp(envelope.timestamp).timestamp(), now, "timestamp")
 
-    def _check_standard(self, headers: dict[str, str], body: bytes, now: float) -> None:
-        msg_id = headers.get(WEBHOOK_ID_HEADER)
-        raw_ts = headers.get(WEBHOOK_TIMESTAMP_HEADER)
-        if not msg_id or not raw_ts:
-            raise BadSignature("webhook-signature needs webhook-id and webhook-timestamp too")
-        try:
-            unix_ts = int(raw_ts)
-        except ValueError:
-            raise BadSignature(f"webhook-timestamp {raw_ts!r} is not whole seconds") from None
-        self._check_window(unix_ts, now, "webhook-timestamp")
+    def _check_body_signature(self, headers: dict[str, str], body: bytes) -> None:
+        msg_id, unix_ts = headers[WEBHOOK_ID_HEADER], _standard_timestamp(headers)
         offered = [
             part.partition(",")[2].encode()
             for part in headers[WEBHOOK_SIGNATURE_HEADER].split()
@@ -150,8 +163,8 @@ class Verifier:
             if any(hmac.compare_digest(expected, sig) for sig in offered):
                 return
         raise BadSignature(
-            "webhook-signature does not match the body under any of the configured key(s): "
-            "the body was altered or signed with another key"
+            f"webhook-signature does not match the body under any of the {len(self.keys)} "
+            "configured key(s): the body was altered or signed with another key"
         )
 
     def _check_window(self, moment: float, now: float, name: str) -> None:
@@ -162,3 +175,22 @@ class Verifier:
                 f"{name} is {abs(int(skew))} s {direction}; the allowed window is "
                 f"±{self.tolerance_seconds} s (check the sender's clock, or replay)"
             )
+
+
+def _standard_timestamp(headers: dict[str, str]) -> int:
+    """``webhook-timestamp`` as Unix seconds, once ``webhook-id`` is known to be there too."""
+    msg_id = headers.get(WEBHOOK_ID_HEADER)
+    raw_ts = headers.get(WEBHOOK_TIMESTAMP_HEADER)
+    if not msg_id or not raw_ts:
+        raise BadSignature("webhook-signature needs webhook-id and webhook-timestamp too")
+    if not (raw_ts.isascii() and raw_ts.isdigit()):
+        raise BadSignature(f"webhook-timestamp {raw_ts[:40]!r} is not whole seconds")
+    return int(raw_ts)
+
+
+def _is_digest(value: str) -> bool:
+    """Whether ``value`` is base64 of 32 bytes (what an HMAC-SHA256 signature header holds)."""
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32
+    except (ValueError, binascii.Error):
+        return False

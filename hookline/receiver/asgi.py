@@ -39,14 +39,17 @@ class WebhookEndpoint:
         self._receiver = receiver
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self._receiver.intake.max_body_bytes
+        intake = self._receiver.intake
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        declared = headers.get("content-length", "")
-        body = None if declared.isdigit() and int(declared) > limit else await _body(receive, limit)
-        if body is None:
-            receipt = too_large(limit)
-        else:
-            receipt = await self._receiver.receive(headers, body)
+        # Refused from the headers (too large, signature headers missing or stale): the
+        # body is never read.
+        receipt = intake.precheck(headers)
+        if receipt is None:
+            body = await _body(receive, intake.max_body_bytes)
+            if body is None:
+                receipt = too_large(intake.max_body_bytes)
+            else:
+                receipt = await self._receiver.receive(headers, body)
         await send(
             {
                 "type": "http.response.start",

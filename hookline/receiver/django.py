@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hookline.receiver._background import BackgroundReceiver
-from hookline.receiver.intake import too_large
 
 if TYPE_CHECKING:
     from hookline.receiver._receiver import Receiver
@@ -34,13 +33,12 @@ class DjangoWebhookView:
 
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        limit = self.background.receiver.intake.max_body_bytes
-        declared = request.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            receipt = too_large(limit)
-        else:
-            body = request.read(limit + 1)
-            receipt = self.background.receive(dict(request.headers), body)
+        intake = self.background.receiver.intake
+        headers = dict(request.headers)
+        receipt = intake.precheck(headers)  # too large, or unsigned: the body is not read
+        if receipt is None:
+            body = request.read(intake.max_body_bytes + 1)
+            receipt = self.background.receive(headers, body)
         return HttpResponse(receipt.body, status=receipt.status, content_type="application/json")
 
 

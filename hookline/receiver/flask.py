@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hookline.receiver._background import BackgroundReceiver
-from hookline.receiver.intake import too_large
 
 if TYPE_CHECKING:
     from hookline.receiver._receiver import Receiver
@@ -30,12 +29,13 @@ class FlaskWebhookView:
     def __call__(self) -> Any:
         from flask import Response, request
 
-        limit = self.background.receiver.intake.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            receipt = too_large(limit)
-        else:
-            body = request.stream.read(limit + 1)  # one byte past the limit tells "too big"
-            receipt = self.background.receive(dict(request.headers), body)
+        intake = self.background.receiver.intake
+        headers = dict(request.headers)
+        receipt = intake.precheck(headers)  # too large, or unsigned: the body is not read
+        if receipt is None:
+            # One byte past the limit tells "too big" (a chunked body has no length).
+            body = request.stream.read(intake.max_body_bytes + 1)
+            receipt = self.background.receive(headers, body)
         return Response(receipt.body, status=receipt.status, mimetype="application/json")
 
 

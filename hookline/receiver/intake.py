@@ -1,9 +1,14 @@
 """From an HTTP request to an answer: verify, store durably, acknowledge.
 
-Every integration (ASGI, Flask, Django) hands the raw headers and body to ``Intake`` and
-sends back the ``Receipt`` it gets, so the rules live in one place. A refusal is a 4xx
-with ``{"error": {"code", "message"}}`` and stores nothing; an acceptance is answered only
-after the webhook's transaction has committed.
+Every integration (ASGI, Flask, Django) asks ``Intake.precheck`` about the headers before
+it reads the body, then hands the raw body to ``Intake.receive``, and sends back the
+``Receipt`` it gets, so the rules live in one place. The cheap checks come first: a body
+over the limit, or a request whose signature headers cannot be genuine, is refused before
+the body is read; the body signature is checked on the raw bytes before they are parsed.
+So a request from someone without the key costs at most reading the body (up to the
+limit) and one HMAC, never a JSON parse. A refusal is a 4xx with
+``{"error": {"code", "message"}}`` and stores nothing; an acceptance is answered only after
+the webhook's transaction has committed.
 """
 
 from __future__ import annotations
@@ -71,6 +76,17 @@ class Intake:
         self.max_body_bytes = max_body_bytes
         self._on_accept = on_accept
 
+    def precheck(self, headers: Mapping[str, str]) -> Receipt | None:
+        """The refusal decided by the headers alone (read the body only if None)."""
+        declared = _content_length(headers)
+        if declared is not None and declared > self.max_body_bytes:
+            return too_large(self.max_body_bytes)
+        try:
+            self._verifier.check_headers(headers)
+        except SignatureError as exc:
+            return self._refuse(exc)
+        return None
+
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Receipt:
         if len(body) > self.max_body_bytes:
             return too_large(self.max_body_bytes)
@@ -102,3 +118,10 @@ class Intake:
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
         log.info("refused webhook (%s): %s", exc.code, exc.message)
         return Receipt.error(status, exc.code, exc.message)
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    for name, value in headers.items():
+        if name.lower() == "content-length":
+            return int(value) if value.isascii() and value.isdigit() else None
+    return None

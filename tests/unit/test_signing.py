@@ -10,7 +10,8 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from hookline.events import encode_envelope, format_timestamp, new_token
+from hookline import signing
+from hookline.events import Envelope, encode_envelope, format_timestamp, new_token
 from hookline.exceptions import BadSignature, ConfigError, MalformedWebhook, StaleTimestamp
 from hookline.signing import (
     SELZ_HEADER,
@@ -19,6 +20,7 @@ from hookline.signing import (
     selz_signature,
     sign_headers,
     standard_secret,
+    standard_signature,
 )
 from tests.support.seed_receiver import node_available, seed_signatures
 
@@ -153,8 +155,11 @@ def test_verifier_knows_several_keys_for_rotation() -> None:
 
 def test_verifier_rejects_a_signature_under_an_unknown_key() -> None:
     headers, body = _signed(["someone-else"])
-    with pytest.raises(BadSignature, match=r"X-Selz-Signature does not match .* 2 configured"):
+    with pytest.raises(BadSignature, match=r"webhook-signature does not match .* 2 configured"):
         Verifier((KEY, "other")).verify(headers, body, now=NOW)
+    selz_only = {SELZ_HEADER: headers[SELZ_HEADER]}
+    with pytest.raises(BadSignature, match=r"X-Selz-Signature does not match .* 2 configured"):
+        Verifier((KEY, "other"), require_standard=False).verify(selz_only, body, now=NOW)
 
 
 def test_verifier_rejects_a_missing_selz_header() -> None:
@@ -200,9 +205,36 @@ def test_verifier_needs_the_other_standard_headers(header: str) -> None:
         Verifier((KEY,)).verify(headers, body, now=NOW)
 
 
-def test_verifier_rejects_a_malformed_body_before_anything_else() -> None:
-    with pytest.raises(MalformedWebhook):
+def test_verifier_checks_the_body_signature_before_it_parses_the_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[bytes] = []
+    real_parse = signing.parse_envelope
+
+    def spy(body: bytes) -> Envelope:
+        parsed.append(body)
+        return real_parse(body)
+
+    monkeypatch.setattr(signing, "parse_envelope", spy)
+    headers, _ = _signed([KEY])
+    with pytest.raises(BadSignature, match="X-Selz-Signature is not a base64"):
         Verifier((KEY,)).verify({SELZ_HEADER: "x"}, b"not json", now=NOW)
+    with pytest.raises(BadSignature, match="webhook-signature header is missing"):
+        Verifier((KEY,)).verify({SELZ_HEADER: headers[SELZ_HEADER]}, b"not json", now=NOW)
+    with pytest.raises(BadSignature, match="body was altered"):
+        Verifier((KEY,)).verify(headers, b"not json", now=NOW)
+    assert parsed == []
+    # A body signed with the key is parsed, and a malformed one is then refused as such.
+    unix_ts = int(NOW)
+    signed_junk = {
+        **headers,
+        WEBHOOK_SIGNATURE_HEADER: standard_signature(KEY, "m", unix_ts, b"not json"),
+        "webhook-id": "m",
+        "webhook-timestamp": str(unix_ts),
+    }
+    with pytest.raises(MalformedWebhook):
+        Verifier((KEY,)).verify(signed_junk, b"not json", now=NOW)
+    assert parsed == [b"not json"]
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ class Rate:
 
 
 class RateLimiter:
-    """GCRA over string keys; ``hit`` counts a request, ``wait`` only looks.
+    """GCRA over string keys: ``hit`` counts a request or says how long to wait.
 
     A key whose theoretical arrival time has passed holds nothing a fresh key would not,
     so it is dropped; at most ``max_keys`` are kept (the least recently hit go first,
@@ -93,12 +93,6 @@ class RateLimiter:
         self.max_keys = max_keys
         #: key -> the time at which its bucket is full again ("TAT"), least recent first.
         self._tat: OrderedDict[str, float] = OrderedDict()
-
-    def wait(self, key: str) -> float:
-        """Seconds until a request under ``key`` would be allowed (0: now)."""
-        now = self.clock()
-        tat = max(self._tat.get(key, now), now)
-        return max(0.0, tat + self.rate.interval - self.rate.period - now)
 
     def hit(self, key: str) -> float:
         """Count a request under ``key`` if it is allowed and return 0; otherwise count

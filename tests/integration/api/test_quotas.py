@@ -103,6 +103,13 @@ async def test_failed_authentication_is_throttled_and_working_keys_still_answere
         assert_limited(status, body, response, "too many failed sign-ins")
         assert (await sign_in(http, base, ADMIN)).status == 303
 
+        # Another address (another loopback one here) is not held back by this one.
+        elsewhere = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=elsewhere) as other_http:
+            status, _, _ = await Api(other_http, base).call("GET", mine, "hk_guess_elsewhere")
+            assert status == 401
+            await Api(other_http, base).ok("GET", f"/apps/{other['id']}", other["api_key"])
+
 
 async def test_concurrent_guesses_get_no_more_than_the_burst(
     sqlite_url: str, http: aiohttp.ClientSession

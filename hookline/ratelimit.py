@@ -37,6 +37,10 @@ from hookline.exceptions import ConfigError
 
 Clock = Callable[[], float]
 
+#: Sums of float intervals drift by far less than this; without it a request exactly on
+#: time (the first of a rate of 1/hour, on a clock at 10^6 s) could be refused.
+ROUNDING = 1e-6
+
 PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 
@@ -99,11 +103,13 @@ class RateLimiter:
         nothing and return the seconds to wait."""
         now = self.clock()
         self._forget_expired(now)
-        tat = max(self._tat.pop(key, now), now) + self.rate.interval
-        if tat - now > self.rate.period:
-            self._tat[key] = tat - self.rate.interval
-            return tat - self.rate.period - now
-        self._tat[key] = tat
+        tat = max(self._tat.pop(key, now), now)
+        # The burst may run ahead of the steady rate by up to period - interval seconds.
+        wait = tat - (self.rate.period - self.rate.interval) - now
+        if wait > ROUNDING:
+            self._tat[key] = tat
+            return wait
+        self._tat[key] = tat + self.rate.interval
         while len(self._tat) > self.max_keys:
             self._tat.popitem(last=False)
         return 0.0

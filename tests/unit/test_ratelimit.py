@@ -32,6 +32,19 @@ def test_a_burst_then_one_per_interval() -> None:
     assert [limiter.hit("a") for _ in range(5)] == [0.0] * 5  # full again after a period
 
 
+@pytest.mark.parametrize("start", [0.0, 1000.0, 123456.789, 9876543.21, 1.7e9])
+@pytest.mark.parametrize("rate", [Rate(1, 3600), Rate(3, 1), Rate(7, 0.1), Rate(10, 60)])
+def test_exactly_the_burst_whatever_the_clock_reads(start: float, rate: Rate) -> None:
+    """Float rounding never refuses a request that is on time, nor lets one more in."""
+    clock = Clock()
+    clock.now = start
+    limiter = RateLimiter(rate, clock=clock)
+    assert [limiter.hit("a") == 0.0 for _ in range(rate.count + 1)] == [True] * rate.count + [False]
+    clock.now += rate.interval
+    assert limiter.hit("a") == 0.0
+    assert limiter.hit("a") == pytest.approx(rate.interval, abs=1e-5)
+
+
 def test_refused_requests_are_not_counted() -> None:
     clock = Clock()
     limiter = RateLimiter(Rate(1, 10), clock=clock)

@@ -78,7 +78,10 @@ class Engine:
         if self.settings.retention_days > 0:
             self._tasks.append(asyncio.create_task(self._prune_loop(), name="hookline-pruner"))
         health = HealthMonitor(self.store, self.settings, self._session, self._observers, self.wake)
-        self._tasks.append(asyncio.create_task(health.run(), name="hookline-health"))
+        self._tasks += [
+            asyncio.create_task(health.run_checks(), name="hookline-health"),
+            asyncio.create_task(health.run_probes(), name="hookline-probes"),
+        ]
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, let sends in flight finish (up to ``grace`` s), record them,

@@ -4,9 +4,14 @@ An endpoint is *failing* from its first failed attempt after a success until its
 success (``failing_since``, kept by ``Store.record``). One that has been failing for
 longer than ``disable_after`` (5 days by default) is disabled, with a log line and a
 metric; its pending deliveries stay where they are, in order. Every ``probe_interval``
-each such endpoint gets a signed test request, a sample event of a type it subscribes
-to (the kind of test notification apps already get from Selz). At the first 2xx it is
-enabled again and its backlog goes out at once, in order.
+the next ``probe_batch`` of them (those probed longest ago first, so each gets its turn
+however many keep failing) get a signed test request, a sample event of a type they
+subscribe to (the kind of test notification apps already get from Selz), a few at a
+time and each with a short timeout. At the first 2xx an endpoint is enabled again and
+its backlog goes out at once, in order.
+
+Checks and probes run as separate tasks: a round of probes to endpoints that never
+answer does not hold up disabling, key rotations or anything else.
 
 The same check completes key rotations whose switch time has passed. Every engine runs
 it; the store's updates are conditional, so two engines never disable or enable twice.
@@ -59,18 +64,22 @@ class HealthMonitor:
         self.session = session
         self.observers = observers
         self.on_enabled = on_enabled or (lambda: None)
-        self._last_probe = 0.0
 
-    async def run(self) -> None:
+    async def run_checks(self) -> None:
         while True:
             try:
                 await self.check()
-                if time.monotonic() - self._last_probe >= self.settings.probe_interval:
-                    self._last_probe = time.monotonic()
-                    await self.probe()
             except HooklineError as exc:
                 log.warning("the endpoint health check failed, will try again: %s", exc)
             await asyncio.sleep(self.settings.health_interval)
+
+    async def run_probes(self) -> None:
+        while True:
+            try:
+                await self.probe()
+            except HooklineError as exc:
+                log.warning("probing disabled endpoints failed, will try again: %s", exc)
+            await asyncio.sleep(self.settings.probe_interval)
 
     async def check(self) -> list[dict[str, Any]]:
         """Complete due key rotations; disable endpoints failing for too long."""
@@ -98,29 +107,40 @@ class HealthMonitor:
         return disabled
 
     async def probe(self) -> list[str]:
-        """Probe every endpoint disabled for failing; return those enabled again."""
+        """Probe the next batch of endpoints disabled for failing, a few at a time;
+        return those enabled again."""
         if self.session is None:
             return []
-        enabled = []
-        for endpoint in await self.store.endpoints_to_probe():
-            result = await attempt(self.session, probe_job(endpoint), _ONE_TRY)
-            if result.outcome != "delivered":
-                log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
-                continue
-            if await self.store.enable_probed_endpoint(endpoint["id"]):
-                enabled.append(endpoint["id"])
-                log.warning(
-                    "endpoint %s answered its probe and is enabled again; its backlog "
-                    "goes out now, in order",
-                    endpoint["id"],
-                    extra={
-                        "fields": {"event": "endpoint_reenabled", "endpoint_id": endpoint["id"]}
-                    },
-                )
-                self._tell("endpoint_enabled", endpoint)
+        endpoints = await self.store.endpoints_to_probe(self.settings.probe_batch)
+        gate = asyncio.Semaphore(self.settings.probe_concurrency)
+
+        async def probe_one(endpoint: dict[str, Any]) -> str | None:
+            async with gate:
+                return await self._probe_one(endpoint)
+
+        answered = await asyncio.gather(*(probe_one(e) for e in endpoints))
+        enabled = [endpoint_id for endpoint_id in answered if endpoint_id is not None]
         if enabled:
             self.on_enabled()
         return enabled
+
+    async def _probe_one(self, endpoint: dict[str, Any]) -> str | None:
+        assert self.session is not None
+        job = probe_job(endpoint, self.settings.probe_timeout)
+        result = await attempt(self.session, job, _ONE_TRY)
+        if result.outcome != "delivered":
+            log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
+            return None
+        if not await self.store.enable_probed_endpoint(endpoint["id"]):
+            return None
+        log.warning(
+            "endpoint %s answered its probe and is enabled again; its backlog goes out now, "
+            "in order",
+            endpoint["id"],
+            extra={"fields": {"event": "endpoint_reenabled", "endpoint_id": endpoint["id"]}},
+        )
+        self._tell("endpoint_enabled", endpoint)
+        return str(endpoint["id"])
 
     def _tell(self, hook: str, endpoint: dict[str, Any]) -> None:
         for observer in self.observers:
@@ -128,8 +148,9 @@ class HealthMonitor:
                 getattr(observer, hook)(endpoint)
 
 
-def probe_job(endpoint: dict[str, Any]) -> Job:
-    """A signed sample event of a type the endpoint subscribes to; never stored."""
+def probe_job(endpoint: dict[str, Any], max_timeout: float) -> Job:
+    """A signed sample event of a type the endpoint subscribes to; never stored. It waits
+    for the endpoint's timeout, or ``max_timeout`` if that is shorter."""
     wanted = [t for t in endpoint["event_types"] if t in EVENT_TYPES]
     event_type = wanted[0] if wanted else "order_completed"
     return Job(
@@ -144,6 +165,6 @@ def probe_job(endpoint: dict[str, Any]) -> Job:
         event_id="evt_probe_" + secrets.token_hex(8),
         data=orjson.dumps(sample_data(event_type)).decode(),
         url=endpoint["url"],
-        timeout=float(endpoint["timeout"]),
+        timeout=min(float(endpoint["timeout"]), max_timeout),
         keys=endpoint["keys"],
     )

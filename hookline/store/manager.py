@@ -699,9 +699,14 @@ class Store:
             )
 
     async def endpoints_to_probe(self, limit: int = 100) -> list[Row]:
-        """Endpoints the health check disabled, each with the keys that sign a probe."""
+        """Take the next ``limit`` endpoints the health check disabled for a probe, each
+        with the keys that sign it: those probed longest ago first. Taking them moves
+        them to the back, so however many keep failing, every one gets its turn."""
         now = time.time()
-        rows = await self.db.fetch("endpoints_to_probe", limit=limit)
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch("endpoints_to_probe", limit=limit)
+            if rows:
+                await tx.execute("mark_probed", ids=_json([r["id"] for r in rows]), now=now)
         for row in rows:
             row["keys"] = signing_keys(self._opened(row), now)
             row["event_types"] = orjson.loads(row["event_types"])

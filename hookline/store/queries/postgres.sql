@@ -459,16 +459,24 @@ WHERE enabled = 1 AND failing_since IS NOT NULL AND failing_since <= :before
 RETURNING id, app_id, url, failing_since;
 
 -- endpoints_to_probe --
+-- Those probed longest ago (or never) first; mark_probed then moves them to the back.
+-- Rows another engine is taking for its probes right now are skipped.
 SELECT e.id, e.app_id, e.url, e.timeout, e.event_types,
        a.verification_key, a.next_verification_key, a.key_switch_at
 FROM endpoints AS e
 JOIN apps AS a ON a.id = e.app_id
 WHERE e.enabled = 0 AND e.failing_since IS NOT NULL
-ORDER BY e.updated_at
-LIMIT :limit;
+ORDER BY COALESCE(e.probed_at, 0), e.failing_since, e.id
+LIMIT :limit
+FOR UPDATE OF e SKIP LOCKED;
+
+-- mark_probed --
+UPDATE endpoints SET probed_at = :now
+WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
 
 -- enable_probed_endpoint --
 UPDATE endpoints
-SET enabled = 1, disabled_reason = NULL, failing_since = NULL, updated_at = :now
+SET enabled = 1, disabled_reason = NULL, failing_since = NULL, probed_at = NULL,
+    updated_at = :now
 WHERE id = :id AND enabled = 0 AND failing_since IS NOT NULL
 RETURNING id;

@@ -34,7 +34,8 @@ CREATE TABLE endpoints (
     disabled_reason TEXT,
     failing_since  DOUBLE PRECISION,
     created_at     DOUBLE PRECISION NOT NULL,
-    updated_at     DOUBLE PRECISION NOT NULL
+    updated_at     DOUBLE PRECISION NOT NULL,
+    probed_at      DOUBLE PRECISION  -- the last probe while disabled for failing
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

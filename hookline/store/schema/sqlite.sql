@@ -33,7 +33,8 @@ CREATE TABLE endpoints (
     disabled_reason TEXT,
     failing_since  REAL,
     created_at     REAL NOT NULL,
-    updated_at     REAL NOT NULL
+    updated_at     REAL NOT NULL,
+    probed_at      REAL              -- the last probe while disabled for failing
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

@@ -9,17 +9,20 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from hookline.config import EngineSettings, RetryPolicy
+from hookline.config import EngineSettings, Limits, RetryPolicy
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
-from hookline.sender.health import PROBE_USER
+from hookline.sender.attempt import new_session
+from hookline.sender.health import PROBE_USER, HealthMonitor
 from hookline.store import AttemptResult, Job, NewEvent, Store
 from tests.conftest import free_port
+from tests.support.recorder import Answer, Recorder, in_flight_peak
 
 SETTINGS = EngineSettings(
     retry=RetryPolicy(schedule=(0, *([0.05] * 10_000)), jitter=0),
@@ -58,6 +61,12 @@ async def endpoint() -> AsyncIterator[tuple[Endpoint, str]]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield target, f"http://127.0.0.1:{port}/hook"
     await runner.cleanup()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    async with Recorder() as rec:
+        yield rec
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> None:
@@ -162,4 +171,94 @@ async def test_a_success_clears_failing_since_and_an_operator_disable_is_not_pro
         assert await store.endpoints_to_probe() == []
         assert await store.disable_failing_endpoints(0) == []
     finally:
+        await store.close()
+
+
+# -- probes take turns, a few at a time, beside the checks ------------------------------
+
+
+async def _disabled_for_failing(
+    store: Store, endpoints: list[dict[str, Any]], since: float
+) -> None:
+    results = [
+        AttemptResult(
+            Job(0, "t", 0, e["id"], "u", "u", e["app_id"], "order_completed", "e", "{}",
+                e["url"], 1.0, ("k",)),
+            "failed",
+            since,
+        )
+        for e in endpoints
+    ]  # fmt: skip
+    async with store.db.transaction() as tx:
+        await store._track_health(tx, results)
+    await store.disable_failing_endpoints(0)
+
+
+async def test_every_disabled_endpoint_gets_its_probe_however_many_keep_failing(
+    database_url: str, recorder: Recorder
+) -> None:
+    tarpit = recorder.script("/tarpit", then=Answer(hang=True))
+    fixed = recorder.script("/fixed", then=Answer(200))
+    settings = replace(SETTINGS, probe_timeout=0.2, probe_concurrency=8, probe_batch=100)
+    store = await Store.open(database_url, limits=Limits(max_endpoints_per_app=200))
+    session = new_session(allow_private=True)
+    try:
+        noisy, _ = await store.create_app("noisy")
+        dead = [
+            await store.create_endpoint(noisy["id"], url=tarpit, event_types=["*"], timeout=30)
+            for _ in range(120)
+        ]
+        await _disabled_for_failing(store, dead, since=100.0)
+        quiet, _ = await store.create_app("quiet")
+        mended = await store.create_endpoint(quiet["id"], url=fixed, event_types=["*"], timeout=5)
+        await _disabled_for_failing(store, [mended], since=200.0)  # disabled last
+
+        monitor = HealthMonitor(store, settings, session)
+        rounds = []
+        for _ in range(3):
+            rounds.append(await monitor.probe())
+            if (await store.get_endpoint(mended["id"]))["enabled"]:
+                break
+        print(f"\nprobe rounds until the mended endpoint was enabled: {len(rounds)}")
+        # 121 disabled, 100 a round: the first round takes 100 of the dead ones, the
+        # second the other 20, the mended one and the 79 probed longest ago.
+        assert rounds == [[], [mended["id"]]]
+        probes = recorder.hits("/tarpit")
+        assert len(probes) == 199 and len({h.json["webhook_id"] for h in probes}) == 120
+        assert in_flight_peak(probes) == settings.probe_concurrency
+    finally:
+        await session.close()
+        await store.close()
+
+
+async def test_checks_do_not_wait_behind_probes_that_never_answer(
+    database_url: str, recorder: Recorder, endpoint: tuple[Endpoint, str]
+) -> None:
+    tarpit = recorder.script("/tarpit", then=Answer(hang=True))
+    _, url = endpoint
+    settings = replace(SETTINGS, probe_timeout=60, probe_concurrency=2)
+    store = await Store.open(database_url)
+    engine = Engine(store, settings)
+    try:
+        app, _ = await store.create_app("shop")
+        await store.install(app["id"], "u1")
+        dead = [
+            await store.create_endpoint(app["id"], url=tarpit, event_types=["*"], timeout=30)
+            for _ in range(4)
+        ]
+        await _disabled_for_failing(store, dead, since=100.0)
+        failing = await store.create_endpoint(app["id"], url=url, event_types=["*"], timeout=2)
+        await engine.start()
+        await recorder.wait_for(lambda: len(recorder.open_hits("/tarpit")) == 2)
+        await store.publish([NewEvent("e1", "order_completed", "u1", '{"id": 1, "n": "1"}')])
+        engine.wake()
+
+        async def disabled() -> bool:
+            return not (await store.get_endpoint(failing["id"]))["enabled"]
+
+        await eventually(disabled)
+        # Disabled while both probes were still waiting for an answer.
+        assert len(recorder.open_hits("/tarpit")) == 2 and len(recorder.hits("/tarpit")) == 2
+    finally:
+        await engine.stop()
         await store.close()

@@ -6,11 +6,14 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from hookline.exceptions import ConfigError
 from hookline.ratelimit import Rate
 
 DEFAULT_DATABASE_URL = "sqlite:///./hookline.db"
+DATABASE_URL_ENV = "HOOKLINE_DATABASE_URL"
 
 #: Delays before each attempt: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -251,4 +254,41 @@ RATE_ENV: dict[str, str] = {
 
 def database_url(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
-    return explicit or env.get("HOOKLINE_DATABASE_URL") or DEFAULT_DATABASE_URL
+    return explicit or env.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password, for logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not even a URL (an unclosed "[" in the host, say)
+        return "***@" + url.rsplit("@", 1)[1] if "@" in url else url
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def check_sqlite_path(path: str, *, create: bool, missing_hint: str) -> None:
+    """Refuse a SQLite database path that would not open the database meant.
+
+    SQLite creates a missing file on connect, so a typo in a path silently becomes a new,
+    empty database. So: the directory must exist (hookline never creates one), and the
+    file too unless ``create`` (only the commands that set a database up may make one).
+    ``missing_hint`` says how to make the file when it is missing.
+    """
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return
+    file = Path(path)
+    parent = file.parent
+    if not parent.exists():
+        raise ConfigError(
+            f"SQLite database {path}: the directory {parent} does not exist; "
+            "create it or correct the path (hookline creates no directories)"
+        )
+    if not parent.is_dir():
+        raise ConfigError(f"SQLite database {path}: {parent} is not a directory; correct the path")
+    if file.is_dir():
+        raise ConfigError(f"SQLite database {path} is a directory; name a file in it")
+    if not create and not file.exists():
+        raise ConfigError(f"no SQLite database at {path}; correct the path, or {missing_hint}")

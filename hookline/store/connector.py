@@ -66,18 +66,24 @@ class Connector(Connection, Protocol):
         ...
 
 
-def connector_for(url: str, **options: Any) -> Connector:
-    """The backend a database URL names: ``sqlite:///path`` or ``postgresql://...``."""
+def connector_for(url: str, *, create: bool = True, **options: Any) -> Connector:
+    """The backend a database URL names: ``sqlite:///path`` or ``postgresql://...``.
+
+    ``create=False`` refuses to make a missing SQLite file (a PostgreSQL database is never
+    created by hookline); no backend creates a missing directory.
+    """
+    from hookline.config import redact_url
     from hookline.exceptions import ConfigError
 
     if url.startswith("sqlite:"):
         from hookline.store.sqlite import SQLiteConnector
 
-        return SQLiteConnector.from_url(url, **options)
+        return SQLiteConnector.from_url(url, create=create, **options)
     if url.startswith(("postgresql:", "postgres:")):
         from hookline.store.postgres import PostgresConnector
 
         return PostgresConnector.from_url(url, **options)
     raise ConfigError(
-        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or postgresql://..."
+        f"unsupported database URL {redact_url(url)!r}: "
+        "use sqlite:///path/to/file.db or postgresql://user@host/db"
     )

@@ -100,8 +100,10 @@ class Store:
         migrate: bool = True,
         keys: KeyBox | None = None,
         limits: Limits | None = None,
+        create: bool = True,
     ) -> Store:
-        connector = connector_for(url)
+        """Open the database at ``url`` (``create=False``: only an existing SQLite file)."""
+        connector = connector_for(url, create=create)
         await connector.open()
         if migrate:
             await connector.migrate()

@@ -14,11 +14,11 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from hookline.config import check_sqlite_path
 from hookline.exceptions import ConfigError, StorageError
 from hookline.store.connector import Connection, NoSubscription, Row
 from hookline.store.queries import load_queries, upgrade_steps
@@ -76,8 +76,10 @@ class _Conn:
 class SQLiteConnector:
     dialect = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, create: bool = True) -> None:
         self.path = path
+        #: Whether opening may create a missing database file (never a directory).
+        self.create = create
         self._queries = load_queries("sqlite")
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -85,12 +87,10 @@ class SQLiteConnector:
         self._durable = True  # the writer's synchronous setting: FULL (see _PRAGMAS)
 
     @classmethod
-    def from_url(cls, url: str, **_: Any) -> SQLiteConnector:
-        return cls(_path_from_url(url))
+    def from_url(cls, url: str, *, create: bool = True, **_: Any) -> SQLiteConnector:
+        return cls(_path_from_url(url), create=create)
 
     async def _connect(self) -> aiosqlite.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(self.path, isolation_level=None)
         db.row_factory = sqlite3.Row
         for pragma in _PRAGMAS:
@@ -98,6 +98,9 @@ class SQLiteConnector:
         return db
 
     async def open(self) -> None:
+        check_sqlite_path(
+            self.path, create=self.create, missing_hint="create it with `hookline migrate`"
+        )
         try:
             self._writer = await self._connect()
             self._reader = await self._connect() if self.path != ":memory:" else self._writer

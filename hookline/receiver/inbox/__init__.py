@@ -25,12 +25,15 @@ __all__ = [
 ]
 
 
-def open_inbox(url: str) -> Inbox:
-    """The inbox for ``url`` (not yet opened): ``sqlite:///path`` or ``postgresql://...``."""
+def open_inbox(url: str, *, create: bool = True) -> Inbox:
+    """The inbox for ``url`` (not yet opened): ``sqlite:///path`` or ``postgresql://...``.
+
+    ``create=False`` refuses to make a missing SQLite file; no directory is ever made.
+    """
     if url.startswith("sqlite:"):
         from hookline.receiver.inbox.sqlite import SqliteInbox
 
-        return SqliteInbox(url)
+        return SqliteInbox(url, create=create)
     if url.startswith(("postgresql://", "postgres://")):
         from hookline.receiver.inbox.postgres import PostgresInbox
 

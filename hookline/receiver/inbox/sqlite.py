@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from hookline.config import check_sqlite_path
 from hookline.exceptions import ConfigError, StorageError
 from hookline.receiver.inbox.base import (
     Finish,
@@ -61,8 +61,9 @@ def parse_sqlite_url(url: str) -> tuple[str, str]:
 
 
 class SqliteInbox(Inbox):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
+        self._create = create
         self._path, self._synchronous = parse_sqlite_url(url)
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
@@ -71,8 +72,9 @@ class SqliteInbox(Inbox):
         self._closing = False
 
     async def open(self) -> None:
-        if self._path not in ("", ":memory:"):
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_path(
+            self._path, create=self._create, missing_hint="start `hookline receive` to create it"
+        )
         try:
             self._conn = await asyncio.to_thread(self._connect)
         except sqlite3.Error as exc:

@@ -8,40 +8,29 @@ import logging
 import os
 import secrets
 import signal
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from hookline import __version__
-from hookline.config import EngineSettings, RateLimits, database_url
-from hookline.exceptions import HooklineError
+from hookline.cli_base import HooklineGroup, sender_database_option
+from hookline.config import EngineSettings, RateLimits, redact_url
 
 if TYPE_CHECKING:
     from hookline.store import Store
     from hookline.store.connector import Connector
 
-DATABASE_HELP = "Database URL: sqlite:///path.db or postgresql://... [env HOOKLINE_DATABASE_URL]"
 
-
-@click.group()
+@click.group(cls=HooklineGroup)
 @click.version_option(__version__, prog_name="hookline")
 def main() -> None:
     """hookline: signed, retried, ordered webhooks, sender and receiver."""
 
 
 def _settings(allow_private_targets: bool) -> EngineSettings:
-    try:
-        return EngineSettings.from_env(allow_private_targets=allow_private_targets or None)
-    except HooklineError as exc:
-        raise click.UsageError(exc.message) from None
-
-
-def _rate_limits() -> RateLimits:
-    try:
-        return RateLimits.from_env()
-    except HooklineError as exc:
-        raise click.UsageError(exc.message) from None
+    return EngineSettings.from_env(allow_private_targets=allow_private_targets or None)
 
 
 def _logging(json_logs: bool) -> None:
@@ -51,7 +40,7 @@ def _logging(json_logs: bool) -> None:
 
 
 @main.command()
-@click.option("--database", help=DATABASE_HELP)
+@sender_database_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -62,52 +51,90 @@ def _logging(json_logs: bool) -> None:
 @click.option("--no-deliver", is_flag=True, help="Serve the API only; run `hookline worker`s.")
 @click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
 def serve(
-    database: str | None,
+    database: str,
     host: str,
     port: int,
     allow_private_targets: bool,
     no_deliver: bool,
     json_logs: bool,
 ) -> None:
-    """Run the API, the dashboard and the delivery engine in one process."""
-    import uvicorn
+    """Run the API, the dashboard and the delivery engine in one process.
 
+    Creates the database file (SQLite) and brings its schema up to date.
+    """
+    from hookline import serving
     from hookline.api.app import create_api
 
     _logging(json_logs)
-    url = database_url(database)
+    settings = _settings(allow_private_targets)
+    rate_limits = RateLimits.from_env()
     token = os.environ.get("HOOKLINE_ADMIN_TOKEN")
-    if not token:
-        token = "adm_" + secrets.token_urlsafe(24)
-        click.echo(f"No HOOKLINE_ADMIN_TOKEN set; this run's admin token is: {token}", err=True)
+    made_token = "" if token else "adm_" + secrets.token_urlsafe(24)
+    # Startup in the order that lets every failure be one line before any banner: the
+    # database (open, create, migrate), then the socket, then the app.
+    asyncio.run(_prepare(database))
+    sock = serving.bind(host, port)
+
+    def announce() -> None:
+        if made_token:
+            click.echo(
+                f"No HOOKLINE_ADMIN_TOKEN set; this run's admin token is: {made_token}", err=True
+            )
+        where = serving.address(sock)
+        click.echo(f"hookline {__version__} on {where} with {redact_url(database)}", err=True)
+
     api = create_api(
-        database_url=url,
-        admin_token=token,
-        settings=_settings(allow_private_targets),
-        rate_limits=_rate_limits(),
+        database_url=database,
+        admin_token=token or made_token,
+        settings=settings,
+        rate_limits=rate_limits,
         deliver=not no_deliver,
     )
-    click.echo(f"hookline {__version__} on http://{host}:{port} with {_redact(url)}", err=True)
-    uvicorn.run(
+    serving.run(
         api,
-        host=host,
-        port=port,
+        sock,
+        announce=announce,
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=15,
     )
 
 
+async def _prepare(url: str) -> None:
+    """Open the database as ``serve`` does (creating the file, migrating), then close it:
+    the app's lifespan opens it again, in the server's event loop."""
+    from hookline.store import Store
+
+    store = await Store.open(url, create=True)
+    await store.close()
+
+
 @main.command()
-@click.option("--database", help=DATABASE_HELP)
+@sender_database_option
 @click.option("--allow-private-targets", is_flag=True, help="Deliver to private addresses too.")
+@click.option(
+    "--wait-for-database",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for an unreachable database at start (a supervisor restarting "
+    "workers with the database may want this); 0: fail at once.",
+)
 @click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
-def worker(database: str | None, allow_private_targets: bool, json_logs: bool) -> None:
-    """Run a delivery-only process (scale out beside `hookline serve --no-deliver`)."""
+def worker(
+    database: str, allow_private_targets: bool, wait_for_database: float, json_logs: bool
+) -> None:
+    """Run a delivery-only process (scale out beside `hookline serve --no-deliver`).
+
+    Needs a database set up by `hookline migrate` or `hookline serve`. Meant for
+    PostgreSQL: on SQLite, `hookline serve` already delivers, and a worker beside it
+    adds a process on the same machine only (it says so at start).
+    """
     _logging(json_logs)
     settings = _settings(allow_private_targets)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_fast(_run_worker(database_url(database), settings))
+        _run_fast(_run_worker(database, settings, wait_for_database))
 
 
 def _run_fast(main: Coroutine[Any, Any, None]) -> None:
@@ -122,17 +149,26 @@ def _run_fast(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-async def _run_worker(url: str, settings: EngineSettings) -> None:
+SQLITE_WORKER_WARNING = (
+    "warning: a worker on SQLite delivers beside `hookline serve` on this machine only "
+    "(serve delivers by itself); to scale out across hosts, use PostgreSQL"
+)
+
+
+async def _run_worker(url: str, settings: EngineSettings, wait: float) -> None:
     from hookline.sender import Engine
 
-    store = await _open_waiting(url)
+    store = await _open_waiting(url, wait)
+    if store.db.dialect == "sqlite":
+        click.echo(SQLITE_WORKER_WARNING, err=True)
     engine = Engine(store, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
-    logging.getLogger("hookline").info("worker %s delivering from %s", engine.owner, _redact(url))
+    log = logging.getLogger("hookline")
+    log.info("worker %s delivering from %s", engine.owner, redact_url(url))
     try:
         await stop.wait()
     finally:
@@ -140,33 +176,36 @@ async def _run_worker(url: str, settings: EngineSettings) -> None:
         await store.close()
 
 
-async def _open_waiting(url: str) -> Store:
-    """Open the store, waiting (with back-off) while the database is unreachable: a
-    worker started before its database, or during a restart, just starts late."""
+async def _open_waiting(url: str, wait: float) -> Store:
+    """Open the store (an existing database only), waiting up to ``wait`` seconds, with
+    back-off, while the database is unreachable."""
     from hookline.exceptions import StorageUnavailable
     from hookline.store import Store
 
+    deadline = time.monotonic() + wait
     delay = 0.25
     while True:
         try:
-            return await Store.open(url)
+            return await Store.open(url, create=False)
         except StorageUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
             logging.getLogger("hookline").warning("waiting for the database: %s", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
 
 @main.command()
-@click.option("--database", help=DATABASE_HELP)
-def migrate(database: str | None) -> None:
-    """Bring the database schema up to date."""
-    asyncio.run(_migrate(database_url(database)))
+@sender_database_option
+def migrate(database: str) -> None:
+    """Bring the database schema up to date (creating the SQLite file if it is missing)."""
+    asyncio.run(_migrate(database))
 
 
 async def _migrate(url: str) -> None:
     from hookline.store.connector import connector_for
 
-    connector = connector_for(url)
+    connector = connector_for(url, create=True)
     await connector.open()
     try:
         before = await connector.schema_version()
@@ -174,9 +213,9 @@ async def _migrate(url: str) -> None:
     finally:
         await connector.close()
     if applied:
-        click.echo(f"migrated {_redact(url)} from version {before} to {applied[-1]}")
+        click.echo(f"migrated {redact_url(url)} from version {before} to {applied[-1]}")
     else:
-        click.echo(f"{_redact(url)} is up to date (version {before})")
+        click.echo(f"{redact_url(url)} is up to date (version {before})")
 
 
 async def _apply_migrations(connector: Connector, before: int) -> list[int]:
@@ -195,17 +234,6 @@ async def _apply_migrations(connector: Connector, before: int) -> list[int]:
         applied = await connector.migrate()
         progress.update(task, completed=len(applied))
     return applied
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def _register_optional_commands() -> None:

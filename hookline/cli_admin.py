@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hookline.config import EngineSettings, database_url
+from hookline.cli_base import sender_database_option
+from hookline.config import EngineSettings
 from hookline.events import EVENT_TYPES, WILDCARD, check_event_filter, format_timestamp
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
@@ -37,13 +38,12 @@ from hookline.store import NewEvent, Store
 from hookline.store.manager import new_id
 
 T = TypeVar("T")
-DATABASE_HELP = "Database URL: sqlite:///path.db or postgresql://... [env HOOKLINE_DATABASE_URL]"
 STATUS_STYLE = {"delivered": "green", "failed": "red", "pending": "yellow", "retry": "yellow"}
 RECOVER_BATCH = 500
 #: Columns people copy into the next command, or read at a glance: never broken up.
 NO_WRAP = frozenset({"id", "endpoint", "event type", "status", "created", "created (UTC)"})
 
-database_option = click.option("--database", help=DATABASE_HELP)
+database_option = sender_database_option
 
 
 def _console() -> Console:
@@ -55,20 +55,18 @@ def _console() -> Console:
     return console
 
 
-def _run(database: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, run ``work``, close; hookline's own errors become CLI errors."""
+def _run(database: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store (an existing database: these commands create none), run ``work``,
+    close. hookline's errors become one-line CLI errors in the ``hookline`` group."""
 
     async def main() -> T:
-        store = await Store.open(database_url(database))
+        store = await Store.open(database, create=False)
         try:
             return await work(store)
         finally:
             await store.close()
 
-    try:
-        return asyncio.run(main())
-    except HooklineError as exc:
-        raise click.ClickException(exc.message) from None
+    return asyncio.run(main())
 
 
 def _when(value: Any) -> str:
@@ -117,7 +115,7 @@ def apps() -> None:
 
 @apps.command("list")
 @database_option
-def apps_list(database: str | None) -> None:
+def apps_list(database: str) -> None:
     """Every app, with its endpoints."""
 
     async def work(store: Store) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
@@ -134,7 +132,7 @@ def apps_list(database: str | None) -> None:
 @apps.command("create")
 @click.argument("name")
 @database_option
-def apps_create(name: str, database: str | None) -> None:
+def apps_create(name: str, database: str) -> None:
     """Create an app and print its API key (shown this once) and verification key."""
     if not 1 <= len(name) <= 200:
         raise click.BadParameter("an app name has 1 to 200 characters")
@@ -149,7 +147,7 @@ def apps_create(name: str, database: str | None) -> None:
 @click.argument("app_id")
 @click.argument("user_id")
 @database_option
-def apps_install(app_id: str, user_id: str, database: str | None) -> None:
+def apps_install(app_id: str, user_id: str, database: str) -> None:
     """Record that USER_ID (a store) installed the app: its events now reach the app."""
     _row, created = _run(database, lambda store: store.install(app_id, user_id))
     _console().print(f"{user_id} {'installed' if created else 'had already installed'} {app_id}")
@@ -158,7 +156,7 @@ def apps_install(app_id: str, user_id: str, database: str | None) -> None:
 @apps.command("show")
 @click.argument("app_id")
 @database_option
-def apps_show(app_id: str, database: str | None) -> None:
+def apps_show(app_id: str, database: str) -> None:
     """One app: its keys' state, installations and endpoints."""
 
     async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
@@ -212,7 +210,7 @@ def endpoints() -> None:
 @endpoints.command("list")
 @click.option("--app", "app_id", required=True, help="The app's id.")
 @database_option
-def endpoints_list(app_id: str, database: str | None) -> None:
+def endpoints_list(app_id: str, database: str) -> None:
     """The endpoints of one app."""
 
     async def work(store: Store) -> list[dict[str, Any]]:
@@ -247,7 +245,7 @@ def endpoints_create(
     events: tuple[str, ...],
     timeout: float,
     allow_private_targets: bool,
-    database: str | None,
+    database: str,
 ) -> None:
     """Register a callback URL for some event types (all of them without --event)."""
     event_types = _event_filter(events or (WILDCARD,))
@@ -274,7 +272,7 @@ def endpoints_update(
     events: tuple[str, ...],
     timeout: float | None,
     allow_private_targets: bool,
-    database: str | None,
+    database: str,
 ) -> None:
     """Change an endpoint's URL, event types or timeout; the rest stays."""
     changes: dict[str, Any] = {}
@@ -293,7 +291,7 @@ def endpoints_update(
 @endpoints.command("disable")
 @click.argument("endpoint_id")
 @database_option
-def endpoints_disable(endpoint_id: str, database: str | None) -> None:
+def endpoints_disable(endpoint_id: str, database: str) -> None:
     """Stop sending to an endpoint; its deliveries wait, none is dropped."""
     row = _run(database, lambda store: store.update_endpoint(endpoint_id, enabled=False))
     _console().print(_endpoint_table([row]))
@@ -302,7 +300,7 @@ def endpoints_disable(endpoint_id: str, database: str | None) -> None:
 @endpoints.command("enable")
 @click.argument("endpoint_id")
 @database_option
-def endpoints_enable(endpoint_id: str, database: str | None) -> None:
+def endpoints_enable(endpoint_id: str, database: str) -> None:
     """Send to an endpoint again, starting with the deliveries that waited."""
     row = _run(database, lambda store: store.update_endpoint(endpoint_id, enabled=True))
     _console().print(_endpoint_table([row]))
@@ -323,7 +321,7 @@ def events() -> None:
 @click.option("--id", "event_id", help="A stable event id (publishing it again does nothing).")
 @database_option
 def events_publish(
-    event_type: str, user_id: str, data: str | None, event_id: str | None, database: str | None
+    event_type: str, user_id: str, data: str | None, event_id: str | None, database: str
 ) -> None:
     """Publish one event: one delivery per matching endpoint of every app installed."""
     try:
@@ -366,7 +364,7 @@ def deliveries_list(
     event_type: str | None,
     user_id: str | None,
     limit: int,
-    database: str | None,
+    database: str,
 ) -> None:
     """An app's deliveries, newest first."""
 
@@ -401,7 +399,7 @@ def deliveries_list(
 @deliveries.command("show")
 @click.argument("delivery_id", type=int)
 @database_option
-def deliveries_show(delivery_id: int, database: str | None) -> None:
+def deliveries_show(delivery_id: int, database: str) -> None:
     """One delivery and every attempt, with status codes and response bodies."""
     d = _run(database, lambda store: store.get_delivery(delivery_id))
     console = _console()
@@ -426,7 +424,7 @@ def deliveries_show(delivery_id: int, database: str | None) -> None:
 @deliveries.command("retry")
 @click.argument("delivery_ids", type=int, nargs=-1, required=True)
 @database_option
-def deliveries_retry(delivery_ids: tuple[int, ...], database: str | None) -> None:
+def deliveries_retry(delivery_ids: tuple[int, ...], database: str) -> None:
     """Send finished deliveries again now, each with its own token and event_id."""
     moved = _run(database, lambda store: store.retry_deliveries(list(delivery_ids)))
     skipped = len(set(delivery_ids)) - moved
@@ -440,7 +438,7 @@ def deliveries_retry(delivery_ids: tuple[int, ...], database: str | None) -> Non
 @click.option("--since", help="Only those created since: 90m, 24h, 7d or an ISO time (UTC).")
 @database_option
 def deliveries_recover(
-    app_id: str | None, endpoint_id: str | None, since: str | None, database: str | None
+    app_id: str | None, endpoint_id: str | None, since: str | None, database: str
 ) -> None:
     """Send every failed delivery again (after an endpoint's outage, say), in batches."""
     start = parse_since(since) if since else None

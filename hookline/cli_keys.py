@@ -7,11 +7,8 @@ import asyncio
 
 import click
 
-from hookline.config import database_url
-from hookline.exceptions import HooklineError
+from hookline.cli_base import sender_database_option
 from hookline.store.sealing import MASTER_KEY_ENV, OLD_MASTER_KEY_ENV, KeyBox, new_master_key
-
-DATABASE_HELP = "Database URL: sqlite:///path.db or postgresql://... [env HOOKLINE_DATABASE_URL]"
 
 
 @click.command("new-master-key")
@@ -21,7 +18,7 @@ def new_master_key_command() -> None:
 
 
 @click.command("rotate-master-key")
-@click.option("--database", help=DATABASE_HELP)
+@sender_database_option
 @click.option(
     "--old",
     "old",
@@ -38,7 +35,7 @@ def new_master_key_command() -> None:
     help=f"The master key to seal them with [env {MASTER_KEY_ENV}].",
 )
 @click.option("--decrypt", is_flag=True, help="Store the keys in the clear (no new master key).")
-def rotate_master_key(database: str | None, old: str, new: str, decrypt: bool) -> None:
+def rotate_master_key(database: str, old: str, new: str, decrypt: bool) -> None:
     """Seal every verification key again with a new master key.
 
     Safe to run while hookline serves: processes that know both keys (the new one in
@@ -49,10 +46,7 @@ def rotate_master_key(database: str | None, old: str, new: str, decrypt: bool) -
         raise click.UsageError(f"give the new master key ({MASTER_KEY_ENV} or --new), or --decrypt")
     if new and decrypt:
         raise click.UsageError("--decrypt stores the keys in the clear: give no new key with it")
-    try:
-        total = asyncio.run(_reseal(database_url(database), old, None if decrypt else new))
-    except HooklineError as exc:
-        raise click.ClickException(exc.message) from None
+    total = asyncio.run(_reseal(database, old, None if decrypt else new))
     how = "in the clear" if decrypt else "sealed with the new master key"
     click.echo(f"{total} app(s): verification keys now {how}", err=True)
 
@@ -64,7 +58,7 @@ async def _reseal(url: str, old: str, new: str | None) -> int:
 
     # Reads values sealed with either key, so a second run after an interruption works.
     reader = KeyBox(None, tuple(k for k in (old, new) if k))
-    store = await Store.open(url, keys=reader)
+    store = await Store.open(url, keys=reader, create=False)
     try:
         with Progress(
             TextColumn("re-sealing verification keys"), BarColumn(), MofNCompleteColumn()

@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
+from hookline.cli_base import database_option
 from hookline.events import EVENT_TYPES
 from hookline.exceptions import HooklineError
 from hookline.receiver._config import DEFAULT_INBOX_URL, INBOX_URL_ENV
@@ -47,12 +48,21 @@ def load_receiver(target: str) -> Any:
     return found
 
 
+#: ``--database`` of the commands that read an inbox someone else set up.
+inbox_database_option = database_option(
+    envvar=INBOX_URL_ENV,
+    default=DEFAULT_INBOX_URL,
+    help="The receiver's inbox: sqlite:///path.db or postgresql://user@host/db.",
+)
+
+
 @click.command()
 @click.argument("target", metavar="MODULE:ATTR")
-@click.option(
-    "--database",
+@database_option(
     envvar=INBOX_URL_ENV,
-    help=f"Inbox URL (default: the receiver's own, else {DEFAULT_INBOX_URL}).",
+    default=None,
+    help=f"The inbox, created if it is a missing SQLite file (its directory must exist) "
+    f"[default: the receiver's own, else {DEFAULT_INBOX_URL}].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -78,7 +88,8 @@ def receive(
     log_level: str,
 ) -> None:
     """Serve POST /webhooks for the receiver at MODULE:ATTR and run its workers."""
-    import uvicorn
+    from hookline import serving
+    from hookline.config import redact_url
 
     receiver = load_receiver(target)
     changes = {
@@ -88,14 +99,19 @@ def receive(
         "poll_interval": poll_interval,
     }
     receiver.configure(**{k: v for k, v in changes.items() if v is not None})
-    click.echo(
-        f"hookline receive: POST http://{host}:{port}/webhooks, inbox {receiver.settings.database}",
-        err=True,
-    )
-    uvicorn.run(
+    inbox = receiver.settings.database
+    # As ``hookline serve``: the inbox first, then the socket, and the banner once started.
+    asyncio.run(_prepare_inbox(inbox))
+    sock = serving.bind(host, port)
+
+    def announce() -> None:
+        where = serving.address(sock)
+        click.echo(f"hookline receive: POST {where}/webhooks, inbox {redact_url(inbox)}", err=True)
+
+    serving.run(
         receiver.asgi_app(workers=workers),
-        host=host,
-        port=port,
+        sock,
+        announce=announce,
         log_level=log_level,
         access_log=False,
         server_header=False,
@@ -103,24 +119,32 @@ def receive(
     )
 
 
+async def _prepare_inbox(url: str) -> None:
+    """Open the inbox (creating a missing SQLite file) and close it again: a wrong URL
+    fails here, as one line, before the server starts; its lifespan opens it again."""
+    from hookline.receiver.inbox import open_inbox
+
+    inbox = open_inbox(url, create=True)
+    await inbox.open()
+    await inbox.close()
+
+
 # -- dead letters ---------------------------------------------------------------------
 
 
 def _with_inbox(database: str, work: Callable[[Inbox], Awaitable[T]]) -> T:
+    """Open an existing inbox (these commands create none), run ``work``, close."""
     from hookline.receiver.inbox import open_inbox
 
     async def run() -> T:
-        inbox = open_inbox(database)
+        inbox = open_inbox(database, create=False)
         await inbox.open()
         try:
             return await work(inbox)
         finally:
             await inbox.close()
 
-    try:
-        return asyncio.run(run())
-    except HooklineError as exc:
-        raise click.ClickException(exc.message) from exc
+    return asyncio.run(run())
 
 
 def _when(moment: float | None) -> str:
@@ -135,22 +159,13 @@ def _last_line(text: str | None) -> str:
 
 
 @click.group("dead-letters")
-@click.option(
-    "--database",
-    envvar=INBOX_URL_ENV,
-    default=DEFAULT_INBOX_URL,
-    show_default=True,
-    help="Inbox URL.",
-)
-@click.pass_context
-def dead_letters(ctx: click.Context, database: str) -> None:
+def dead_letters() -> None:
     """Webhooks whose handlers failed every retry: list, show, replay."""
-    ctx.obj = database
 
 
 @dead_letters.command("list")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
-@click.pass_obj
+@inbox_database_option
 def list_dead(database: str, limit: int) -> None:
     """List dead letters, oldest first."""
     from rich.console import Console
@@ -176,7 +191,7 @@ def list_dead(database: str, limit: int) -> None:
 
 @dead_letters.command("show")
 @click.argument("webhook_id", type=int)
-@click.pass_obj
+@inbox_database_option
 def show_dead(database: str, webhook_id: int) -> None:
     """Show one webhook: its fields, its body and the last error in full."""
     from rich.console import Console
@@ -203,7 +218,7 @@ def show_dead(database: str, webhook_id: int) -> None:
 @dead_letters.command("replay")
 @click.argument("webhook_id", type=int, required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
-@click.pass_obj
+@inbox_database_option
 def replay_dead(database: str, webhook_id: int | None, replay_all: bool) -> None:
     """Queue dead letters again: their handlers run as if the webhooks had just arrived."""
     if (webhook_id is None) == (not replay_all):

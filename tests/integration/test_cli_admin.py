@@ -16,8 +16,17 @@ from hookline.store import AttemptResult, Store
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
+def fresh_db(tmp_path: Path) -> str:
+    """The URL of a database not yet created."""
     return f"sqlite:///{tmp_path}/cli.db"
+
+
+@pytest.fixture
+def db(fresh_db: str) -> str:
+    """A database set up as ``hookline migrate`` does (these commands create none)."""
+    result = CliRunner().invoke(main, ["migrate", "--database", fresh_db])
+    assert result.exit_code == 0, result.output
+    return fresh_db
 
 
 def hl(db: str, *args: str) -> Result:
@@ -145,11 +154,11 @@ def test_recover_resends_every_failed_delivery_with_a_progress_bar(db: str) -> N
     assert "0 failed" in hl(db, "deliveries", "recover", "--app", app_id).output
 
 
-def test_migrate_shows_progress_only_when_there_is_work(db: str) -> None:
-    fresh = CliRunner().invoke(main, ["migrate", "--database", db])
+def test_migrate_shows_progress_only_when_there_is_work(fresh_db: str) -> None:
+    fresh = CliRunner().invoke(main, ["migrate", "--database", fresh_db])
     assert fresh.exit_code == 0, fresh.output
     assert "migrated" in fresh.output and "migrating to version" in fresh.output
-    again = CliRunner().invoke(main, ["migrate", "--database", db])
+    again = CliRunner().invoke(main, ["migrate", "--database", fresh_db])
     assert "up to date" in again.output and "migrating" not in again.output
 
 

@@ -57,26 +57,29 @@ def test_dead_letters_are_listed_shown_and_replayed(tmp_path: Path, sqlite_url: 
         receiver = ReceiveProcess(sqlite_url, free_port(), log).start()
     finally:
         del os.environ["HOOKLINE_TEST_FAIL_FLAG"]
-    db = ["dead-letters", "--database", sqlite_url]
+
+    def dead_letters(*args: str) -> subprocess.CompletedProcess[str]:
+        return hookline("dead-letters", *args, "--database", sqlite_url)
+
     try:
         sent = hookline(
             "send-test", "--url", receiver.url, "--key", KEY, "--event", "order_completed"
         )
         assert sent.returncode == 0, sent.stderr
-        _until(lambda: "order_completed" in hookline(*db, "list").stdout)
-        listed = hookline(*db, "list").stdout
+        _until(lambda: "order_completed" in dead_letters("list").stdout)
+        listed = dead_letters("list").stdout
         assert "failing on purpose" in listed and " 3 " in listed  # three runs, then dead
 
-        shown = hookline(*db, "show", "1")
+        shown = dead_letters("show", "1")
         assert shown.returncode == 0, shown.stderr
         assert "XZHQ59WA" in shown.stdout and "RuntimeError: failing on purpose" in shown.stdout
 
         flag.unlink()
-        replayed = hookline(*db, "replay", "1")
+        replayed = dead_letters("replay", "1")
         assert replayed.returncode == 0 and "Replaying 1 webhook(s): 1" in replayed.stdout
         _until(lambda: any(r.end for r in read_runs(log)))
-        _until(lambda: hookline(*db, "list").stdout.strip() == "No dead letters.")
-        assert hookline(*db, "replay", "1").returncode == 1  # not a dead letter any more
-        assert hookline(*db, "replay", "--all").stdout.startswith("Replaying 0")
+        _until(lambda: dead_letters("list").stdout.strip() == "No dead letters.")
+        assert dead_letters("replay", "1").returncode == 1  # not a dead letter any more
+        assert dead_letters("replay", "--all").stdout.startswith("Replaying 0")
     finally:
         receiver.stop()

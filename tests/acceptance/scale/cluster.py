@@ -172,7 +172,9 @@ class Proc:
 
 
 def worker(name: str, database: str, log_dir: Path, prefix: Sequence[str] = ()) -> Proc:
-    return Proc(name, ["worker", "--database", database], log_dir, prefix)
+    # A worker restarted while PostgreSQL restarts waits for it, as under a supervisor.
+    args = ["worker", "--database", database, "--wait-for-database", "60"]
+    return Proc(name, args, log_dir, prefix)
 
 
 async def start_api(database: str, log_dir: Path) -> tuple[Proc, str]:

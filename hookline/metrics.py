@@ -63,11 +63,21 @@ class SenderMetrics(EngineObserver):
             "Endpoints disabled because they kept failing (HOOKLINE_DISABLE_AFTER).",
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "hookline_rate_limited",
+            "Requests refused with 429, by limit: auth_failures (per client address), "
+            "tests, recovers, new_endpoints (per app).",
+            ["limit"],
+            registry=self.registry,
+        )
         self.endpoints_reenabled = Counter(
             "hookline_endpoints_reenabled",
             "Endpoints disabled for failing that answered a probe and were enabled again.",
             registry=self.registry,
         )
+
+    def refused(self, limit: str) -> None:
+        self.rate_limited.labels(limit=limit).inc()
 
     def endpoint_disabled(self, endpoint: dict[str, Any]) -> None:
         self.endpoints_auto_disabled.inc()

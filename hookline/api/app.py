@@ -65,7 +65,7 @@ def create_api(
     )
     app.state.admin_token = admin_token
     app.state.settings = settings
-    app.state.quotas = Quotas(rate_limits or RateLimits())
+    app.state.quotas = Quotas(rate_limits or RateLimits(), on_refused=metrics.refused)
     app.state.metrics = metrics
     errors.install(app)
     app.include_router(routes.router)

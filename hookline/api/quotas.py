@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from hookline.config import RATE_ENV, RateLimits
@@ -21,8 +22,17 @@ WHAT: dict[Action, str] = {
 
 
 class Quotas:
-    def __init__(self, limits: RateLimits, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: RateLimits,
+        *,
+        clock: Clock = time.monotonic,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_refused`` is told the name of the limit (a ``RateLimits`` field) of each
+        request refused (the metrics count them)."""
         self.limits = limits
+        self.on_refused = on_refused or (lambda limit: None)
         self.auth = FailureThrottle(limits.auth_failures, clock=clock)
         self._per_app: dict[Action, RateLimiter] = {}
         for action in WHAT:
@@ -38,6 +48,7 @@ class Quotas:
             return
         wait = limiter.hit(app_id)
         if wait:
+            self.on_refused(action)
             raise RateLimited(
                 f"this app has sent too many {WHAT[action]}: at most {limiter.rate} "
                 f"({RATE_ENV[action]}); try again in {math.ceil(wait)} s",
@@ -50,6 +61,7 @@ class Quotas:
         succeeded from there before."""
         attempt = self.auth.attempt(address, secret)
         if attempt.wait:
+            self.on_refused("auth_failures")
             raise RateLimited(
                 f"too many failed sign-ins from your address: at most {self.limits.auth_failures}"
                 f" ({RATE_ENV['auth_failures']}); try again in {math.ceil(attempt.wait)} s",

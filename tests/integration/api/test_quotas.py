@@ -129,6 +129,10 @@ async def test_concurrent_guesses_get_no_more_than_the_burst(
         print("answers to 60 concurrent guesses:", collections.Counter(guesses))
         assert guesses.count(401) == 5 and guesses.count(429) == 55
         assert {status for status, _, _ in statuses[60:]} == {200}
+        async with http.get(base + "/metrics") as response:
+            assert 'hookline_rate_limited_total{limit="auth_failures"} 55.0' in (
+                await response.text()
+            )
 
 
 async def test_dashboard_sign_in_failures_count_too(
@@ -196,6 +200,10 @@ async def test_each_app_has_its_own_limits_and_the_admin_none(
 
         deliveries = await api.ok("GET", f"/apps/{a['id']}/deliveries?endpoint_id={ep_a}")
         assert len(deliveries["data"]) == 4  # three by the app, one by the admin
+        async with http.get(base + "/metrics") as response:
+            metrics = await response.text()
+        for limit in ("new_endpoints", "tests", "recovers"):
+            assert f'hookline_rate_limited_total{{limit="{limit}"}} 1.0' in metrics
 
 
 async def test_the_dashboard_counts_against_the_same_limits(

@@ -68,6 +68,7 @@ def serve(
     _logging(json_logs)
     settings = _settings(allow_private_targets)
     rate_limits = RateLimits.from_env()
+    limits = serving.ServerSettings.from_env()
     token = os.environ.get("HOOKLINE_ADMIN_TOKEN")
     made_token = "" if token else "adm_" + secrets.token_urlsafe(24)
     # Startup in the order that lets every failure be one line before any banner: the
@@ -89,12 +90,13 @@ def serve(
         settings=settings,
         rate_limits=rate_limits,
         deliver=not no_deliver,
+        limits=limits,
     )
     serving.run(
         api,
         sock,
+        settings=limits,
         announce=announce,
-        access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=15,
     )

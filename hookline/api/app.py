@@ -16,18 +16,17 @@ from fastapi.responses import Response
 
 from hookline import __version__, web
 from hookline.api import errors, routes
+from hookline.api.auth import RequireAuth
 from hookline.api.limits import BodyLimit
 from hookline.api.quotas import Quotas
 from hookline.config import EngineSettings, RateLimits
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
 from hookline.sender.publisher import Publisher
+from hookline.serving import ServerSettings
 from hookline.store import Store
 
 log = logging.getLogger("hookline.api")
-
-#: Largest request body the API reads: a full batch of 1,000 events.
-MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def create_api(
@@ -37,8 +36,10 @@ def create_api(
     settings: EngineSettings | None = None,
     rate_limits: RateLimits | None = None,
     deliver: bool = True,
+    limits: ServerSettings | None = None,
 ) -> FastAPI:
     settings = settings or EngineSettings()
+    limits = limits or ServerSettings()
     metrics = SenderMetrics()
 
     @asynccontextmanager
@@ -70,7 +71,12 @@ def create_api(
     errors.install(app)
     app.include_router(routes.router)
     web.install(app)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    batch = f"{routes.router.prefix}/events/batch"
+    app.add_middleware(
+        BodyLimit, default=limits.max_body_bytes, routes={batch: limits.max_batch_body_bytes}
+    )
+    # Added last, so it runs first: nobody without a token gets a body read at all.
+    app.add_middleware(RequireAuth, prefix=routes.router.prefix)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz(request: Request) -> dict[str, Any]:

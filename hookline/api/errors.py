@@ -53,14 +53,18 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
 
 
+def response_for(error: exc.HooklineError) -> JSONResponse:
+    if isinstance(error, ApiError):
+        return error_response(error.status, error.code, error.message)
+    status = next((s for cls, s in STATUS if isinstance(error, cls)), 500)
+    retry_after = error.retry_after if isinstance(error, exc.RateLimited) else None
+    return error_response(status, error.code, error.message, retry_after=retry_after)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(exc.HooklineError)
     async def _hookline(_: Request, error: exc.HooklineError) -> JSONResponse:
-        if isinstance(error, ApiError):
-            return error_response(error.status, error.code, error.message)
-        status = next((s for cls, s in STATUS if isinstance(error, cls)), 500)
-        retry_after = error.retry_after if isinstance(error, exc.RateLimited) else None
-        return error_response(status, error.code, error.message, retry_after=retry_after)
+        return response_for(error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -1,11 +1,14 @@
 """Refuse oversized request bodies before reading them whole.
 
 Starlette has no body-size limit of its own; this ASGI middleware counts bytes as they
-arrive and answers 413 once a request passes the limit (by Content-Length up front, or
-while streaming when there is none).
+arrive and answers 413 once a request passes its route's limit (by Content-Length up
+front, or while streaming when there is none). Each route gets the small default limit
+unless ``routes`` names a larger one: only the batch route needs 16 MiB.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,17 +19,19 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, default: int, routes: Mapping[str, int]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = default
+        self.routes = dict(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.routes.get(scope["path"].rstrip("/"), self.default)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _refuse(send, limit)
                 return
         seen = 0
         started = exceeded = False
@@ -36,7 +41,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     exceeded = True
                     raise BodyTooLarge
             return message
@@ -48,7 +53,7 @@ class BodyLimit:
                 # answers 400 "error parsing the body"); send the 413 in its place.
                 if not started and message["type"] == "http.response.start":
                     started = True
-                    await self._refuse(send)
+                    await _refuse(send, limit)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -57,26 +62,28 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await _refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps(
-            {
-                "error": {
-                    "code": "body_too_large",
-                    "message": f"the request body is larger than {self.max_bytes} bytes; "
-                    "send fewer events per batch",
-                }
+
+async def _refuse(send: Send, limit: int) -> None:
+    """413; the server drains what is left of the body without keeping it."""
+    body = orjson.dumps(
+        {
+            "error": {
+                "code": "body_too_large",
+                "message": f"the request body is larger than this route's limit of {limit} "
+                "bytes; send less (a batch: fewer events)",
             }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

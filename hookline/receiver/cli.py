@@ -91,6 +91,7 @@ def receive(
     from hookline import serving
     from hookline.config import redact_url
 
+    limits = serving.ServerSettings.from_env()
     receiver = load_receiver(target)
     changes = {
         "database": database,
@@ -111,9 +112,9 @@ def receive(
     serving.run(
         receiver.asgi_app(workers=workers),
         sock,
+        settings=limits,
         announce=announce,
         log_level=log_level,
-        access_log=False,
         server_header=False,
         proxy_headers=False,  # the receiver never looks at the client's address
     )

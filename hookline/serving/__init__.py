@@ -1,4 +1,4 @@
-"""Starting the HTTP server of ``hookline serve`` and ``hookline receive``.
+"""Starting the HTTP server of ``hookline serve`` and ``hookline receive``, one way.
 
 The order makes a failed start one line instead of a banner followed by a traceback:
 the command opens its database first (a wrong URL fails there, before anything else);
@@ -6,11 +6,16 @@ the listening socket is bound here (a port in use fails here, as a ``ConfigError
 only then does uvicorn run the app's lifespan and accept connections, and the command's
 ``announce`` is called once it does. ``uvicorn.run`` would bind inside the server and
 report a failure through its logger, after the caller could have said anything.
+
+``run()`` also raises the open-file limit, caps connections well below it and applies
+the read limits of ``ServerSettings`` (``protocol`` says why uvicorn needs a protocol
+subclass for them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +23,22 @@ from typing import Any
 import uvicorn
 
 from hookline.exceptions import ConfigError
+from hookline.serving.protocol import GuardedHttpToolsProtocol, protocol_for
+from hookline.serving.settings import SERVER_ENV, ServerSettings, raise_open_file_limit
+
+__all__ = [
+    "SERVER_ENV",
+    "STARTUP_FAILURE",
+    "GuardedHttpToolsProtocol",
+    "ServerSettings",
+    "address",
+    "bind",
+    "raise_open_file_limit",
+    "run",
+    "uvicorn_options",
+]
+
+log = logging.getLogger("hookline.serving")
 
 #: The exit code of a server whose app did not start (uvicorn's own).
 STARTUP_FAILURE = 3
@@ -45,6 +66,15 @@ def address(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    """The uvicorn options that apply ``settings``; raises the open-file limit first."""
+    open_files = raise_open_file_limit()
+    cap = settings.connection_cap(open_files)
+    log.info("open-file limit %d, at most %d client connections", open_files, cap)
+    # The protocol also enforces settings.idle_timeout (as uvicorn's keep-alive timer).
+    return {"http": protocol_for(settings, cap), "access_log": False}
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
         super().__init__(config)
@@ -56,12 +86,19 @@ class _Server(uvicorn.Server):
             self._announce()
 
 
-def run(app: Any, sock: socket.socket, *, announce: Callable[[], None], **options: Any) -> None:
-    """Serve ``app`` on ``sock`` until a signal; ``announce()`` once it accepts connections.
-
-    ``options`` are ``uvicorn.Config``'s (timeouts, limits, logging).
+def run(
+    app: Any,
+    sock: socket.socket,
+    *,
+    settings: ServerSettings,
+    announce: Callable[[], None],
+    **options: Any,
+) -> None:
+    """Serve ``app`` on ``sock`` within ``settings`` until a signal; ``announce()`` once it
+    accepts connections. ``options`` are more of ``uvicorn.Config``'s (logging, ...).
     """
-    server = _Server(uvicorn.Config(app, **options), announce)
+    config = uvicorn.Config(app, **{**uvicorn_options(settings), **options})
+    server = _Server(config, announce)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     if not server.started:

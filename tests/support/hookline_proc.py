@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -67,9 +68,13 @@ async def wait_until(
 class ServeProcess:
     """``hookline serve`` on a free port over one SQLite file; restartable on the same file."""
 
-    def __init__(self, db_path: Path, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, db_path: Path, *, env: Mapping[str, str] | None = None, open_files: int | None = None
+    ) -> None:
         self.db_path = db_path
         self.env = {**FAST_ENV, **(env or {})}
+        #: RLIMIT_NOFILE (soft and hard) of the process, where a test lowers it.
+        self.open_files = open_files
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = db_path.with_suffix(".log")
@@ -97,6 +102,7 @@ class ServeProcess:
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
+                preexec_fn=limit_open_files(self.open_files),
             )
         await wait_until(
             self._healthy, timeout=START_TIMEOUT, message=lambda: f"/healthz\n{self.log()}"
@@ -161,6 +167,17 @@ class ServeProcess:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def limit_open_files(limit: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that sets the child's RLIMIT_NOFILE (soft and hard) to ``limit``."""
+    if limit is None:
+        return None
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
 
 
 def table_counts(db_path: Path) -> dict[str, int]:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ HOOKLINE = str(Path(sys.executable).with_name("hookline"))
 class ReceiveProcess:
     """``hookline receive tests.support.receiver_app:receiver`` on a port of its own."""
 
-    def __init__(self, database: str, port: int, log: Path, *extra: str) -> None:
+    def __init__(
+        self, database: str, port: int, log: Path, *extra: str, env: Mapping[str, str] | None = None
+    ) -> None:
         self.database, self.port, self.log, self.extra = database, port, log, extra
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -30,7 +34,7 @@ class ReceiveProcess:
         return f"http://127.0.0.1:{self.port}/webhooks"
 
     def start(self) -> ReceiveProcess:
-        env = {**os.environ, "HOOKLINE_TEST_LOG": str(self.log)}
+        env = {**os.environ, "HOOKLINE_TEST_LOG": str(self.log), **self.env}
         command = [
             HOOKLINE, "receive", "tests.support.receiver_app:receiver",
             "--database", self.database, "--port", str(self.port),

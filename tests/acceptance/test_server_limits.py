@@ -97,8 +97,9 @@ def _chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
 
 
 async def test_no_body_is_read_before_the_caller_is_known(tmp_path: Path) -> None:
-    """16 MiB of ``[[],…]`` without a token, six of them three at a time, each announced
-    by length or sent chunked: 401 for all, before the body is read or parsed."""
+    """16 MiB of ``[[],…]`` without a token, six at a time three by three, announced by
+    length or sent chunked: refused (401, then 429 for failing too often) before the
+    body is read or parsed."""
     async with ServeProcess(tmp_path / "sender.db") as serve:
         assert serve.proc is not None
         # Answered from the headers alone: not one byte of the body was sent.
@@ -129,7 +130,8 @@ async def test_no_body_is_read_before_the_caller_is_known(tmp_path: Path) -> Non
             f" /healthz {probe.summary()} (before: {baseline.summary()});"
             f" peak RSS +{grown:.0f} MiB; server CPU {cpu:.2f} s"
         )
-        assert rounds == [[401] * 6] * len(rounds)
+        # 401, or 429 once the address has failed too often: refused from the headers.
+        assert {status for statuses in rounds for status in statuses} <= {401, 429}, rounds
         assert not probe.failures, probe.failures
         assert grown < 50, f"peak RSS grew {grown:.0f} MiB"
 

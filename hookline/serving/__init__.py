@@ -70,7 +70,14 @@ def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
     """The uvicorn options that apply ``settings``; raises the open-file limit first."""
     open_files = raise_open_file_limit()
     cap = settings.connection_cap(open_files)
-    log.info("open-file limit %d, at most %d client connections", open_files, cap)
+    if cap < settings.max_connections:
+        log.warning(
+            "the open-file limit is %d: at most %d client connections, not %d "
+            "(raise the hard limit, e.g. LimitNOFILE=, to allow more)",
+            open_files,
+            cap,
+            settings.max_connections,
+        )
     # The protocol also enforces settings.idle_timeout (as uvicorn's keep-alive timer).
     return {"http": protocol_for(settings, cap), "access_log": False}
 

@@ -413,7 +413,9 @@ def deliveries_show(delivery_id: int, database: str) -> None:
     ):
         console.print(f"{label:<14}{value}")
     table = _table("when (UTC)", "outcome", "code", "latency", "response / error")
-    for a in d["attempt_log"]:
+    for n, a in enumerate(d["attempt_log"]):
+        if d["attempts_omitted"] and n == d["omitted_after"]:
+            table.add_row("…", "", "", "", f"{d['attempts_omitted']} attempt(s) not kept")
         latency = "—" if a["latency_ms"] is None else f"{a['latency_ms']:.1f} ms"
         code = "—" if a["status_code"] is None else str(a["status_code"])
         body = " ".join(x for x in (a["response_excerpt"], a["error"]) if x)

@@ -198,13 +198,20 @@ class DeliveryOut(BaseModel):
     event_type: str
     token: str
     status: DeliveryStatus
-    attempts: int
+    attempts: int = Field(description="Attempts made, all of them counted.")
     next_attempt_at: Time | None
     last_status_code: int | None
     last_error: str | None
     created_at: Time
     updated_at: Time
-    attempt_log: list[AttemptOut]
+    attempt_log: list[AttemptOut] = Field(
+        description="The first and the last attempts, oldest first (5 and 20 by default; "
+        "all of them when there are no more)."
+    )
+    attempts_omitted: int = Field(
+        description="Attempts made between the first and the last ones of attempt_log, "
+        "counted in attempts but no longer kept."
+    )
 
 
 NEXT_CURSOR = "Pass as ?cursor= for the next page; null on the last page."

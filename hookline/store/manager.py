@@ -422,6 +422,7 @@ class Store:
         async with self.db.transaction(durable=False) as tx:
             await tx.execute("lock_lanes", rows=lanes)
             await tx.execute("insert_attempts", rows=_json([_attempt_row(r) for r in results]))
+            await self._trim_attempt_logs(tx, results)
             if final:
                 finished = await tx.fetch(
                     "finish_deliveries",
@@ -470,6 +471,19 @@ class Store:
             await tx.execute("release_lanes", rows=lanes, owner=owner, now=now)
             await tx.execute("drop_empty_lanes", rows=lanes)
 
+    async def _trim_attempt_logs(self, tx: Connection, results: Sequence[AttemptResult]) -> None:
+        """Keep a delivery's first and last few attempts only, however often it is retried,
+        recovered or replayed: its log is bounded in storage and in every answer."""
+        kept = self.limits.attempt_log_head + self.limits.attempt_log_tail
+        long = sorted({r.job.delivery_id for r in results if r.job.attempts + 1 > kept})
+        if long:
+            await tx.execute(
+                "trim_attempts",
+                ids=_json(long),
+                head=self.limits.attempt_log_head,
+                tail=self.limits.attempt_log_tail,
+            )
+
     async def _track_health(self, tx: Connection, results: Sequence[AttemptResult]) -> None:
         """An endpoint is failing from its first failed attempt after a success until its
         next success; the health check disables it once that has lasted too long."""
@@ -494,8 +508,9 @@ class Store:
     # -- retention ----------------------------------------------------------------------
 
     async def prune(self, older_than: float, *, batch: int = 500, pause: float = 0.05) -> int:
-        """Delete events older than ``older_than`` seconds whose deliveries all ended
-        (delivered or failed) that long ago, with their deliveries and attempts.
+        """Delete events created more than ``older_than`` seconds ago whose deliveries
+        all ended (delivered or failed), with their deliveries and attempts. Only the
+        event's age counts: retrying or recovering its deliveries never keeps it longer.
 
         Each batch is its own short transaction and a pause follows it, so pruning a
         large backlog never holds up delivery. Returns how many events went.
@@ -763,11 +778,23 @@ class Store:
         return row
 
     async def _attach_attempts(self, rows: list[Row]) -> None:
+        """Each delivery's ``attempt_log``: its first and last few attempts, oldest first,
+        with ``attempts_omitted`` (how many between them are not kept) and
+        ``omitted_after`` (how many of the log come before them)."""
+        head, tail = self.limits.attempt_log_head, self.limits.attempt_log_tail
         attempts: dict[int, list[Row]] = defaultdict(list)
-        for attempt in await self.db.fetch("attempts_of", ids=_json([r["id"] for r in rows])):
+        found = await self.db.fetch(
+            "attempts_of", ids=_json([r["id"] for r in rows]), head=head, tail=tail
+        )
+        for attempt in found:
+            attempt.pop("from_first", None)
+            attempt.pop("from_last", None)
             attempts[attempt["delivery_id"]].append(attempt)
         for row in rows:
-            row["attempt_log"] = attempts.get(row["id"], [])
+            log = attempts.get(row["id"], [])
+            row["attempt_log"] = log
+            row["attempts_omitted"] = max(0, int(row["attempts"]) - len(log))
+            row["omitted_after"] = min(head, len(log))
 
     async def delivery_counts(self) -> dict[str, int]:
         return {r["status"]: int(r["n"]) for r in await self.db.fetch("count_deliveries_by_status")}

@@ -331,6 +331,17 @@ async def test_prune_removes_old_finished_events_with_their_attempts(store: Stor
     assert await store.delivery_counts() == {"pending": 2}
 
 
+async def test_test_notifications_are_pruned_like_any_delivery(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, [])
+    for _ in range(3):
+        await store.send_test(endpoint["id"], "order_completed", '{"id": 1}')
+    while jobs := await claim(store):
+        await store.record("w1", [result(j) for j in jobs])
+    await asyncio.sleep(0.05)
+    assert await store.prune(0.02) == 3
+    assert await store.list_deliveries(endpoint["app_id"]) == []
+
+
 async def test_the_schema_is_current_after_open(database_url: str, store: Store) -> None:
     from hookline.store.queries import load_migrations
 

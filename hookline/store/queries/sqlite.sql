@@ -244,9 +244,29 @@ ORDER BY d.id DESC
 LIMIT :limit;
 
 -- attempts_of --
-SELECT * FROM attempts
-WHERE delivery_id IN (SELECT value FROM json_each(:ids))
+-- The first :head and the last :tail attempts of each delivery (all of them when there
+-- are no more), so a delivery's log costs a bounded read whatever happened to it.
+SELECT * FROM (
+    SELECT a.*,
+           ROW_NUMBER() OVER (PARTITION BY a.delivery_id ORDER BY a.id) AS from_first,
+           ROW_NUMBER() OVER (PARTITION BY a.delivery_id ORDER BY a.id DESC) AS from_last
+    FROM attempts AS a
+    WHERE a.delivery_id IN (SELECT value FROM json_each(:ids))) AS ranked
+WHERE from_first <= :head OR from_last <= :tail
 ORDER BY delivery_id, id;
+
+-- trim_attempts --
+-- Keep the first :head and the last :tail attempts of these deliveries; those between
+-- go (the delivery's attempts column still counts them).
+DELETE FROM attempts
+WHERE id IN (
+    SELECT id FROM (
+        SELECT a.id,
+               ROW_NUMBER() OVER (PARTITION BY a.delivery_id ORDER BY a.id) AS from_first,
+               ROW_NUMBER() OVER (PARTITION BY a.delivery_id ORDER BY a.id DESC) AS from_last
+        FROM attempts AS a
+        WHERE a.delivery_id IN (SELECT value FROM json_each(:ids))) AS ranked
+    WHERE from_first > :head AND from_last > :tail);
 
 -- count_deliveries_by_status --
 SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status;
@@ -273,15 +293,16 @@ SELECT 1;
 SELECT 1;
 
 -- prune_events --
--- A small batch of old events none of whose deliveries is pending or recently touched;
--- their deliveries and attempts go with them (ON DELETE CASCADE).
+-- A small batch of events created before :before none of whose deliveries is pending;
+-- their deliveries and attempts go with them (ON DELETE CASCADE). Only the event's own
+-- time counts: a retry or a recover touches its deliveries, but never keeps them longer.
 DELETE FROM events
 WHERE seq IN (
     SELECT ev.seq FROM events AS ev
     WHERE ev.created_at < :before
       AND NOT EXISTS (
           SELECT 1 FROM deliveries AS d
-          WHERE d.event_seq = ev.seq AND (d.status = 'pending' OR d.updated_at >= :before))
+          WHERE d.event_seq = ev.seq AND d.status = 'pending')
     ORDER BY ev.created_at
     LIMIT :batch)
 RETURNING seq;

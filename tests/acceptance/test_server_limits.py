@@ -178,7 +178,7 @@ async def test_huge_and_numerous_headers_are_refused(server: Server) -> None:
     baseline = await Probe(server.port, server.probe_path).collect(40)
     before = peak_rss_kib(server.pid)
     probe = Probe(server.port, server.probe_path)
-    rounds = await probe.during(three_at_once, rounds=100)
+    rounds = await probe.during(three_at_once, rounds=200)
     grown = (peak_rss_kib(server.pid) - before) / 1024
     print(
         f"\n{server.name}, 34 MB of headers ({3 * len(rounds)} sent, 3 at a time):"

@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import statistics
-import time
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -95,44 +95,58 @@ def status_of(answer: bytes) -> int | None:
     return int(answer[9:12])
 
 
+#: The monitor, run as a process of its own so that the attacking threads of the test
+#: process (and its GIL) never delay a probe: one line per probe, "STATUS SECONDS" or
+#: "fail REASON".
+_PROBE = r"""
+import socket, sys, time
+port, path, interval = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+while True:
+    started = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            answer = sock.recv(65536)
+        status = answer[9:12].decode() if answer.startswith(b"HTTP/1.1 ") else "none"
+        print(status, time.perf_counter() - started, flush=True)
+    except OSError as exc:
+        print("fail", repr(exc).replace("\n", " "), flush=True)
+    time.sleep(interval)
+"""
+
+
 class Probe:
     """GET ``path`` on a fresh connection every ``interval`` s while the block runs,
-    recording each answer's latency (a monitor's view); a failure counts as one."""
+    recording each answer's latency (a monitor's view); a failure (no answer, or a 5xx)
+    counts as one."""
 
     def __init__(self, port: int, path: str, *, interval: float = 0.02) -> None:
         self.port, self.path, self.interval = port, path, interval
         self.latencies: list[float] = []
         self.failures: list[str] = []
-        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
 
-    async def once(self) -> None:
-        request = f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        started = time.perf_counter()
-        writer: asyncio.StreamWriter | None = None
-        try:
-            async with asyncio.timeout(10):
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.write(request.encode())
-                answer = await reader.read(65536)
-        except (OSError, TimeoutError) as exc:
-            self.failures.append(repr(exc))
-            return
-        finally:
-            if writer is not None:
-                writer.close()
-        status = status_of(answer)
-        if status is None or status >= 500:
-            self.failures.append(f"answer {answer[:40]!r}")
-            return
-        self.latencies.append(time.perf_counter() - started)
+    @property
+    def count(self) -> int:
+        return len(self.latencies) + len(self.failures)
 
-    async def _run(self) -> None:
-        while True:
-            await self.once()
-            await asyncio.sleep(self.interval)
+    async def _read(self, stdout: asyncio.StreamReader) -> None:
+        while line := (await stdout.readline()).decode().strip():
+            status, _, rest = line.partition(" ")
+            if status.isdigit() and int(status) < 500:
+                self.latencies.append(float(rest))
+            else:
+                self.failures.append(line)
 
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PROBE, str(self.port), self.path, str(self.interval),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self._proc.stdout is not None
+        self._reader = asyncio.create_task(self._read(self._proc.stdout))
         return self
 
     async def __aexit__(
@@ -141,16 +155,18 @@ class Probe:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._task is not None
-        self._task.cancel()
+        assert self._proc is not None and self._reader is not None
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+        await self._proc.wait()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            await self._reader
 
     async def collect(self, count: int) -> Self:
-        """Probe until ``count`` answers or failures are in (without the block)."""
-        while len(self.latencies) + len(self.failures) < count:
-            await self.once()
-            await asyncio.sleep(self.interval)
+        """Probe until ``count`` answers or failures are in (without an attack)."""
+        async with self:
+            while self.count < count:
+                await asyncio.sleep(0.05)
         return self
 
     async def during(
@@ -162,7 +178,7 @@ class Probe:
         async with self:
             for _ in range(rounds):
                 results.append(await attack())
-                if len(self.latencies) + len(self.failures) >= probes:
+                if self.count >= probes:
                     break
         return results
 

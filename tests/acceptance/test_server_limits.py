@@ -107,7 +107,7 @@ async def test_no_body_is_read_before_the_caller_is_known(tmp_path: Path) -> Non
         assert status_of(answer) == 401, answer[:200]
 
         body = b"".join(_empty_lists(16 * MIB - 8))
-        baseline = await Probe(serve.port, "/healthz").collect(40)
+        baseline = await Probe(serve.port, "/healthz").collect(100)
         before, cpu = peak_rss_kib(serve.proc.pid), cpu_seconds(serve.proc.pid)
 
         async def one(chunked: bool) -> int | None:
@@ -122,7 +122,7 @@ async def test_no_body_is_read_before_the_caller_is_known(tmp_path: Path) -> Non
             return [*first, *await asyncio.gather(one(False), one(True), one(True))]
 
         probe = Probe(serve.port, "/healthz")
-        rounds = await probe.during(six_three_at_a_time)
+        rounds = await probe.during(six_three_at_a_time, probes=100, rounds=40)
         grown = (peak_rss_kib(serve.proc.pid) - before) / 1024
         cpu = cpu_seconds(serve.proc.pid) - cpu
         print(
@@ -175,10 +175,10 @@ async def test_huge_and_numerous_headers_are_refused(server: Server) -> None:
         )
         return [status_of(answer) for answer in answers]
 
-    baseline = await Probe(server.port, server.probe_path).collect(40)
+    baseline = await Probe(server.port, server.probe_path).collect(100)
     before = peak_rss_kib(server.pid)
     probe = Probe(server.port, server.probe_path)
-    rounds = await probe.during(three_at_once, rounds=200)
+    rounds = await probe.during(three_at_once, probes=100, rounds=400)
     grown = (peak_rss_kib(server.pid) - before) / 1024
     print(
         f"\n{server.name}, 34 MB of headers ({3 * len(rounds)} sent, 3 at a time):"

@@ -28,12 +28,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hookline import rules
 from hookline.cli_base import sender_database_option
 from hookline.config import EngineSettings
-from hookline.events import EVENT_TYPES, WILDCARD, check_event_filter, format_timestamp
+from hookline.events import EVENT_TYPES, WILDCARD, format_timestamp
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
-from hookline.sender.addresses import check_url
 from hookline.store import NewEvent, Store
 from hookline.store.manager import new_id
 
@@ -44,6 +44,25 @@ RECOVER_BATCH = 500
 NO_WRAP = frozenset({"id", "endpoint", "event type", "status", "created", "created (UTC)"})
 
 database_option = sender_database_option
+
+
+def _ruled(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that holds a value to one of ``hookline.rules`` (the API and the
+    dashboard hold it to the same one, with the same message)."""
+
+    def callback(_: click.Context, __: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except HooklineError as exc:
+            raise click.BadParameter(exc.message) from None
+
+    return callback
+
+
+#: Delivery ids, as the store keeps them (64-bit).
+DELIVERY_ID = click.IntRange(1, rules.INT64_MAX)
 
 
 def _console() -> Console:
@@ -130,12 +149,10 @@ def apps_list(database: str) -> None:
 
 
 @apps.command("create")
-@click.argument("name")
+@click.argument("name", callback=_ruled(rules.APP_NAME.check))
 @database_option
 def apps_create(name: str, database: str) -> None:
     """Create an app and print its API key (shown this once) and verification key."""
-    if not 1 <= len(name) <= 200:
-        raise click.BadParameter("an app name has 1 to 200 characters")
     app, api_key = _run(database, lambda store: store.create_app(name))
     console = _console()
     console.print(f"id                {app['id']}")
@@ -145,7 +162,7 @@ def apps_create(name: str, database: str) -> None:
 
 @apps.command("install")
 @click.argument("app_id")
-@click.argument("user_id")
+@click.argument("user_id", callback=_ruled(rules.USER_ID.check))
 @database_option
 def apps_install(app_id: str, user_id: str, database: str) -> None:
     """Record that USER_ID (a store) installed the app: its events now reach the app."""
@@ -189,7 +206,7 @@ def _endpoint_table(endpoints: list[dict[str, Any]]) -> Table:
 
 def _event_filter(events: tuple[str, ...]) -> list[str]:
     try:
-        return check_event_filter(list(events))
+        return rules.check_event_filter(list(events))
     except HooklineError as exc:
         raise click.BadParameter(exc.message, param_hint="--event") from None
 
@@ -197,7 +214,7 @@ def _event_filter(events: tuple[str, ...]) -> list[str]:
 def _checked_url(url: str, allow_private_targets: bool) -> str:
     settings = EngineSettings.from_env(allow_private_targets=allow_private_targets or None)
     try:
-        return check_url(url, allow_private=settings.allow_private_targets)
+        return rules.check_url(url, allow_private=settings.allow_private_targets)
     except HooklineError as exc:
         raise click.BadParameter(exc.message, param_hint="--url") from None
 
@@ -316,25 +333,32 @@ def events() -> None:
 
 @events.command("publish")
 @click.option("--type", "event_type", required=True, type=click.Choice(EVENT_TYPES))
-@click.option("--user", "user_id", required=True, help="The store (user) the change is in.")
+@click.option(
+    "--user",
+    "user_id",
+    required=True,
+    callback=_ruled(rules.USER_ID.check),
+    help="The store (user) the change is in.",
+)
 @click.option("--data", help="The changed object as JSON; a sample of the type without it.")
-@click.option("--id", "event_id", help="A stable event id (publishing it again does nothing).")
+@click.option(
+    "--id",
+    "event_id",
+    callback=_ruled(rules.EVENT_ID.check),
+    help="A stable event id (publishing it again does nothing).",
+)
 @database_option
 def events_publish(
     event_type: str, user_id: str, data: str | None, event_id: str | None, database: str
 ) -> None:
     """Publish one event: one delivery per matching endpoint of every app installed."""
     try:
-        parsed = orjson.loads(data) if data is not None else sample_data(event_type)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--data")
+        parsed = rules.parse_json(data) if data is not None else sample_data(event_type)
+        text = rules.event_data(parsed, max_bytes=EngineSettings.from_env().max_event_bytes)
+    except HooklineError as exc:
+        raise click.BadParameter(exc.message, param_hint="--data") from None
     event = NewEvent(
-        id=event_id or new_id("evt"),
-        event_type=event_type,
-        user_id=user_id,
-        data=orjson.dumps(parsed).decode(),
+        id=event_id or new_id("evt"), event_type=event_type, user_id=user_id, data=text
     )
     (published,) = _run(database, lambda store: store.publish([event]))
     note = " (already published: nothing new)" if published.duplicate else ""
@@ -397,7 +421,7 @@ def deliveries_list(
 
 
 @deliveries.command("show")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=DELIVERY_ID)
 @database_option
 def deliveries_show(delivery_id: int, database: str) -> None:
     """One delivery and every attempt, with status codes and response bodies."""
@@ -424,7 +448,7 @@ def deliveries_show(delivery_id: int, database: str) -> None:
 
 
 @deliveries.command("retry")
-@click.argument("delivery_ids", type=int, nargs=-1, required=True)
+@click.argument("delivery_ids", type=DELIVERY_ID, nargs=-1, required=True)
 @database_option
 def deliveries_retry(delivery_ids: tuple[int, ...], database: str) -> None:
     """Send finished deliveries again now, each with its own token and event_id."""

@@ -80,19 +80,6 @@ def check_event_type(event_type: str) -> str:
     return event_type
 
 
-def check_event_filter(event_types: list[str]) -> list[str]:
-    """Validate an endpoint's subscription: a non-empty list of known types, or ``["*"]``."""
-    if not event_types:
-        raise ValidationError("event_types must name at least one event type, or be ['*']")
-    if WILDCARD in event_types:
-        if len(event_types) != 1:
-            raise ValidationError("'*' subscribes to every event type and stands alone")
-        return [WILDCARD]
-    for event_type in event_types:
-        check_event_type(event_type)
-    return sorted(set(event_types))
-
-
 def matches(event_filter: list[str], event_type: str) -> bool:
     return event_filter == [WILDCARD] or event_type in event_filter
 

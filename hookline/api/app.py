@@ -12,14 +12,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from hookline import __version__, web
-from hookline.api import errors, routes
+from hookline.api import errors, routes, types
 from hookline.api.auth import RequireAuth
+from hookline.api.common import ERRORS
 from hookline.api.limits import BodyLimit
 from hookline.api.quotas import Quotas
-from hookline.config import EngineSettings, RateLimits
+from hookline.config import EngineSettings, Limits, RateLimits
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
 from hookline.sender.publisher import Publisher
@@ -63,6 +66,7 @@ def create_api(
         version=__version__,
         summary="Signed, retried, ordered webhooks for Selz apps.",
         lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
     )
     app.state.admin_token = admin_token
     app.state.settings = settings
@@ -79,7 +83,7 @@ def create_api(
     app.add_middleware(RequireAuth, prefix=routes.router.prefix)
 
     @app.get("/healthz", tags=["operations"])
-    async def healthz(request: Request) -> dict[str, Any]:
+    async def get_health(request: Request) -> dict[str, Any]:
         engine = request.app.state.engine
         return {
             "status": "ok",
@@ -88,12 +92,53 @@ def create_api(
             "in_flight": engine.in_flight if engine else 0,
         }
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def prometheus(request: Request) -> Response:
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={503: ERRORS[503]},
+    )
+    async def get_metrics(request: Request) -> Response:
         store = request.app.state.store
         return Response(
             metrics.render(await store.metrics_snapshot()),
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The handler's name (``create_app``, ``list_deliveries``): readable, and what a
+    generated client calls the method."""
+    return route.name
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the components the input rules refer to by name, with
+    the bounds this server is configured with."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(types.COMPONENTS)
+        store = getattr(app.state, "store", None)
+        limits = store.limits if store is not None else Limits.from_env()
+        for name in ("EndpointIn", "EndpointPatch"):
+            fields = schemas[name]["properties"]
+            _bound(fields["timeout"], limits.max_timeout, "HOOKLINE_MAX_TIMEOUT")
+            _bound(fields["max_in_flight"], limits.max_in_flight, "HOOKLINE_MAX_IN_FLIGHT")
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+def _bound(field: dict[str, Any], maximum: float, variable: str) -> None:
+    """Lower a field's documented maximum to the limit the store holds it to."""
+    for part in [field, *field.get("anyOf", ())]:
+        if "maximum" in part:
+            part["maximum"] = min(part["maximum"], maximum)
+    field["description"] = (
+        field.get("description", "") + f" At most {maximum:g} on this server ({variable})."
+    ).strip()

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from hookline.api import schemas as s
+from hookline.api.body import JsonRoute
 from hookline.api.common import Auth, app_of, store
 from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 
 
 @router.post("/apps", status_code=201, response_model=s.AppCreated, tags=["apps"])
@@ -87,7 +88,9 @@ async def rotate_api_key(app_id: str, request: Request, who: Auth) -> dict[str, 
     responses={200: {"model": s.InstallationOut, "description": "Already installed"}},
     tags=["installations"],
 )
-async def install(app_id: str, body: s.InstallationIn, request: Request, who: Auth) -> Any:
+async def create_installation(
+    app_id: str, body: s.InstallationIn, request: Request, who: Auth
+) -> Any:
     who.require_admin()
     row, created = await store(request).install(app_id, body.user_id)
     if not created:

@@ -19,6 +19,10 @@ Auth = Annotated[Caller, Depends(caller)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
 }
+ERRORS[503] = {
+    "model": s.ErrorOut,
+    "description": "The database is unreachable for now; try again after Retry-After.",
+}
 
 
 def store(request: Request) -> Store:

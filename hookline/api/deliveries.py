@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
 from hookline.api import schemas as s
+from hookline.api.body import JsonRoute
 from hookline.api.common import Auth, app_of, delivery_of, store, wake_engine
 from hookline.api.paging import Limit
+from hookline.api.types import EventType, TimeQuery
 from hookline.exceptions import Conflict
+from hookline.rules import INT64_MAX
 
-router = APIRouter(tags=["deliveries"])
+router = APIRouter(tags=["deliveries"], route_class=JsonRoute)
 
-DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
+DeliveryId = Annotated[int, Path(ge=1, le=INT64_MAX)]
 
 
 @router.get("/apps/{app_id}/deliveries", response_model=s.DeliveryList)
@@ -26,10 +28,10 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
     endpoint_id: str | None = None,
     user_id: str | None = None,
-    event_type: s.EventType | None = None,
+    event_type: EventType | None = None,
     status: s.DeliveryStatus | None = None,
-    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
-    until: Annotated[datetime | None, Query(description="Created before.")] = None,
+    since: Annotated[TimeQuery, Query(description="Created at or after.")] = None,
+    until: Annotated[TimeQuery, Query(description="Created before.")] = None,
 ) -> dict[str, Any]:
     """Newest first, each with its attempts; ``next_cursor`` pages on."""
     await app_of(request, who, app_id)

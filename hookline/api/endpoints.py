@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from hookline.api import schemas as s
+from hookline.api.body import JsonRoute
 from hookline.api.common import (
     Auth,
     app_of,
@@ -19,11 +20,11 @@ from hookline.api.common import (
     wake_engine,
 )
 from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
+from hookline.rules import check_url
 from hookline.samples import sample_data
-from hookline.sender.addresses import check_url
 from hookline.store.manager import TEST_USER
 
-router = APIRouter(tags=["endpoints"])
+router = APIRouter(tags=["endpoints"], route_class=JsonRoute)
 
 
 @router.post("/apps/{app_id}/endpoints", status_code=201, response_model=s.EndpointOut)
@@ -95,7 +96,7 @@ async def delete_endpoint(app_id: str, endpoint_id: str, request: Request, who: 
     status_code=202,
     response_model=s.RecoverOut,
 )
-async def recover(
+async def recover_endpoint(
     app_id: str, endpoint_id: str, body: s.RecoverIn, request: Request, who: Auth
 ) -> dict[str, Any]:
     """Send every failed delivery of the endpoint created since ``since`` again, now,
@@ -112,7 +113,7 @@ async def recover(
     status_code=202,
     response_model=s.DeliveryOut,
 )
-async def send_test(
+async def send_test_notification(
     app_id: str, endpoint_id: str, body: s.TestNotificationIn, request: Request, who: Auth
 ) -> Any:
     """Send a sample event of the chosen type to this endpoint (only), through the normal
@@ -128,7 +129,7 @@ async def send_test(
 
 
 @router.get("/apps/{app_id}/endpoints/{endpoint_id}/stats", response_model=s.EndpointStats)
-async def endpoint_stats(
+async def get_endpoint_stats(
     app_id: str,
     endpoint_id: str,
     request: Request,

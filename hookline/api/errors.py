@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hookline import exceptions as exc
 
@@ -43,6 +44,33 @@ def error_response(
     )
 
 
+class BodyRefused(HTTPException):
+    """A request body that is not JSON, or JSON that breaks a rule (``NaN``, an integer
+    beyond 64 bits, nesting too deep). FastAPI passes an ``HTTPException`` raised while
+    it reads the body through as it is; anything else would become a bare 400."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message)
+        self.code = code
+        self.message = message
+
+
+def allowed_methods(app: FastAPI, request: Request) -> str:
+    """The methods some route takes at this request's path, for ``Allow`` on a 405."""
+    matched = [
+        route
+        for route in app.router.routes
+        if route.matches({**request.scope, "method": "\x00"})[0] is not Match.NONE
+    ]
+    # A fixed path (/events/batch) is its own resource, though /events/{event_id}
+    # matches it too.
+    exact = [r for r in matched if getattr(r, "path", None) == request.url.path]
+    methods: set[str] = set()
+    for route in exact or matched:
+        methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def retry_after_header(seconds: float) -> str:
     """Whole seconds, rounded up: a client that waits that long is let through."""
     return str(max(1, math.ceil(seconds)))
@@ -70,7 +98,11 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
         content_type = request.headers.get("content-type", "")
-        if request.method in ("POST", "PATCH", "PUT") and "json" not in content_type:
+        has_body = (
+            request.headers.get("content-length", "0") != "0"
+            or "transfer-encoding" in request.headers
+        )
+        if has_body and "json" not in content_type:
             return error_response(
                 415,
                 "unsupported_media_type",
@@ -87,6 +119,13 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error, BodyRefused):
+            return error_response(error.status_code, error.code, error.message)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return error_response(error.status_code, code, str(error.detail))
+        response = error_response(error.status_code, code, str(error.detail))
+        if error.status_code == 405:
+            # Starlette names the methods of the first route that matched the path only;
+            # every route at the path counts (GET and POST /apps are two routes).
+            response.headers["Allow"] = allowed_methods(app, request)
+        return response

@@ -8,30 +8,21 @@ import orjson
 from fastapi import APIRouter, Request
 
 from hookline.api import schemas as s
+from hookline.api.body import JsonRoute
 from hookline.api.common import Auth, store
-from hookline.exceptions import ValidationError
+from hookline.rules import event_data
 from hookline.store import NewEvent, Published
 from hookline.store.manager import new_id
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=JsonRoute)
 
 
 def _new_event(event: s.EventIn, max_bytes: int) -> NewEvent:
-    try:
-        data = orjson.dumps(event.data).decode()
-    except orjson.JSONEncodeError:
-        raise ValidationError(
-            "data.* integers must fit in 64 bits (send larger numbers as strings)"
-        ) from None
-    if len(data) > max_bytes:
-        raise ValidationError(
-            f"data is {len(data)} bytes once serialised; the limit is {max_bytes} bytes"
-        )
     return NewEvent(
         id=event.event_id or new_id("evt"),
         event_type=event.event_type,
         user_id=event.user_id,
-        data=data,
+        data=event_data(event.data, max_bytes=max_bytes),
     )
 
 
@@ -54,7 +45,7 @@ def _event_out(published: Published) -> dict[str, Any]:
 
 
 @router.post("/events", status_code=202, response_model=s.EventOut)
-async def publish(body: s.EventIn, request: Request, who: Auth) -> dict[str, Any]:
+async def publish_event(body: s.EventIn, request: Request, who: Auth) -> dict[str, Any]:
     """Publish one event; it is stored with its deliveries before the 202."""
     who.require_admin()
     state = request.app.state
@@ -63,7 +54,7 @@ async def publish(body: s.EventIn, request: Request, who: Auth) -> dict[str, Any
 
 
 @router.post("/events/batch", status_code=202, response_model=s.EventBatchOut)
-async def publish_batch(body: s.EventBatchIn, request: Request, who: Auth) -> dict[str, Any]:
+async def publish_events(body: s.EventBatchIn, request: Request, who: Auth) -> dict[str, Any]:
     """Publish up to 1,000 events in one transaction: all stored, or none."""
     who.require_admin()
     state = request.app.state

@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from hookline.events import EVENT_TYPES, check_event_filter
+from hookline.api.types import (
+    AppName,
+    EventData,
+    EventFilter,
+    EventId,
+    EventType,
+    TimeIn,
+    Url,
+    UserId,
+    WholeNumber,
+)
 
-EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
-Identifier = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+InFlight = Annotated[int, Field(ge=1, le=1000), WholeNumber]
 
 
 def _epoch(value: Any) -> Any:
@@ -22,15 +31,19 @@ Time = Annotated[datetime, BeforeValidator(_epoch)]
 
 
 class Strict(BaseModel):
+    """A request body: unknown fields are refused, and numbers and booleans are taken
+    only as themselves (``0`` is not ``false``, ``false`` is not ``0``), as the
+    document states them."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class AppIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: AppName
 
 
 class AppRename(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: AppName
 
 
 class AppOut(BaseModel):
@@ -57,6 +70,7 @@ DEFAULT_GRACE_SECONDS = 86400.0
 class KeyRotationIn(Strict):
     grace_seconds: float = Field(
         DEFAULT_GRACE_SECONDS,
+        strict=True,
         ge=0,
         le=30 * 86400,
         description="How long both keys sign before X-Selz-Signature switches to the new one.",
@@ -64,7 +78,7 @@ class KeyRotationIn(Strict):
 
 
 class InstallationIn(Strict):
-    user_id: Identifier
+    user_id: UserId
 
 
 class InstallationOut(BaseModel):
@@ -74,16 +88,15 @@ class InstallationOut(BaseModel):
 
 
 class EndpointIn(Strict):
-    url: str = Field(min_length=1, max_length=2048, examples=["https://example.com/webhooks"])
-    event_types: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES))
-    timeout: float = Field(10.0, gt=0, le=60, description="Seconds to wait for an answer.")
-    ordered: bool = Field(True, description="One delivery at a time per user, in event order.")
-    max_in_flight: int | None = Field(None, ge=1, le=1000)
-
-    @field_validator("event_types")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        return check_event_filter(value)
+    url: Url = Field(examples=["https://example.com/webhooks"])
+    event_types: EventFilter
+    timeout: float = Field(
+        10.0, strict=True, gt=0, le=60, description="Seconds to wait for an answer."
+    )
+    ordered: bool = Field(
+        True, strict=True, description="One delivery at a time per user, in event order."
+    )
+    max_in_flight: InFlight | None = None
 
 
 class EndpointOut(BaseModel):
@@ -103,21 +116,16 @@ class EndpointOut(BaseModel):
 class EndpointPatch(Strict):
     """Only what is given changes. ``max_in_flight: null`` means the engine's default."""
 
-    url: str | None = Field(None, min_length=1, max_length=2048)
-    event_types: list[str] | None = Field(None, min_length=1, max_length=len(EVENT_TYPES))
-    timeout: float | None = Field(None, gt=0, le=60)
-    ordered: bool | None = None
-    max_in_flight: int | None = Field(None, ge=1, le=1000)
-    enabled: bool | None = None
-
-    @field_validator("event_types")
-    @classmethod
-    def _known(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_event_filter(value)
+    url: Url | None = None
+    event_types: EventFilter | None = None
+    timeout: float | None = Field(None, strict=True, gt=0, le=60)
+    ordered: bool | None = Field(None, strict=True)
+    max_in_flight: InFlight | None = None
+    enabled: bool | None = Field(None, strict=True)
 
 
 class RecoverIn(Strict):
-    since: Time = Field(description="Recover failed deliveries created at or after this time.")
+    since: TimeIn = Field(description="Recover failed deliveries created at or after this time.")
 
 
 class RecoverOut(BaseModel):
@@ -126,7 +134,7 @@ class RecoverOut(BaseModel):
 
 class TestNotificationIn(Strict):
     event_type: EventType
-    user_id: Identifier | None = Field(
+    user_id: UserId | None = Field(
         None, description="The user the sample event is for; a test user by default."
     )
 
@@ -150,9 +158,9 @@ class EndpointStats(BaseModel):
 
 class EventIn(Strict):
     event_type: EventType
-    user_id: Identifier
-    data: dict[str, Any]
-    event_id: Identifier | None = None
+    user_id: UserId
+    data: EventData
+    event_id: EventId | None = None
 
 
 class EventBatchIn(Strict):
@@ -161,7 +169,7 @@ class EventBatchIn(Strict):
 
 class EventOut(BaseModel):
     id: str
-    event_type: str
+    event_type: EventType
     user_id: str
     created_at: Time
     duplicate: bool = Field(description="True when this event_id was already published.")
@@ -174,7 +182,7 @@ class EventBatchOut(BaseModel):
 
 class EventDetail(BaseModel):
     id: str
-    event_type: str
+    event_type: EventType
     user_id: str
     data: dict[str, Any]
     created_at: Time
@@ -195,7 +203,7 @@ class DeliveryOut(BaseModel):
     app_id: str
     endpoint_id: str
     user_id: str
-    event_type: str
+    event_type: EventType
     token: str
     status: DeliveryStatus
     attempts: int = Field(description="Attempts made, all of them counted.")

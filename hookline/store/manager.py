@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from hookline import rules
 from hookline.config import Limits
 from hookline.events import matches, new_token
 from hookline.exceptions import Conflict, LimitReached, NotFound, ValidationError
@@ -116,6 +117,7 @@ class Store:
 
     async def create_app(self, name: str) -> tuple[Row, str]:
         """Create an app; return its row and its API key (shown once, stored hashed)."""
+        rules.APP_NAME.check(name)
         api_key = new_api_key()
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
@@ -153,6 +155,7 @@ class Store:
 
     async def install(self, app_id: str, user_id: str) -> tuple[Row, bool]:
         """Record that ``user_id`` installed the app; return the row and whether it is new."""
+        rules.USER_ID.check(user_id)
         await self.get_app(app_id)
         async with self.db.transaction() as tx:
             existing = await tx.fetchrow("get_installation", app_id=app_id, user_id=user_id)
@@ -185,6 +188,8 @@ class Store:
         """Register an endpoint, within the limits on its settings and on how many
         endpoints one app may have (counted under a lock on the app, so creates racing
         each other cannot pass it)."""
+        rules.URL.check(url)
+        event_types = rules.check_event_filter(event_types)
         self._check_endpoint_settings(timeout, max_in_flight)
         await self.get_app(app_id)
         async with self.db.transaction() as tx:
@@ -242,6 +247,11 @@ class Store:
         ``duplicate``; the same id with a different type, user or data is a ``Conflict``
         and nothing of the batch is stored.
         """
+        for event in events:
+            rules.EVENT_ID.check(event.id)
+            rules.USER_ID.check(event.user_id)
+            rules.check_event_type(event.event_type)
+        _check_repeats(events)
         now = time.time()
         async with self.db.transaction() as tx:
             inserted = await tx.fetch(
@@ -291,14 +301,9 @@ class Store:
         }
         for event in repeats:
             row = stored.get(event.id)
-            if row is None:  # repeated within this very batch
+            if row is None:  # repeated within this very batch (checked before)
                 continue
-            same = (
-                row["event_type"] == event.event_type
-                and row["user_id"] == event.user_id
-                and orjson.loads(row["data"]) == orjson.loads(event.data)
-            )
-            if not same:
+            if not _same_event(row, event):
                 raise Conflict(
                     f"event_id {event.id!r} was already published with another type, user "
                     "or data; use a new event_id for a new event"
@@ -528,6 +533,7 @@ class Store:
     # -- apps: names, keys, removal -----------------------------------------------------
 
     async def rename_app(self, app_id: str, name: str) -> Row:
+        rules.APP_NAME.check(name)
         row = await self.db.fetchrow("rename_app", id=app_id, name=name)
         if row is None:
             raise NotFound(f"no app with id {app_id!r}")
@@ -630,6 +636,10 @@ class Store:
         neither probes nor re-enables it. Enabled again, the endpoint sends its backlog
         at once, in order. A new ``ordered`` applies to deliveries published from now on.
         """
+        if "url" in changes:
+            rules.URL.check(changes["url"])
+        if "event_types" in changes:
+            changes["event_types"] = rules.check_event_filter(changes["event_types"])
         self._check_endpoint_settings(changes.get("timeout"), changes.get("max_in_flight"))
         now = time.time()
         async with self.db.transaction() as tx:
@@ -819,6 +829,8 @@ class Store:
         whatever its subscription or the user's installations: a developer checks
         their receiver without touching any real store's webhooks.
         """
+        rules.check_event_type(event_type)
+        rules.USER_ID.check(user_id)
         endpoint = await self.get_endpoint(endpoint_id)
         if not endpoint["enabled"]:
             raise ValidationError("the endpoint is disabled; enable it to send a test")
@@ -918,6 +930,29 @@ class Store:
             bucket=bucket,
             limit=limit,
         )
+
+
+def _same_event(row: Row | NewEvent, event: NewEvent) -> bool:
+    if isinstance(row, NewEvent):
+        row = {"event_type": row.event_type, "user_id": row.user_id, "data": row.data}
+    return bool(
+        row["event_type"] == event.event_type
+        and row["user_id"] == event.user_id
+        and (row["data"] == event.data or orjson.loads(row["data"]) == orjson.loads(event.data))
+    )
+
+
+def _check_repeats(events: Sequence[NewEvent]) -> None:
+    """The same event_id twice in one batch is one event if both say the same, and a
+    ``Conflict`` (nothing of the batch stored) if they differ."""
+    first: dict[str, NewEvent] = {}
+    for event in events:
+        seen = first.setdefault(event.id, event)
+        if seen is not event and not _same_event(seen, event):
+            raise Conflict(
+                f"event_id {event.id!r} appears twice in the batch with another type, user "
+                "or data; use a new event_id for a new event"
+            )
 
 
 def _attempt_row(result: AttemptResult) -> dict[str, Any]:

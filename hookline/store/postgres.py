@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from hookline.exceptions import StorageError, StorageUnavailable
+from hookline.exceptions import StorageError, StorageUnavailable, ValidationError
 from hookline.store.connector import Connection, Row
 from hookline.store.queries import load_queries, upgrade_steps
 
@@ -85,7 +85,13 @@ class Query:
         return cls(_PARAM.sub(number, sql), tuple(names))
 
     def args(self, params: dict[str, Any]) -> list[Any]:
-        return [params[name] for name in self.names]
+        values = [params[name] for name in self.names]
+        for value in values:
+            if isinstance(value, str) and "\x00" in value:
+                # PostgreSQL cannot hold NUL in text; the input rules refuse it in
+                # what is stored, and this refuses it in a lookup (an id in a path).
+                raise ValidationError("text must not contain NUL (\\u0000) characters")
+        return values
 
 
 @cache

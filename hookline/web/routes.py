@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -35,8 +35,8 @@ from hookline.events import (
     format_timestamp,
 )
 from hookline.exceptions import HooklineError, NotFound, RateLimited, ValidationError
+from hookline.rules import APP_NAME, INT64_MAX, USER_ID, check_url
 from hookline.samples import sample_data
-from hookline.sender.addresses import check_url
 from hookline.web import chart
 from hookline.web.session import ADMIN, COOKIE, LIFETIME, Session, SessionSigner, fingerprint
 
@@ -117,7 +117,11 @@ class _HtmlRoute(APIRoute):
             except HooklineError as exc:
                 response = _error(request, 422, exc.message)
             except RequestValidationError:
-                response = _error(request, 422, "The form or the address was not understood.")
+                response = _error(
+                    request,
+                    422,
+                    "The form or the address was not understood; reload the page and try again.",
+                )
             response.headers.update(SECURITY_HEADERS)
             return response
 
@@ -161,7 +165,7 @@ async def _session(request: Request) -> Session:
 
 
 def _check_csrf(session: Session, token: str) -> None:
-    if not hmac.compare_digest(session.csrf, token):
+    if not hmac.compare_digest(session.csrf.encode(), token.encode()):
         raise ValidationError("the form has expired; reload the page and try again")
 
 
@@ -219,7 +223,7 @@ async def login(
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not hmac.compare_digest(expected, csrf):
+    if not expected or not hmac.compare_digest(expected.encode(), csrf.encode()):
         raise ValidationError("the sign-in form has expired; reload the page and try again")
     key = key.strip()
     subject: str | None = None
@@ -301,15 +305,13 @@ async def apps_page(request: Request, cursor: str | None = None) -> Response:
 
 @router.post("/apps")
 async def create_app(
-    request: Request, name: Annotated[str, Form()], csrf: Annotated[str, Form()]
+    request: Request, csrf: Annotated[str, Form()], name: Annotated[str, Form()] = ""
 ) -> Response:
     session = await _session(request)
     _check_csrf(session, csrf)
     if not session.is_admin:
         raise Forbidden
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise ValidationError("an app needs a name of 1 to 200 characters")
+    APP_NAME.check(name)
     app, api_key = await app_store(request).create_app(name)
     # Rendered, not redirected: the API key is shown this once and never stored.
     return _page(request, "app_created.html", session, app=app, api_key=api_key)
@@ -341,16 +343,15 @@ async def app_page(request: Request, app_id: str) -> Response:
 async def install_user(
     request: Request,
     app_id: str,
-    user_id: Annotated[str, Form()],
     csrf: Annotated[str, Form()],
+    # An empty field is a value the rule refuses with its own message, not a missing one.
+    user_id: Annotated[str, Form()] = "",
 ) -> Response:
     session = await _session(request)
     _check_csrf(session, csrf)
     if not session.is_admin:
         raise Forbidden
-    user_id = user_id.strip()
-    if not user_id or len(user_id) > 255:
-        raise ValidationError("a user id has 1 to 255 characters")
+    USER_ID.check(user_id)
     await app_store(request).install(app_id, user_id)
     return RedirectResponse(f"/apps/{app_id}?notice=installed", status_code=303)
 
@@ -359,19 +360,16 @@ async def install_user(
 async def add_webhook(
     request: Request,
     app_id: str,
-    event: Annotated[str, Form()],
-    url: Annotated[str, Form()],
     csrf: Annotated[str, Form()],
+    event: Annotated[str, Form()] = "",
+    url: Annotated[str, Form()] = "",
 ) -> Response:
     """Selz's developer settings: one event (or all of them) and a callback URL."""
     session = await _session(request)
     _check_csrf(session, csrf)
     app = await _app_for(request, session, app_id)
-    url = url.strip()
     try:
         event_types = [WILDCARD] if event == WILDCARD else [check_event_type(event)]
-        if not url or len(url) > 2048:
-            raise ValidationError("the callback URL is required (up to 2048 characters)")
         check_url(url, allow_private=request.app.state.settings.allow_private_targets)
     except ValidationError as exc:
         store = app_store(request)
@@ -470,7 +468,7 @@ async def deliveries_page(
     event_type: str | None = None,
     endpoint_id: str | None = None,
     user_id: str | None = None,
-    before: int | None = None,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> Response:
     session = await _session(request)
     app = await _app_for(request, session, app_id)
@@ -512,7 +510,7 @@ async def deliveries_page(
 @router.post("/deliveries/{delivery_id}/retry")
 async def retry(
     request: Request,
-    delivery_id: int,
+    delivery_id: Annotated[int, Path(ge=1, le=INT64_MAX)],
     csrf: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
 ) -> Response:

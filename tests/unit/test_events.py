@@ -13,7 +13,6 @@ from hookline.events import (
     EVENT_TYPES,
     WILDCARD,
     Envelope,
-    check_event_filter,
     check_event_type,
     encode_envelope,
     format_timestamp,
@@ -23,6 +22,7 @@ from hookline.events import (
     parse_timestamp,
 )
 from hookline.exceptions import MalformedWebhook, ValidationError
+from hookline.rules import check_event_filter
 
 SEED_TYPES = """
 blog_post_created blog_post_updated blog_post_deleted category_created category_updated

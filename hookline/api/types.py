@@ -1,0 +1,204 @@
+"""The input rules of ``hookline.rules`` as pydantic types, for the API's bodies and
+parameters.
+
+Each type validates with the rule's own check (so the API says what the dashboard and
+the CLI say) and states the rule in the OpenAPI document with ``WithJsonSchema``.
+Event types are one named component, ``EventType``, that every use refers to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError, core_schema
+
+from hookline import rules
+from hookline.events import EVENT_DESCRIPTIONS, EVENT_TYPES, WILDCARD
+from hookline.exceptions import ValidationError
+
+T = TypeVar("T")
+
+EVENT_TYPE_REF = {"$ref": "#/components/schemas/EventType"}
+
+#: Components the document holds besides the models (``hookline.api.app`` adds them).
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "EventType": {
+        "title": "EventType",
+        "type": "string",
+        "enum": list(EVENT_TYPES),
+        "description": "One of the 19 Selz event types: "
+        + "; ".join(f"`{t}`: {d.lower()}" for t, d in EVENT_DESCRIPTIONS.items()),
+    },
+    # Event data: any JSON object whose integers fit in 64 bits. JSON Schema cannot
+    # state the depth limit; the description does.
+    "JsonValue": {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "boolean"},
+            {"type": "null"},
+            {"type": "integer", "minimum": rules.INT64_MIN, "maximum": rules.INT64_MAX},
+            {"type": "number", "not": {"type": "integer"}},
+            {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+            {
+                "type": "object",
+                "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+            },
+        ],
+    },
+}
+
+
+def _checked(check: Callable[[T], T]) -> Callable[[T], T]:
+    """A rule's check as a pydantic validator, keeping the rule's message as it is."""
+
+    def validate(value: T) -> T:
+        try:
+            return check(value)
+        except ValidationError as exc:
+            raise PydanticCustomError("rule", exc.message) from None
+
+    return validate
+
+
+def _text(rule: rules.TextRule) -> Any:
+    return Annotated[str, AfterValidator(_checked(rule.check)), WithJsonSchema(rule.json_schema())]
+
+
+AppName = _text(rules.APP_NAME)
+UserId = _text(rules.USER_ID)
+EventId = _text(rules.EVENT_ID)
+#: An endpoint URL. The route checks it with ``rules.check_url``, address policy and
+#: all (the policy depends on the operator's settings), like every other front door.
+Url = Annotated[str, WithJsonSchema(rules.URL.json_schema())]
+
+
+class _Component:
+    """A string rule that the document states once, as a named component, and refers to
+    wherever it is used (pydantic makes a definition of a core schema with a ``ref``)."""
+
+    def __init__(self, name: str, check: Callable[[str], str]) -> None:
+        self.name = name
+        self.check = _checked(check)
+
+    def __get_pydantic_core_schema__(
+        self, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            self.check,
+            core_schema.str_schema(),
+            ref=self.name,
+            metadata={"pydantic_js_functions": [self._json_schema]},
+        )
+
+    def _json_schema(
+        self, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return COMPONENTS[self.name]
+
+
+EventType = Annotated[str, _Component("EventType", rules.check_event_type)]
+
+EventFilter = Annotated[
+    list[str],
+    AfterValidator(_checked(rules.check_event_filter)),
+    WithJsonSchema(
+        {
+            "description": f'1 to {len(EVENT_TYPES)} event types, or `["*"]` for all.',
+            "oneOf": [
+                {
+                    "type": "array",
+                    "items": EVENT_TYPE_REF,
+                    "minItems": 1,
+                    "maxItems": len(EVENT_TYPES),
+                },
+                {
+                    "type": "array",
+                    "items": {"type": "string", "enum": [WILDCARD]},
+                    "minItems": 1,
+                    "maxItems": 1,
+                },
+            ],
+        }
+    ),
+]
+
+EventData = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+            "description": "The object that changed. Integers must fit in 64 bits "
+            f"({rules.INT64_MIN} to {rules.INT64_MAX}); nesting is limited to "
+            f"{rules.MAX_DATA_DEPTH} levels.",
+        }
+    ),
+]
+
+
+def _whole(value: Any) -> Any:
+    """``44.0`` is the integer 44 in JSON (and in JSON Schema); ``44.5`` and ``"44"`` are
+    not integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "Input should be a whole number")
+    return value
+
+
+#: A whole number in a body, taken only as a JSON number: ``Annotated[int, Field(...),
+#: WholeNumber]`` (the constraints first, so that the document shows them).
+WholeNumber = BeforeValidator(_whole)
+
+
+def _epoch_text(value: Any) -> Any:
+    """In a query parameter epoch seconds arrive as text."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    return _epoch(value)
+
+
+def _epoch(value: Any) -> Any:
+    """Epoch seconds (a number) or an ISO 8601 string, within the rule's range."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        try:
+            seconds = rules.check_time(float(value))
+        except (ValidationError, OverflowError):
+            raise PydanticCustomError(
+                "rule", "a time is between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+            ) from None
+        return datetime.fromtimestamp(seconds, UTC)
+    return value
+
+
+_TIME = [
+    {"type": "number", "minimum": 0, "maximum": rules.TIME_MAX},
+    {"type": "string", "format": "date-time"},
+]
+_TIME_DESCRIPTION = "Epoch seconds (1970 to 9999) or an ISO 8601 date-time."
+#: A moment in a request body: epoch seconds or ISO 8601.
+TimeIn = Annotated[
+    datetime,
+    BeforeValidator(_epoch),
+    WithJsonSchema({"anyOf": _TIME, "description": _TIME_DESCRIPTION}),
+]
+#: The same as an optional query parameter.
+TimeQuery = Annotated[
+    datetime | None,
+    BeforeValidator(_epoch_text),
+    WithJsonSchema({"anyOf": [*_TIME, {"type": "null"}], "description": _TIME_DESCRIPTION}),
+]

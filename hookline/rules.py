@@ -1,0 +1,290 @@
+"""The sender's input rules, in one place: every front door asks these.
+
+The REST API (its pydantic types and so its OpenAPI document are built from these
+rules, see ``hookline.api.types``), the dashboard's forms, the ``hookline`` operator
+commands and the store all check app names, user and event ids, endpoint URLs, event
+types, event data and numbers here, so a value one of them refuses is refused by all,
+with the same message.
+
+Each text rule also describes itself as JSON Schema (``json_schema``), the form the
+OpenAPI document states it in; a property-based test (schemathesis) checks that the
+server accepts what the document allows and refuses the rest.
+
+Text never holds control characters: PostgreSQL cannot store NUL in text at all, and
+the others (a tab or newline in an id or a name) are mistakes, not data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hookline.events import EVENT_TYPES, WILDCARD, check_event_type
+from hookline.exceptions import ValidationError
+
+__all__ = [
+    "APP_NAME",
+    "EVENT_ID",
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_BODY_DEPTH",
+    "MAX_DATA_DEPTH",
+    "TIME_MAX",
+    "URL",
+    "USER_ID",
+    "InvalidJson",
+    "TextRule",
+    "check_delivery_id",
+    "check_event_filter",
+    "check_event_type",
+    "check_time",
+    "check_url",
+    "event_data",
+    "parse_json",
+]
+
+#: Integers are signed 64-bit wherever they are stored or sent (PostgreSQL ``bigint``,
+#: most JSON parsers in other languages); larger numbers travel as strings.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: The latest time accepted (9999-12-31T23:59:59Z, the end of Python's ``datetime``).
+TIME_MAX = 253402300799.0
+#: How deep event data may nest (objects and arrays, data itself the first level): what
+#: orjson, which writes every webhook body, can serialise.
+MAX_DATA_DEPTH = 254
+#: How deep a request body may nest: orjson's parser limit.
+MAX_BODY_DEPTH = 1024
+
+_CONTROL = "\x00-\x1f\x7f"
+
+
+@dataclass(frozen=True, slots=True)
+class TextRule:
+    """A rule for one kind of text: its length, the characters it may hold, and the
+    message that says so."""
+
+    name: str
+    max_length: int
+    pattern: str
+    message: str
+
+    def check(self, value: str) -> str:
+        """Return ``value`` if it keeps the rule, else raise ``ValidationError``."""
+        if not isinstance(value, str) or not 1 <= len(value) <= self.max_length:
+            raise ValidationError(self.message)
+        if not self._compiled.fullmatch(value):
+            raise ValidationError(self.message)
+        return value
+
+    @property
+    def _compiled(self) -> re.Pattern[str]:
+        return _compiled(self.pattern)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": self.max_length,
+            "pattern": f"^{self.pattern}$",
+            "description": self.message[0].upper() + self.message[1:] + ".",
+        }
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    found = _PATTERNS.get(pattern)
+    if found is None:
+        found = _PATTERNS[pattern] = re.compile(pattern)
+    return found
+
+
+APP_NAME = TextRule(
+    "app name",
+    200,
+    # No leading or trailing space, no control character.
+    rf"[^\s{_CONTROL}](?:[^{_CONTROL}]*[^\s{_CONTROL}])?",
+    "an app name has 1 to 200 characters, no control characters, "
+    "and does not start or end with a space",
+)
+_ID_CHARS = r"[A-Za-z0-9_.:@\-]+"
+USER_ID = TextRule(
+    "user id",
+    255,
+    _ID_CHARS,
+    "a user id has 1 to 255 characters, each a letter, a digit or one of _ . : @ -",
+)
+EVENT_ID = TextRule(
+    "event id",
+    255,
+    _ID_CHARS,
+    "an event id has 1 to 255 characters, each a letter, a digit or one of _ . : @ -",
+)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# The last label starts with a letter: a name that ends in a number is read as an IPv4
+# address by URL parsers (WHATWG), and no top-level domain is numeric.
+_NAME = rf"(?:{_LABEL}\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H = "[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join(
+    [
+        rf"(?:{_H}:){{7}}{_H}",
+        rf"(?:{_H}:){{1,7}}:",
+        rf"(?:{_H}:){{1,6}}:{_H}",
+        rf"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}",
+        rf"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}",
+        rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
+        rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
+        rf"{_H}:(?::{_H}){{1,6}}",
+        rf":(?:(?::{_H}){{1,7}}|:)",
+        rf"(?:{_H}:){{6}}{_IPV4}",
+        rf"::(?:[Ff]{{4}}:)?{_IPV4}",
+    ]
+)
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+URL = TextRule(
+    "url",
+    2048,
+    rf"https?://(?:{_NAME}|{_IPV4}|\[(?:{_IPV6})\])(?::{_PORT})?(?:[/?#][^\s{_CONTROL}]*)?",
+    "a URL has up to 2048 characters: https:// or http://, a host (a name in ASCII, "
+    "international names in their xn-- form, or an IP address), an optional port from 1 "
+    "to 65535, then a path without spaces or control characters",
+)
+
+
+def check_url(url: str, *, allow_private: bool) -> str:
+    """An endpoint URL as registered: the address policy, then the shape above (the
+    policy first, so that a forbidden address is always named as such)."""
+    # Imported here: the policy lives with the sender, and the store uses these rules
+    # without pulling the sender in.
+    from hookline.sender import addresses
+
+    if isinstance(url, str) and len(url) <= URL.max_length and "\x00" not in url:
+        addresses.check_url(url, allow_private=allow_private)
+    return URL.check(url)
+
+
+def check_event_filter(event_types: list[str]) -> list[str]:
+    """An endpoint's subscription: 1 to 19 known event types, or ``["*"]`` alone."""
+    if not event_types or len(event_types) > len(EVENT_TYPES):
+        raise ValidationError(f"event_types names 1 to {len(EVENT_TYPES)} event types, or is ['*']")
+    if WILDCARD in event_types:
+        if len(event_types) != 1:
+            raise ValidationError("'*' subscribes to every event type and stands alone")
+        return [WILDCARD]
+    for event_type in event_types:
+        check_event_type(event_type)
+    return sorted(set(event_types))
+
+
+def check_delivery_id(delivery_id: int) -> int:
+    if not 1 <= delivery_id <= INT64_MAX:
+        raise ValidationError(f"a delivery id is a whole number from 1 to {INT64_MAX}")
+    return delivery_id
+
+
+def check_time(seconds: float) -> float:
+    """A moment as epoch seconds, between 1970 and the end of year 9999."""
+    if not (math.isfinite(seconds) and 0 <= seconds <= TIME_MAX):
+        raise ValidationError("a time is between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+    return seconds
+
+
+# -- JSON --------------------------------------------------------------------------------
+
+
+class InvalidJson(ValidationError):
+    """A body that is JSON text but breaks a rule (``malformed`` when it is not JSON)."""
+
+    def __init__(self, message: str, *, malformed: bool = False) -> None:
+        super().__init__(message)
+        self.malformed = malformed
+
+
+_LONG_INTEGER = re.compile(rb"\d{19}")
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Parse JSON the way hookline stores and sends it, or say exactly what is wrong.
+
+    orjson parses, and already refuses ``NaN``, ``Infinity`` and numbers beyond a
+    double (``1e400``), which Python's own parser would let in as values that turn into
+    ``null`` later. What orjson does not refuse is an integer beyond 64 bits: it reads
+    one as a float, losing digits without a word. So a body with a run of 19 or more
+    digits anywhere (rare: it takes an integer near 2**63, or such a string) is read again
+    by the standard parser, whose hooks see every integer exactly.
+    """
+    raw = body.encode() if isinstance(body, str) else body
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _diagnose(raw, exc) from None
+    if _LONG_INTEGER.search(raw):
+        return json.loads(raw, parse_int=_int64, parse_constant=_no_constant)
+    return value
+
+
+def _int64(text: str) -> int:
+    number = int(text)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise InvalidJson(
+            f"{text} does not fit in a 64-bit integer ({INT64_MIN} to {INT64_MAX}); "
+            "send larger numbers as strings"
+        )
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidJson(f"{name} is not a JSON number; send only finite numbers")
+
+
+def _diagnose(raw: bytes, error: orjson.JSONDecodeError) -> InvalidJson:
+    if "depth limit" in error.msg or "recursion" in error.msg.lower():
+        return InvalidJson(f"the JSON nests deeper than {MAX_BODY_DEPTH} levels")
+    if "infinity" in error.msg:
+        return InvalidJson(
+            "a number is too large for a 64-bit float (beyond ±1.8e308); send only finite numbers"
+        )
+    try:
+        # Python's parser takes NaN and Infinity: the hook names them.
+        json.loads(raw, parse_int=_int64, parse_constant=_no_constant)
+    except InvalidJson as exc:
+        return exc
+    except (ValueError, RecursionError):
+        pass
+    return InvalidJson(f"the body is not valid JSON: {error.msg}", malformed=True)
+
+
+def event_data(data: dict[str, Any], *, max_bytes: int) -> str:
+    """An event's data as the JSON text that is stored and sent, within the rules."""
+    if not isinstance(data, dict):
+        raise ValidationError("data must be a JSON object")
+    try:
+        text = orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:
+        raise ValidationError(_unwritable(str(exc))) from None
+    if len(text) > max_bytes:
+        raise ValidationError(
+            f"data is {len(text)} bytes once serialised; the limit is {max_bytes} bytes"
+        )
+    return text.decode()
+
+
+def _unwritable(reason: str) -> str:
+    if "Recursion" in reason:
+        return f"data nests deeper than {MAX_DATA_DEPTH} levels"
+    if "Integer" in reason:
+        return (
+            f"data holds an integer beyond 64 bits ({INT64_MIN} to {INT64_MAX}); "
+            "send larger numbers as strings"
+        )
+    if "surrogate" in reason:
+        return "data holds a lone UTF-16 surrogate, which is not text"
+    return f"data cannot be written as JSON: {reason}"

@@ -3,7 +3,8 @@
     HooklineError
     ├── ConfigError              bad settings, URLs or options
     ├── ValidationError          input that breaks a rule (unknown event type, bad URL, ...)
-    │   └── ForbiddenAddress     a target that resolves to a private or reserved address
+    │   ├── ForbiddenAddress     a target that resolves to a private or reserved address
+    │   └── TooLarge             more than a configured bound at once (deliveries per publish)
     ├── NotFound                 a record that does not exist (or is not yours)
     ├── Conflict                 a record that already exists
     │   └── LimitReached         one more would pass a configured bound (endpoints per app)
@@ -43,6 +44,10 @@ class ValidationError(HooklineError):
 
 class ForbiddenAddress(ValidationError):
     code = "forbidden_address"
+
+
+class TooLarge(ValidationError):
+    code = "too_large"
 
 
 class NotFound(HooklineError):

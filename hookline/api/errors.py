@@ -17,6 +17,7 @@ STATUS: list[tuple[type[exc.HooklineError], int]] = [
     (exc.NotFound, 404),
     (exc.Conflict, 409),
     (exc.RateLimited, 429),
+    (exc.TooLarge, 413),
     (exc.ValidationError, 422),
     (exc.StorageUnavailable, 503),
     (exc.StorageError, 500),

@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from hookline.exceptions import HooklineError, StorageUnavailable
+from hookline.exceptions import HooklineError, StorageUnavailable, TooLarge
 from hookline.store import NewEvent, Published, Store
 
 log = logging.getLogger("hookline.publisher")
@@ -60,6 +60,16 @@ class Publisher:
     async def _commit(self, group: list[_Entry]) -> None:
         try:
             published = await self.store.publish([e for events, _ in group for e in events])
+        except TooLarge as exc:
+            # Too many deliveries for one transaction: halves, until each fits (a request
+            # too large by itself fails alone). The refusal writes nothing and is quick.
+            if len(group) == 1:
+                _settle(group[0][1], exc)
+                return
+            half = len(group) // 2
+            await self._commit(group[:half])
+            await self._commit(group[half:])
+            return
         except HooklineError as exc:
             if len(group) == 1:
                 _settle(group[0][1], exc)

@@ -22,7 +22,7 @@ import orjson
 from hookline import rules
 from hookline.config import Limits
 from hookline.events import matches, new_token
-from hookline.exceptions import Conflict, LimitReached, NotFound, ValidationError
+from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
 from hookline.store.connector import Connection, Connector, Row, Subscription, connector_for
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
 from hookline.store.sealing import KeyBox
@@ -254,6 +254,9 @@ class Store:
         _check_repeats(events)
         now = time.time()
         async with self.db.transaction() as tx:
+            # Read first: a publish that would make too many deliveries writes nothing.
+            targets = await self._fan_out_targets(tx, {e.user_id for e in events})
+            self._check_fan_out(events, targets)
             inserted = await tx.fetch(
                 "insert_events",
                 rows=_json(
@@ -271,7 +274,7 @@ class Store:
             )
             fresh = {row["id"]: row for row in inserted}
             await self._check_duplicates(tx, [e for e in events if e.id not in fresh])
-            counts = await self._fan_out(tx, sorted(inserted, key=lambda r: r["seq"]), now)
+            counts = await self._fan_out(tx, sorted(inserted, key=lambda r: r["seq"]), targets, now)
             existing = {}
             if len(fresh) < len(events):
                 existing = {
@@ -309,15 +312,36 @@ class Store:
                     "or data; use a new event_id for a new event"
                 )
 
-    async def _fan_out(self, tx: Any, inserted: list[Row], now: float) -> dict[str, int]:
+    async def _fan_out_targets(self, tx: Any, users: set[str]) -> dict[str, list[Row]]:
+        """Each user's endpoints: the enabled ones of every app the user installed."""
+        targets: dict[str, list[Row]] = defaultdict(list)
+        if not users:
+            return targets
+        for target in await tx.fetch("fanout_targets", users=_json(sorted(users))):
+            target["event_types"] = orjson.loads(target["event_types"])
+            targets[target["user_id"]].append(target)
+        return targets
+
+    def _check_fan_out(self, events: Sequence[NewEvent], targets: dict[str, list[Row]]) -> None:
+        """Refuse a publish whose deliveries would hold the database too long (counted
+        over every event sent, repeats too: they are not known yet)."""
+        most = self.limits.max_deliveries_per_publish
+        count = sum(
+            matches(t["event_types"], e.event_type) for e in events for t in targets[e.user_id]
+        )
+        if count > most:
+            raise TooLarge(
+                f"these {len(events)} event(s) would make {count} deliveries; one publish may "
+                f"make at most {most} (HOOKLINE_MAX_DELIVERIES_PER_PUBLISH): send fewer "
+                "events at once"
+            )
+
+    async def _fan_out(
+        self, tx: Any, inserted: list[Row], targets: dict[str, list[Row]], now: float
+    ) -> dict[str, int]:
         """One delivery per matching endpoint of every app the event's user installed."""
         if not inserted:
             return {}
-        users = sorted({row["user_id"] for row in inserted})
-        targets: dict[str, list[Row]] = defaultdict(list)
-        for target in await tx.fetch("fanout_targets", users=_json(users)):
-            target["event_types"] = orjson.loads(target["event_types"])
-            targets[target["user_id"]].append(target)
         deliveries, lanes, counts = [], Counter[tuple[str, str]](), Counter[str]()
         for event in inserted:
             for target in targets.get(event["user_id"], ()):

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from hookline.config import Limits
-from hookline.exceptions import Conflict, LimitReached, NotFound, ValidationError
+from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
 from hookline.store import AttemptResult, Job, NewEvent, Store
 
 CAP = 64
@@ -467,3 +467,32 @@ async def test_an_app_gets_its_cap_and_its_fair_share_across_claimers(store: Sto
     few = await claim(store, owner="w1", limit=100, app_cap=3, slots=20)
     assert Counter(j.app_id for j in few) == {a: 3, b: 3}
     assert await claim(store, owner="w2", limit=100, app_cap=3, slots=20) == []
+
+
+async def test_a_publish_past_the_delivery_bound_writes_nothing(database_url: str) -> None:
+    store = await Store.open(database_url, limits=Limits(max_deliveries_per_publish=5000))
+    try:
+        app, _ = await store.create_app("wide")
+        await store.install(app["id"], "u1")
+        for n in range(100):  # the most endpoints one app may have, each taking every event
+            await create_in(store, app["id"], url=f"http://127.0.0.1:9/{n}")
+
+        started = time.perf_counter()
+        with pytest.raises(TooLarge, match=r"would make 5100 deliveries.*at most 5000"):
+            await store.publish([event(f"e{i}", "u1", i) for i in range(51)])
+        refused = time.perf_counter() - started
+        assert await store.list_deliveries(app["id"]) == []
+        with pytest.raises(NotFound):
+            await store.get_event("e0")
+
+        started = time.perf_counter()
+        (first, *_) = await store.publish([event(f"e{i}", "u1", i) for i in range(50)])
+        accepted = time.perf_counter() - started
+        assert first.deliveries == 100
+        print(
+            f"\n[{store.db.dialect}] a publish of 50 events x 100 endpoints (5,000 deliveries, "
+            f"the bound) took {accepted * 1000:.0f} ms; one of 5,100 was refused in "
+            f"{refused * 1000:.0f} ms, before writing"
+        )
+    finally:
+        await store.close()

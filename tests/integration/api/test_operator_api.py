@@ -233,3 +233,28 @@ async def test_endpoint_limits_are_clear_4xx_answers(
         assert "delete one" in full["error"]["message"]
         await api("PATCH", f"{path}/{first['id']}", 422, {"timeout": 21})
         assert len((await api("GET", path, 200))["data"]) == 2
+
+
+async def test_a_publish_making_too_many_deliveries_is_a_413_and_stores_nothing(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKLINE_MAX_DELIVERIES_PER_PUBLISH", "3")
+    async with (
+        running_api(database_url, settings=SETTINGS, deliver=False) as base,
+        aiohttp.ClientSession() as http,
+    ):
+        api = Client(http, base)
+        app = await api("POST", "/apps", 201, {"name": "one"})
+        await api("POST", f"/apps/{app['id']}/installations", 201, {"user_id": "u1"})
+        for path in ("a", "b"):
+            endpoint = {"url": f"http://127.0.0.1:9/{path}", "event_types": ["*"]}
+            await api("POST", f"/apps/{app['id']}/endpoints", 201, endpoint)
+        event = {"event_type": "order_completed", "user_id": "u1", "data": {"id": 1}}
+        batch = {"events": [event | {"event_id": "e1"}, event | {"event_id": "e2"}]}
+        refused = await api("POST", "/events/batch", 413, batch)
+        assert refused["error"]["code"] == "too_large"
+        assert "4 deliveries" in refused["error"]["message"]
+        assert "HOOKLINE_MAX_DELIVERIES_PER_PUBLISH" in refused["error"]["message"]
+        await api("GET", "/events/e1", 404)
+        published = await api("POST", "/events", 202, event | {"event_id": "e1"})
+        assert published["deliveries"] == 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from hookline.exceptions import Conflict, StorageError
+from hookline.exceptions import Conflict, StorageError, TooLarge
 from hookline.sender.publisher import Publisher
 from hookline.store import NewEvent, Published
 
@@ -18,12 +18,16 @@ def _event(event_id: str) -> NewEvent:
 class FakeStore:
     """Publishes anything but the ids in ``conflicting``, all or nothing per call."""
 
-    def __init__(self, conflicting: set[str] | None = None, broken: bool = False) -> None:
+    def __init__(
+        self, conflicting: set[str] | None = None, broken: bool = False, most: int = 10**9
+    ) -> None:
+        self.most = most
         self.conflicting = conflicting or set()
         self.broken = broken
         self.gate: asyncio.Event | None = None
         self.calls: list[list[str]] = []
         self.stored: list[str] = []
+        self.commits: list[list[str]] = []
 
     async def publish(self, events: Sequence[NewEvent]) -> list[Published]:
         ids = [e.id for e in events]
@@ -33,9 +37,12 @@ class FakeStore:
             await self.gate.wait()
         if self.broken:
             raise ConnectionResetError("the database went away")
+        if len(ids) > self.most:
+            raise TooLarge(f"{len(ids)} deliveries; at most {self.most}")
         if self.conflicting & set(ids):
             raise Conflict("event_id already published with other data")
         self.stored.extend(ids)
+        self.commits.append(ids)
         return [
             Published(e.id, e.event_type, e.user_id, 1.0, duplicate=False, deliveries=1)
             for e in events
@@ -144,3 +151,25 @@ async def test_a_storage_error_is_retried_per_request_then_reported() -> None:
     )
     assert results == [error, error]
     assert store.calls == [["a", "b"], ["a"], ["b"]]
+
+
+async def test_a_group_too_large_for_one_transaction_is_split_until_each_part_fits() -> None:
+    store = FakeStore(most=3)
+    store.gate = asyncio.Event()
+    publisher = Publisher(store)  # type: ignore[arg-type]
+    first = asyncio.create_task(publisher.publish([_event("first")]))
+    await asyncio.sleep(0.01)  # the first commit waits at the gate; the rest queue up
+    sizes = [1, 1, 2, 1, 4, 1, 1]
+    waiting = [
+        asyncio.create_task(publisher.publish([_event(f"r{n}-{i}") for i in range(size)]))
+        for n, size in enumerate(sizes)
+    ]
+    await asyncio.sleep(0.01)
+    store.gate.set()
+    await first
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(results[4], TooLarge)  # four events: too many by itself, fails alone
+    assert all(not isinstance(r, Exception) for n, r in enumerate(results) if n != 4)
+    assert max(len(commit) for commit in store.commits) == 3
+    expected = [f"r{n}-{i}" for n, size in enumerate(sizes) if n != 4 for i in range(size)]
+    assert store.stored == ["first", *expected]  # in order

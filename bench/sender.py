@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     with SinkProcess() as sink:
         with HooklineServer() as server:
             healthy = [f"user-{i}" for i in range(args.users)]
-            server.make_app("bench", sink.url, healthy, max_in_flight=1000)
+            server.make_app("bench", sink.url, healthy, max_in_flight=128)
             results.append(
                 run_throughput(
                     sink,

@@ -87,7 +87,7 @@ def run_postgres(sink: SinkProcess, admin_dsn: str, count: int, n: int, users: i
         pg_database(admin_dsn) as database,
         HooklineServer(database, args=("--no-deliver",)) as server,
     ):
-        server.make_app("bench", sink.url, [f"user-{i}" for i in range(users)], max_in_flight=1000)
+        server.make_app("bench", sink.url, [f"user-{i}" for i in range(users)], max_in_flight=128)
         with workers(database, count):
             plural = "s" if count > 1 else ""
             return run_throughput(
@@ -102,7 +102,7 @@ def run_postgres(sink: SinkProcess, admin_dsn: str, count: int, n: int, users: i
 
 def run_sqlite(sink: SinkProcess, n: int, users: int) -> RunResult:
     with HooklineServer() as server:
-        server.make_app("bench", sink.url, [f"user-{i}" for i in range(users)], max_in_flight=1000)
+        server.make_app("bench", sink.url, [f"user-{i}" for i in range(users)], max_in_flight=128)
         return run_throughput(
             sink, server, n, name="hookline (SQLite, 1 process)", users=users, prefix="sqlite"
         )

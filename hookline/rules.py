@@ -44,6 +44,7 @@ __all__ = [
     "check_event_type",
     "check_time",
     "check_url",
+    "check_url_shape",
     "event_data",
     "parse_json",
 ]
@@ -153,22 +154,54 @@ URL = TextRule(
     "url",
     2048,
     rf"https?://(?:{_NAME}|{_IPV4}|\[(?:{_IPV6})\])(?::{_PORT})?(?:[/?#][^\s{_CONTROL}]*)?",
-    "a URL has up to 2048 characters: https:// or http://, a host (a name in ASCII, "
-    "international names in their xn-- form, or an IP address), an optional port from 1 "
-    "to 65535, then a path without spaces or control characters",
+    "a URL has up to 2048 characters: https:// or http://, a host (a name or an IP "
+    "address), an optional port from 1 to 65535, then a path without spaces or control "
+    "characters",
 )
 
 
 def check_url(url: str, *, allow_private: bool) -> str:
     """An endpoint URL as registered: the address policy, then the shape above (the
-    policy first, so that a forbidden address is always named as such)."""
+    policy first, so that a forbidden address is always named as such).
+
+    A host written outside ASCII (``bücher.example``, fullwidth digits) is judged as the
+    HTTP client reads it (IDNA/UTS 46, by yarl, as the policy does): the document states
+    the shape in ASCII, and such a host is another spelling of an ASCII one.
+    """
     # Imported here: the policy lives with the sender, and the store uses these rules
     # without pulling the sender in.
     from hookline.sender import addresses
 
-    if isinstance(url, str) and len(url) <= URL.max_length and "\x00" not in url:
-        addresses.check_url(url, allow_private=allow_private)
-    return URL.check(url)
+    if not isinstance(url, str) or len(url) > URL.max_length or "\x00" in url:
+        raise ValidationError(URL.message)
+    addresses.check_url(url, allow_private=allow_private)
+    return check_url_shape(url)
+
+
+def check_url_shape(url: str) -> str:
+    """The shape of ``check_url`` without the address policy (which depends on the
+    operator's settings): what the store holds every URL it writes to."""
+    if not isinstance(url, str) or url.isascii():
+        return URL.check(url)
+    try:
+        URL.check(_client_host(url))
+    except ValueError:
+        raise ValidationError(URL.message) from None
+    return url
+
+
+def _client_host(url: str) -> str:
+    """``url`` with its authority as the HTTP client reads it; the rest as written."""
+    import yarl
+
+    parsed = yarl.URL(url)
+    scheme, _, rest = url.partition("://")
+    end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0], default=len(rest))
+    host = parsed.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = "" if parsed.explicit_port is None else f":{parsed.explicit_port}"
+    return f"{scheme}://{host}{port}{rest[end:]}"
 
 
 def check_event_filter(event_types: list[str]) -> list[str]:

@@ -188,7 +188,7 @@ class Store:
         """Register an endpoint, within the limits on its settings and on how many
         endpoints one app may have (counted under a lock on the app, so creates racing
         each other cannot pass it)."""
-        rules.URL.check(url)
+        rules.check_url_shape(url)
         event_types = rules.check_event_filter(event_types)
         self._check_endpoint_settings(timeout, max_in_flight)
         await self.get_app(app_id)
@@ -661,7 +661,7 @@ class Store:
         at once, in order. A new ``ordered`` applies to deliveries published from now on.
         """
         if "url" in changes:
-            rules.URL.check(changes["url"])
+            rules.check_url_shape(changes["url"])
         if "event_types" in changes:
             changes["event_types"] = rules.check_event_filter(changes["event_types"])
         self._check_endpoint_settings(changes.get("timeout"), changes.get("max_in_flight"))

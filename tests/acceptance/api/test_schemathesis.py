@@ -137,9 +137,20 @@ def _run(base_url: str, config: Path, mode: str) -> None:
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
 
 
+#: How many deliveries a publish makes depends on the endpoints stored by then (a run makes
+#: many, for the same few users), so a schema-valid batch may be refused with 413 (too
+#: many deliveries for one publish) as a repeated event_id with other data is with 409.
+FAN_OUT = """
+[[operations]]
+include-path = "/api/v1/events/batch"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "401", "403", "404", "409", "413", "429", "5xx"]
+"""
+
+
 def test_every_operation_conforms_with_made_up_ids(base_url: str, tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
-    config.write_text("")
+    config.write_text(FAN_OUT)
     _run(base_url, config, "all")
 
 
@@ -147,7 +158,9 @@ def test_every_operation_conforms_with_real_ids(base_url: str, tmp_path: Path) -
     ids = _seed(base_url)
     config = tmp_path / "schemathesis.toml"
     config.write_text(
-        "[parameters]\n" + "".join(f'"path.{name}" = "{value}"\n' for name, value in ids.items())
+        "[parameters]\n"
+        + "".join(f'"path.{name}" = "{value}"\n' for name, value in ids.items())
+        + FAN_OUT
     )
     # Valid data only: an invalid id would be replaced by the real one given here.
     _run(base_url, config, "positive")

@@ -16,7 +16,7 @@ import click
 
 from hookline import __version__
 from hookline.cli_base import HooklineGroup, sender_database_option
-from hookline.config import EngineSettings, RateLimits, redact_url
+from hookline.config import EngineSettings, RateLimits, check_admin_token, redact_url
 
 if TYPE_CHECKING:
     from hookline.store import Store
@@ -70,6 +70,8 @@ def serve(
     rate_limits = RateLimits.from_env()
     limits = serving.ServerSettings.from_env()
     token = os.environ.get("HOOKLINE_ADMIN_TOKEN")
+    if token:
+        check_admin_token(token)  # before anything is created or bound
     made_token = "" if token else "adm_" + secrets.token_urlsafe(24)
     # Startup in the order that lets every failure be one line before any banner: the
     # database (open, create, migrate), then the socket, then the app.

@@ -19,7 +19,7 @@ DATABASE_URL_ENV = "HOOKLINE_DATABASE_URL"
 DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
-def _parse_bool(name: str, value: str) -> bool:
+def parse_bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -36,6 +36,23 @@ def _parse_float(name: str, value: str) -> float:
     if number < 0:
         raise ConfigError(f"{name}={value!r} must not be negative")
     return number
+
+
+#: The least an admin token must have: long enough, and not a word repeated.
+ADMIN_TOKEN_MIN_LENGTH = 24
+ADMIN_TOKEN_MIN_DISTINCT = 10
+
+
+def check_admin_token(token: str) -> str:
+    """Refuse an admin token that could be guessed: it opens every app's data, and the
+    API and the dashboard sign-in take guesses (throttled, but from many addresses)."""
+    if len(token) < ADMIN_TOKEN_MIN_LENGTH or len(set(token)) < ADMIN_TOKEN_MIN_DISTINCT:
+        raise ConfigError(
+            f"HOOKLINE_ADMIN_TOKEN is too weak (at least {ADMIN_TOKEN_MIN_LENGTH} characters, "
+            f"{ADMIN_TOKEN_MIN_DISTINCT} of them different); make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +216,7 @@ LIMITS_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
 #: its error, so a bad value says where it came from.
 ENGINE_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "retry": ("HOOKLINE_RETRY_SCHEDULE", lambda _, value: RetryPolicy.parse(value)),
-    "allow_private_targets": ("HOOKLINE_ALLOW_PRIVATE_TARGETS", _parse_bool),
+    "allow_private_targets": ("HOOKLINE_ALLOW_PRIVATE_TARGETS", parse_bool),
     "concurrency": ("HOOKLINE_CONCURRENCY", _parse_count),
     "endpoint_max_in_flight": ("HOOKLINE_ENDPOINT_MAX_IN_FLIGHT", _parse_count),
     "app_max_in_flight": ("HOOKLINE_APP_MAX_IN_FLIGHT", _parse_count),

@@ -22,7 +22,7 @@ from hookline.api.auth import RequireAuth
 from hookline.api.common import ERRORS
 from hookline.api.limits import BodyLimit
 from hookline.api.quotas import Quotas
-from hookline.config import EngineSettings, Limits, RateLimits
+from hookline.config import EngineSettings, Limits, RateLimits, check_admin_token
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
 from hookline.sender.publisher import Publisher
@@ -41,6 +41,7 @@ def create_api(
     deliver: bool = True,
     limits: ServerSettings | None = None,
 ) -> FastAPI:
+    check_admin_token(admin_token)
     settings = settings or EngineSettings()
     limits = limits or ServerSettings()
     metrics = SenderMetrics()

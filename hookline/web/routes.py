@@ -38,7 +38,15 @@ from hookline.exceptions import HooklineError, NotFound, RateLimited, Validation
 from hookline.rules import APP_NAME, INT64_MAX, USER_ID, check_url
 from hookline.samples import sample_data
 from hookline.web import chart
-from hookline.web.session import ADMIN, COOKIE, LIFETIME, Session, SessionSigner, fingerprint
+from hookline.web.session import (
+    ADMIN,
+    COOKIE,
+    LIFETIME,
+    Session,
+    SessionSigner,
+    cookie_secure,
+    credential_hash,
+)
 
 LOGIN_COOKIE = "hookline_login"
 STATUSES = ("pending", "delivered", "failed")
@@ -133,6 +141,7 @@ router = APIRouter(include_in_schema=False, route_class=_HtmlRoute)
 
 def install(app: FastAPI) -> None:
     app.state.session_signer = SessionSigner()
+    app.state.cookie_secure = cookie_secure()
     app.include_router(router)
 
 
@@ -153,13 +162,13 @@ async def _session(request: Request) -> Session:
     if session is None:
         raise SignInRequired
     if session.is_admin:
-        current = fingerprint(request.app.state.admin_token)
+        current = credential_hash(request.app.state.admin_token)
     else:
         try:
             current = (await app_store(request).get_app(session.subject))["api_key_hash"]
         except NotFound:
             raise SignInRequired from None
-    if not hmac.compare_digest(session.fingerprint, current):
+    if not hmac.compare_digest(session.fingerprint, signer.fingerprint(current)):
         raise SignInRequired
     return session
 
@@ -248,7 +257,8 @@ async def login(
         return refused
     signer: SessionSigner = request.app.state.session_signer
     response = RedirectResponse(_local(next, "/"), status_code=303)
-    _set_cookie(request, response, COOKIE, signer.dumps(signer.new(subject, key)), LIFETIME)
+    session = signer.new(subject, credential_hash(key))
+    _set_cookie(request, response, COOKIE, signer.dumps(session), LIFETIME)
     response.delete_cookie(LOGIN_COOKIE, path="/")
     return response
 
@@ -271,7 +281,7 @@ def _set_cookie(
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.app.state.cookie_secure or request.url.scheme == "https",
     )
 
 

@@ -24,7 +24,7 @@ from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess, listen
 from tests.support.receiver import read_runs, wait_for
 
 pytestmark = pytest.mark.slow
-ADMIN = "test-admin-token"
+ADMIN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
 
 
 def _serve_exists() -> bool:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from hookline.store import Store
-from hookline.web.session import SessionSigner
+from hookline.web.session import SessionSigner, credential_hash
 from tests.support.api_server import ADMIN, running_api
 
 
@@ -124,7 +124,7 @@ async def test_a_forged_or_foreign_cookie_is_not_a_session(
 ) -> None:
     base, _, _ = site
     other_process = SessionSigner(b"another secret")
-    forged = other_process.dumps(other_process.new("admin", ADMIN))
+    forged = other_process.dumps(other_process.new("admin", credential_hash(ADMIN)))
     async with aiohttp.ClientSession(base, cookies={"hookline_session": forged}) as http:
         async with http.get("/apps", allow_redirects=False) as response:
             assert response.status == 303
@@ -160,7 +160,7 @@ async def test_an_invalid_callback_url_comes_back_with_the_form(
 
 def test_session_cookies_expire_and_resist_tampering() -> None:
     signer = SessionSigner(b"k" * 32)
-    session = signer.new("app_1", "hk_secret", now=1000.0)
+    session = signer.new("app_1", credential_hash("hk_secret"), now=1000.0)
     cookie = signer.dumps(session)
     assert "hk_secret" not in cookie
     assert signer.loads(cookie, now=1001.0) == session

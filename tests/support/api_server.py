@@ -16,7 +16,7 @@ from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
 from tests.conftest import free_port
 
-ADMIN = "test-admin-token"
+ADMIN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
 
 
 @asynccontextmanager

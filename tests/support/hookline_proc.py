@@ -31,7 +31,7 @@ import aiohttp
 from tests.conftest import free_port
 from tests.support.receive_process import HOOKLINE, ROOT
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
 
 #: What every test sender runs with unless a test says otherwise.
 FAST_ENV: dict[str, str] = {

@@ -30,7 +30,7 @@ from aiohttp import web
 from tests.conftest import free_port
 from tests.support.receive_process import HOOKLINE, ROOT
 
-ADMIN = "scale-admin-token"
+ADMIN = "scale-admin-2c8e4a6f0b9d1e3c7a5f"
 ENV = {
     "HOOKLINE_ADMIN_TOKEN": ADMIN,
     "HOOKLINE_ALLOW_PRIVATE_TARGETS": "1",

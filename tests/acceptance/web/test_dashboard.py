@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ADMIN = "dashboard-admin-token"
+ADMIN = "dashboard-admin-5e1b7d3f9a2c6e0b4d8f"
 SHOTS = ROOT / "artifacts" / "screenshots"
 
 

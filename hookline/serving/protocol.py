@@ -50,13 +50,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ServerSettings] = ServerSettings()
     max_connections: ClassVar[int] = ServerSettings().max_connections
+    #: This server's connections that wait for a request (no request being read past
+    #: its headers, or answered), longest waiting first: eviction is O(1).
+    waiting: ClassVar[dict[GuardedHttpToolsProtocol, None]] = {}
+    #: Connections closed to make room whose close has not completed yet.
+    closing: ClassVar[set[GuardedHttpToolsProtocol]] = set()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.timeout_keep_alive = self.limits.idle_timeout  # type: ignore[assignment]
         self._deadline: asyncio.TimerHandle | None = None
-        #: When this connection began waiting for its next request (made, or answered).
-        self._waiting_since = self.loop.time()
         #: A request has begun and its headers are not complete yet.
         self._in_headers = False
         #: Whole reads are being counted as header bytes (the headers span reads).
@@ -73,30 +76,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
-        if len(self.connections) > self.max_connections:
-            self._make_room()
+        self.waiting[self] = None
+        while len(self.connections) - len(self.closing) > self.max_connections:
+            # The newcomer is the newest waiting connection: it goes only when every
+            # other connection is busy with a request.
+            victim = next(iter(self.waiting))
+            del self.waiting[victim]
+            self.closing.add(victim)
+            victim.transport.close()
+            _evictions.note(self.max_connections)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._clear_deadline()
+        self.waiting.pop(self, None)
+        self.closing.discard(self)
         super().connection_lost(exc)
-
-    def _idle(self) -> bool:
-        """No request of this connection is being read or answered."""
-        return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
-
-    def _make_room(self) -> None:
-        live = [
-            c
-            for c in self.connections
-            if isinstance(c, GuardedHttpToolsProtocol) and not c.transport.is_closing()
-        ]
-        if len(live) <= self.max_connections:
-            return
-        idle = [c for c in live if c._idle()]
-        # Every other connection busy with a request: the newcomer is the one to go.
-        victim = min(idle, key=lambda c: c._waiting_since) if idle else self
-        victim.transport.close()
-        _evictions.note(self.max_connections)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -161,6 +155,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def on_headers_complete(self) -> None:
+        self.waiting.pop(self, None)
         self._in_headers = self._counting_reads = False
         self._set_deadline(self.limits.body_timeout, self._body_timed_out)
         super().on_headers_complete()
@@ -178,8 +173,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        self._waiting_since = self.loop.time()
         super().on_response_complete()
+        if (self.cycle is None or self.cycle.response_complete) and not self.pipeline:
+            # Waiting again, as the newest (an early answer counts: what is left of
+            # that body is only drained).
+            self.waiting.pop(self, None)
+            if not self.transport.is_closing():
+                self.waiting[self] = None
 
     # -- deadlines and refusals -------------------------------------------------------
 
@@ -259,5 +259,5 @@ def protocol_for(limits: ServerSettings, max_connections: int) -> type[GuardedHt
     return type(
         "HooklineHttpProtocol",
         (GuardedHttpToolsProtocol,),
-        {"limits": limits, "max_connections": max_connections},
+        {"limits": limits, "max_connections": max_connections, "waiting": {}, "closing": set()},
     )

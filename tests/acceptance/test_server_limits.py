@@ -283,3 +283,32 @@ async def test_idle_connections_never_take_the_last_file_descriptors(tmp_path: P
         # Each landed at the first attempt: no "Too many open files" retries.
         assert [(r["status"], r["attempts"]) for r in rows] == [("delivered", 1)] * 20
         assert "Too many open files" not in serve.log()
+
+
+async def test_at_the_cap_the_longest_waiting_connection_makes_room(tmp_path: Path) -> None:
+    """With room for 4 connections: one busy with a request and three silent ones; each
+    newcomer closes the silent connection that has waited longest, never the busy one."""
+    env = {"HOOKLINE_MAX_CONNECTIONS": "4", "HOOKLINE_IDLE_TIMEOUT": "60"}
+    async with ServeProcess(tmp_path / "sender.db", env=env) as serve:
+        body = b'{"name": "busy"}'
+        busy_reader, busy = await asyncio.open_connection("127.0.0.1", serve.port)
+        head = _post("/api/v1/apps", len(body), ADMIN_TOKEN)
+        busy.write(head[:-2] + b"Expect: 100-continue\r\n\r\n")
+        # The route asks for the body: the request is in progress.
+        assert (await busy_reader.readline()).startswith(b"HTTP/1.1 100")
+        await busy_reader.readline()
+
+        silent = []
+        for _ in range(5):
+            silent.append(await asyncio.open_connection("127.0.0.1", serve.port))
+        try:
+            assert await closed_by_server(silent[0][0], 10), "the longest waiting stayed"
+            assert await closed_by_server(silent[1][0], 10), "the second longest stayed"
+            for reader, _ in silent[2:]:
+                assert not await closed_by_server(reader, 0.5), "a newer connection was closed"
+            busy.write(body)
+            assert status_of(await busy_reader.read(65536)) == 201
+        finally:
+            busy.close()
+            for _, writer in silent:
+                writer.close()

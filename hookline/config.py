@@ -286,6 +286,21 @@ def redact_url(url: str) -> str:
     return url
 
 
+def check_postgres_url(url: str) -> None:
+    """Refuse a PostgreSQL URL whose host or port cannot be parsed, before the driver
+    tries it (asyncpg raises a bare ValueError or OverflowError for those). Each host
+    of a multi-host URL (``postgresql://h1:5432,h2:5432/db``) is checked on its own."""
+    try:
+        hosts = urlsplit(url).netloc.rpartition("@")[2]
+        for host in hosts.split(","):
+            urlsplit(f"//{host}").port  # noqa: B018 (parsing the port is the check)
+    except ValueError as exc:
+        raise ConfigError(
+            f"bad PostgreSQL URL {redact_url(url)!r}: {exc}; "
+            "write it as postgresql://user:password@host:5432/database"
+        ) from None
+
+
 def check_sqlite_path(path: str, *, create: bool, missing_hint: str) -> None:
     """Refuse a SQLite database path that would not open the database meant.
 

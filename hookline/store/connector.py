@@ -72,7 +72,7 @@ def connector_for(url: str, *, create: bool = True, **options: Any) -> Connector
     ``create=False`` refuses to make a missing SQLite file (a PostgreSQL database is never
     created by hookline); no backend creates a missing directory.
     """
-    from hookline.config import redact_url
+    from hookline.config import check_postgres_url, redact_url
     from hookline.exceptions import ConfigError
 
     if url.startswith("sqlite:"):
@@ -81,6 +81,8 @@ def connector_for(url: str, *, create: bool = True, **options: Any) -> Connector
         return SQLiteConnector.from_url(url, create=create, **options)
     if url.startswith(("postgresql:", "postgres:")):
         from hookline.store.postgres import PostgresConnector
+
+        check_postgres_url(url)
 
         return PostgresConnector.from_url(url, **options)
     raise ConfigError(

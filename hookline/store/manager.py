@@ -20,9 +20,16 @@ from typing import Any
 import orjson
 
 from hookline import rules
-from hookline.config import Limits
+from hookline.config import Limits, redact_url
 from hookline.events import matches, new_token
-from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
+from hookline.exceptions import (
+    ConfigError,
+    Conflict,
+    LimitReached,
+    NotFound,
+    TooLarge,
+    ValidationError,
+)
 from hookline.store.connector import Connection, Connector, Row, Subscription, connector_for
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
 from hookline.store.sealing import KeyBox
@@ -103,11 +110,25 @@ class Store:
         limits: Limits | None = None,
         create: bool = True,
     ) -> Store:
-        """Open the database at ``url`` (``create=False``: only an existing SQLite file)."""
+        """Open the database at ``url``, bringing its schema up to date.
+
+        ``create=False`` opens only an existing hookline database: a missing SQLite file,
+        or a database without hookline's tables (the wrong PostgreSQL database, say), is
+        a ``ConfigError`` instead of a new, empty hookline database.
+        """
         connector = connector_for(url, create=create)
         await connector.open()
-        if migrate:
-            await connector.migrate()
+        try:
+            if not create and await connector.schema_version() == 0:
+                raise ConfigError(
+                    f"{redact_url(url)} holds no hookline database; correct the URL, "
+                    "or create one there with `hookline migrate`"
+                )
+            if migrate:
+                await connector.migrate()
+        except BaseException:
+            await connector.close()
+            raise
         return cls(connector, keys, limits)
 
     async def close(self) -> None:

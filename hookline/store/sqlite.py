@@ -92,9 +92,14 @@ class SQLiteConnector:
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        for pragma in _PRAGMAS:
-            await db.execute(pragma)
+        try:
+            db.row_factory = sqlite3.Row
+            for pragma in _PRAGMAS:
+                await db.execute(pragma)
+        except BaseException:
+            # Each connection has a thread of its own that would keep the process alive.
+            await db.close()
+            raise
         return db
 
     async def open(self) -> None:
@@ -105,6 +110,7 @@ class SQLiteConnector:
             self._writer = await self._connect()
             self._reader = await self._connect() if self.path != ":memory:" else self._writer
         except sqlite3.Error as exc:
+            await self.close()
             raise StorageError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
 
     async def close(self) -> None:

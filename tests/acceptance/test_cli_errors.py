@@ -8,9 +8,11 @@ default path (``./hookline.db``, ``./hookline-inbox.db``) would show up there to
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -83,8 +85,8 @@ def unreachable_postgres() -> str:
 
 
 BAD_DATABASES = {
-    "bad scheme": ("nonsense://x", "unsupported database URL"),
-    "unreachable postgres": (None, "PostgreSQL unreachable"),
+    "bad scheme": ("nonsense://x", "unsupported"),
+    "unreachable postgres": (None, "unreachable"),
     "parent is a file": ("sqlite:///a-file/x.db", "a-file is not a directory"),
     "missing directory": ("sqlite:///no-such-dir/x.db", "no-such-dir does not exist"),
 }
@@ -92,6 +94,7 @@ STARTING = {
     "serve": ["serve", "--port", "0"],
     "migrate": ["migrate"],
     "worker": ["worker"],
+    "receive": ["receive", "tests.support.receiver_app:receiver", "--port", "0"],
 }
 
 
@@ -241,3 +244,34 @@ def test_database_help_shows_its_default_and_variable(cwd: Path) -> None:
         assert "HOOKLINE_DATABASE_URL" in text and "default:sqlite:///./hookline.db" in text
     text = help_of("dead-letters", "list")
     assert "HOOKLINE_INBOX_URL" in text and "default:sqlite:///./hookline-inbox.db" in text
+
+
+@pytest.mark.parametrize("args", [["apps", "list"], ["worker"]], ids=" ".join)
+def test_a_file_that_is_no_hookline_database_is_refused_and_kept(
+    cwd: Path, args: list[str]
+) -> None:
+    (cwd / "other.db").write_text("some other program's file\n")
+    assert_refused(cwd, *args, "--database", "sqlite:///other.db", says="file is not a database")
+    assert (cwd / "other.db").read_text() == "some other program's file\n"
+    sqlite3.connect(cwd / "empty.db").close()  # a SQLite database without hookline's tables
+    assert_refused(
+        cwd, *args, "--database", "sqlite:///empty.db", says="holds no hookline database"
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("args", [["apps", "list"], ["worker"]], ids=" ".join)
+async def test_a_postgres_database_without_hookline_is_refused_and_left_empty(
+    cwd: Path, postgres_url: str, args: list[str]
+) -> None:
+    import asyncpg
+
+    await asyncio.to_thread(
+        assert_refused, cwd, *args, "--database", postgres_url, says="holds no hookline database"
+    )
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    assert tables == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hookline.config import check_postgres_url
 from hookline.exceptions import ConfigError
 from hookline.receiver.inbox.base import (
     Finish,
@@ -36,6 +37,8 @@ def open_inbox(url: str, *, create: bool = True) -> Inbox:
         return SqliteInbox(url, create=create)
     if url.startswith(("postgresql://", "postgres://")):
         from hookline.receiver.inbox.postgres import PostgresInbox
+
+        check_postgres_url(url)
 
         return PostgresInbox(url)
     raise ConfigError(f"unsupported inbox URL {url!r}: use sqlite:///path or postgresql://...")

@@ -275,3 +275,30 @@ async def test_a_postgres_database_without_hookline_is_refused_and_left_empty(
     finally:
         await conn.close()
     assert tables == []
+
+
+@pytest.mark.postgres
+async def test_a_worker_told_to_wait_starts_once_the_database_answers(
+    cwd: Path, postgres_url: str
+) -> None:
+    """``--wait-for-database`` keeps the start-late behaviour for supervisors; without it
+    (above) an unreachable database is one line at once."""
+    from tests.support.tcp_forwarder import Forwarder
+
+    migrated = await asyncio.to_thread(run, cwd, "migrate", "--database", postgres_url)
+    assert migrated.returncode == 0, migrated.stderr
+    forwarder = Forwarder(("127.0.0.1", 5432))  # not started: the database is "down"
+    through = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{forwarder.port}")
+    proc = start(cwd, "worker", "--database", through, "--wait-for-database", "120")
+    assert proc.stderr is not None
+    try:
+        waiting = await asyncio.to_thread(proc.stderr.readline)
+        assert "waiting for the database" in waiting, waiting
+        await forwarder.start()
+        while "delivering from" not in (line := await asyncio.to_thread(proc.stderr.readline)):
+            assert line, "the worker ended without starting"
+            assert "waiting for the database" in line, line
+    finally:
+        code = await asyncio.to_thread(stop, proc)
+        await forwarder.cut()
+    assert code == 0

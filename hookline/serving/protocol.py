@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -55,11 +56,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     waiting: ClassVar[dict[GuardedHttpToolsProtocol, None]] = {}
     #: Connections closed to make room whose close has not completed yet.
     closing: ClassVar[set[GuardedHttpToolsProtocol]] = set()
+    #: Seconds between two sweeps for passed deadlines, and the next sweep (if any).
+    sweep_interval: ClassVar[float] = 1.0
+    sweep: ClassVar[asyncio.TimerHandle | None] = None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.timeout_keep_alive = self.limits.idle_timeout  # type: ignore[assignment]
-        self._deadline: asyncio.TimerHandle | None = None
+        #: When the current read phase must end (loop time), and what happens then.
+        self._deadline: tuple[float, Callable[[], None]] | None = None
         #: A request has begun and its headers are not complete yet.
         self._in_headers = False
         #: Whole reads are being counted as header bytes (the headers span reads).
@@ -183,17 +188,40 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- deadlines and refusals -------------------------------------------------------
 
-    def _set_deadline(self, seconds: float, expire: object) -> None:
-        self._clear_deadline()
-        self._deadline = self.loop.call_later(seconds, expire)  # type: ignore[arg-type]
+    # Deadlines are checked by one sweep per server every ``sweep_interval`` rather than
+    # by a timer per request: arming and cancelling two loop timers per request would
+    # cost more than everything else these limits add.
+
+    def _set_deadline(self, seconds: float, expire: Callable[[], None]) -> None:
+        self._deadline = (self.loop.time() + seconds, expire)
+        cls = type(self)
+        if cls.sweep is None:
+            cls.sweep = self.loop.call_later(
+                cls.sweep_interval, cls._sweep, self.loop, self.connections
+            )
 
     def _clear_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
+
+    @classmethod
+    def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        # Rescheduled while the server has connections; the next deadline restarts it.
+        cls.sweep = (
+            loop.call_later(cls.sweep_interval, cls._sweep, loop, connections)
+            if connections
+            else None
+        )
+        now = loop.time()
+        for connection in list(connections):
+            deadline = getattr(connection, "_deadline", None)
+            if deadline is not None and deadline[0] <= now:
+                connection._deadline = None
+                try:
+                    deadline[1]()
+                except Exception:
+                    log.exception("could not end a connection past its deadline")
 
     def _headers_timed_out(self) -> None:
-        self._deadline = None
         if self._in_headers and not self.transport.is_closing():
             self._refuse(
                 _Refused(
@@ -203,7 +231,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _body_timed_out(self) -> None:
         # The application may be waiting on this body; closing tells it the client left.
-        self._deadline = None
         if not self.transport.is_closing():
             log.debug("closing a connection whose body took over %g s", self.limits.body_timeout)
             self.transport.close()
@@ -259,5 +286,12 @@ def protocol_for(limits: ServerSettings, max_connections: int) -> type[GuardedHt
     return type(
         "HooklineHttpProtocol",
         (GuardedHttpToolsProtocol,),
-        {"limits": limits, "max_connections": max_connections, "waiting": {}, "closing": set()},
+        {
+            "limits": limits,
+            "max_connections": max_connections,
+            "waiting": {},
+            "closing": set(),
+            # Deadlines fire at most a quarter late (a second at the defaults).
+            "sweep_interval": min(1.0, limits.header_timeout / 4, limits.body_timeout / 4),
+        },
     )

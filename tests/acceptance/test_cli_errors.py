@@ -246,29 +246,34 @@ def test_database_help_shows_its_default_and_variable(cwd: Path) -> None:
     assert "HOOKLINE_INBOX_URL" in text and "default:sqlite:///./hookline-inbox.db" in text
 
 
-@pytest.mark.parametrize("args", [["apps", "list"], ["worker"]], ids=" ".join)
-def test_a_file_that_is_no_hookline_database_is_refused_and_kept(
-    cwd: Path, args: list[str]
-) -> None:
+NOT_SET_UP = {
+    "apps list": (["apps", "list"], "holds no hookline database"),
+    "worker": (["worker"], "holds no hookline database"),
+    "dead-letters list": (["dead-letters", "list"], "holds no hookline inbox"),
+}
+
+
+@pytest.mark.parametrize("command", list(NOT_SET_UP))
+def test_a_file_that_is_no_hookline_database_is_refused_and_kept(cwd: Path, command: str) -> None:
+    args, says = NOT_SET_UP[command]
     (cwd / "other.db").write_text("some other program's file\n")
     assert_refused(cwd, *args, "--database", "sqlite:///other.db", says="file is not a database")
     assert (cwd / "other.db").read_text() == "some other program's file\n"
     sqlite3.connect(cwd / "empty.db").close()  # a SQLite database without hookline's tables
-    assert_refused(
-        cwd, *args, "--database", "sqlite:///empty.db", says="holds no hookline database"
-    )
+    assert_refused(cwd, *args, "--database", "sqlite:///empty.db", says=says)
+    with sqlite3.connect(cwd / "empty.db") as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("args", [["apps", "list"], ["worker"]], ids=" ".join)
+@pytest.mark.parametrize("command", list(NOT_SET_UP))
 async def test_a_postgres_database_without_hookline_is_refused_and_left_empty(
-    cwd: Path, postgres_url: str, args: list[str]
+    cwd: Path, postgres_url: str, command: str
 ) -> None:
     import asyncpg
 
-    await asyncio.to_thread(
-        assert_refused, cwd, *args, "--database", postgres_url, says="holds no hookline database"
-    )
+    args, says = NOT_SET_UP[command]
+    await asyncio.to_thread(assert_refused, cwd, *args, "--database", postgres_url, says=says)
     conn = await asyncpg.connect(postgres_url)
     try:
         tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hookline.config import check_postgres_url
+from hookline.config import check_postgres_url, redact_url
 from hookline.exceptions import ConfigError
 from hookline.receiver.inbox.base import (
     Finish,
@@ -29,7 +29,8 @@ __all__ = [
 def open_inbox(url: str, *, create: bool = True) -> Inbox:
     """The inbox for ``url`` (not yet opened): ``sqlite:///path`` or ``postgresql://...``.
 
-    ``create=False`` refuses to make a missing SQLite file; no directory is ever made.
+    ``create=False`` opens only an existing inbox: a missing SQLite file, or a database
+    without the inbox's tables, is a ``ConfigError``. No directory is ever made.
     """
     if url.startswith("sqlite:"):
         from hookline.receiver.inbox.sqlite import SqliteInbox
@@ -39,6 +40,7 @@ def open_inbox(url: str, *, create: bool = True) -> Inbox:
         from hookline.receiver.inbox.postgres import PostgresInbox
 
         check_postgres_url(url)
-
-        return PostgresInbox(url)
-    raise ConfigError(f"unsupported inbox URL {url!r}: use sqlite:///path or postgresql://...")
+        return PostgresInbox(url, create=create)
+    raise ConfigError(
+        f"unsupported inbox URL {redact_url(url)!r}: use sqlite:///path or postgresql://..."
+    )

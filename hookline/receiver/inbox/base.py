@@ -18,7 +18,9 @@ from typing import Any
 
 import orjson
 
+from hookline.config import redact_url
 from hookline.events import Envelope
+from hookline.exceptions import ConfigError
 
 _BLOCK = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
@@ -28,6 +30,15 @@ def load_queries(dialect: str) -> dict[str, str]:
     text = resources.files("hookline.receiver").joinpath(f"sql/{dialect}.sql").read_text("utf-8")
     parts = _BLOCK.split(text)
     return {name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def no_inbox(url: str) -> ConfigError:
+    """The error of a command that reads an inbox (``create=False``) at ``url`` when the
+    database there has no inbox tables: it refuses to make them in the wrong database."""
+    return ConfigError(
+        f"{redact_url(url)} holds no hookline inbox; correct the URL, "
+        "or start `hookline receive` to create it"
+    )
 
 
 class Outcome(enum.Enum):

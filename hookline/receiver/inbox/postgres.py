@@ -26,6 +26,7 @@ from hookline.receiver.inbox.base import (
     classify,
     head_from_row,
     load_queries,
+    no_inbox,
 )
 from hookline.receiver.inbox.batching import Batcher
 
@@ -67,8 +68,9 @@ def _wrap(exc: BaseException) -> StorageError:
 
 
 class PostgresInbox(Inbox):
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, create: bool = True) -> None:
         self.url = url
+        self._create = create
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._batcher = Batcher(self._accept_batch, flushers=max(1, pool_size // 2))
@@ -80,10 +82,24 @@ class PostgresInbox(Inbox):
                 # Two processes starting together must not race on CREATE TABLE.
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(7031964102)")
+                    if not self._create and not await conn.fetchval(
+                        "SELECT to_regclass('inbox_webhooks') IS NOT NULL"
+                    ):
+                        raise no_inbox(self.url)
                     await conn.execute(_Q["schema"].sql)
         except (OSError, asyncpg.PostgresError) as exc:
+            self._drop_pool()
             raise _wrap(exc) from exc
+        except BaseException:
+            self._drop_pool()
+            raise
         self._batcher.start()
+
+    def _drop_pool(self) -> None:
+        """After a failed open: nothing of the pool may outlive it."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
 
     async def close(self) -> None:
         await self._batcher.stop()

@@ -34,6 +34,7 @@ from hookline.receiver.inbox.base import (
     classify,
     head_from_row,
     load_queries,
+    no_inbox,
 )
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ Op = Callable[[sqlite3.Connection], Any]
 _Q = load_queries("sqlite")
 MAX_BATCH = 1024
 _SYNC_MODES = ("full", "normal", "extra")
+_HAS_INBOX = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox_webhooks'"
 
 
 def parse_sqlite_url(url: str) -> tuple[str, str]:
@@ -96,12 +98,18 @@ class SqliteInbox(Inbox):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
-        # Other processes (a second receiver, the dead-letters CLI) may hold the lock.
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.executescript(_Q["schema"])
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+            # Other processes (a second receiver, the dead-letters CLI) may hold the lock.
+            conn.execute("PRAGMA busy_timeout=30000")
+            if not self._create and not conn.execute(_HAS_INBOX).fetchone():
+                raise no_inbox(self.url)
+            conn.executescript(_Q["schema"])
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def _write_loop(self) -> None:

@@ -135,8 +135,11 @@ def worker(
     PostgreSQL: on SQLite, `hookline serve` already delivers, and a worker beside it
     adds a process on the same machine only (it says so at start).
     """
+    from hookline.serving import raise_open_file_limit
+
     _logging(json_logs)
     settings = _settings(allow_private_targets)
+    raise_open_file_limit()  # a socket for each delivery in flight, as in `serve`
     with contextlib.suppress(KeyboardInterrupt):
         _run_fast(_run_worker(database, settings, wait_for_database))
 

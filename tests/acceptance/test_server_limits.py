@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,8 +30,14 @@ from tests.support.attacks import (
     send_and_read,
     status_of,
 )
-from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess, wait_until
-from tests.support.receive_process import ReceiveProcess
+from tests.support.hookline_proc import (
+    ADMIN_TOKEN,
+    ServeProcess,
+    limit_open_files,
+    open_file_limit,
+    wait_until,
+)
+from tests.support.receive_process import HOOKLINE, ReceiveProcess
 from tests.support.recorder import Recorder
 
 MIB = 1024 * 1024
@@ -312,3 +319,23 @@ async def test_at_the_cap_the_longest_waiting_connection_makes_room(tmp_path: Pa
             busy.close()
             for _, writer in silent:
                 writer.close()
+
+
+async def test_serve_and_worker_raise_the_open_file_limit_to_the_hard_one(tmp_path: Path) -> None:
+    async with ServeProcess(tmp_path / "sender.db", open_files=(256, 4096)) as serve:
+        assert serve.proc is not None
+        assert open_file_limit(serve.proc.pid) == (4096, 4096)
+        worker = subprocess.Popen(
+            [HOOKLINE, "worker", "--database", serve.database_url],
+            preexec_fn=limit_open_files((256, 4096)),
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await wait_until(
+                lambda: open_file_limit(worker.pid) == (4096, 4096) or worker.poll() is not None,
+                timeout=30,
+            )
+            assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)

@@ -69,11 +69,15 @@ class ServeProcess:
     """``hookline serve`` on a free port over one SQLite file; restartable on the same file."""
 
     def __init__(
-        self, db_path: Path, *, env: Mapping[str, str] | None = None, open_files: int | None = None
+        self,
+        db_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        open_files: int | tuple[int, int] | None = None,
     ) -> None:
         self.db_path = db_path
         self.env = {**FAST_ENV, **(env or {})}
-        #: RLIMIT_NOFILE (soft and hard) of the process, where a test lowers it.
+        #: RLIMIT_NOFILE of the process (one number: soft and hard), where a test sets it.
         self.open_files = open_files
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -169,15 +173,26 @@ class ServeProcess:
         await self.stop()
 
 
-def limit_open_files(limit: int | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that sets the child's RLIMIT_NOFILE (soft and hard) to ``limit``."""
+def limit_open_files(limit: int | tuple[int, int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that sets the child's RLIMIT_NOFILE: ``(soft, hard)``, or one
+    number for both."""
     if limit is None:
         return None
+    soft, hard = (limit, limit) if isinstance(limit, int) else limit
 
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     return apply
+
+
+def open_file_limit(pid: int) -> tuple[int, int]:
+    """The soft and hard RLIMIT_NOFILE of a running process."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"no open-file limit for process {pid}")
 
 
 def table_counts(db_path: Path) -> dict[str, int]:

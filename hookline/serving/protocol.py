@@ -18,7 +18,10 @@ connections are open, idle ones included, so idle connections would still lock o
 - a connection cap: past it, the connection that has waited longest without a request
   in progress is closed to make room, so idle and slow clients cannot lock others out.
 
-Everything else (parsing, ASGI cycle, flow control, pipelining) is uvicorn's own.
+Everything else (parsing, ASGI cycle, flow control, pipelining) is uvicorn's own. The
+subclass leans on uvicorn's protocol internals (its callbacks, ``cycle``, ``pipeline``,
+the keep-alive timer), as of 0.54: tests/acceptance/test_server_limits.py fails loudly
+if an upgrade moves them.
 """
 
 from __future__ import annotations

@@ -132,7 +132,9 @@ SELECT pg_advisory_xact_lock(7031964201), set_config('synchronous_commit', 'on',
 -- each app's fair share of the slots, split evenly among the apps that have work. So an
 -- app whose endpoints never answer holds its share at most, and the others go on. Apps
 -- take turns: every app's oldest lane, then every app's second oldest, and so on.
--- A lane whose lease ran out (its worker died) is due again.
+-- Lanes are looked up from the endpoints with room left, so a backlog behind endpoints
+-- or apps at their cap costs a claim nothing. A lane whose lease ran out (its worker
+-- died) is due again.
 WITH leased AS (
     SELECT l.endpoint_id, e.app_id, COUNT(*) AS n
     FROM lanes AS l
@@ -141,14 +143,19 @@ WITH leased AS (
     GROUP BY l.endpoint_id, e.app_id
 ), app_leased AS (
     SELECT app_id, SUM(n) AS n FROM leased GROUP BY app_id
-), due AS (
-    SELECT l.endpoint_id, e.app_id, l.lane, l.next_attempt_at, e.timeout,
-           ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank,
+), open AS (
+    SELECT e.id, e.app_id, e.timeout,
            LEAST(COALESCE(e.max_in_flight, :default_cap::int), :app_cap::int) - COALESCE(b.n, 0) AS room
-    FROM lanes AS l
-    JOIN endpoints AS e ON e.id = l.endpoint_id
-    LEFT JOIN leased AS b ON b.endpoint_id = l.endpoint_id
-    WHERE l.next_attempt_at <= :now AND e.enabled = 1
+    FROM endpoints AS e
+    LEFT JOIN leased AS b ON b.endpoint_id = e.id
+    LEFT JOIN app_leased AS ab ON ab.app_id = e.app_id
+    WHERE e.enabled = 1 AND COALESCE(ab.n, 0) < :app_cap::int
+), due AS (
+    SELECT l.endpoint_id, o.app_id, l.lane, l.next_attempt_at, o.timeout, o.room,
+           ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank
+    FROM open AS o
+    CROSS JOIN lanes AS l  -- open endpoints first
+    WHERE o.room > 0 AND l.endpoint_id = o.id AND l.next_attempt_at <= :now
 ), allowed AS (
     SELECT endpoint_id, app_id, lane, next_attempt_at, timeout,
            ROW_NUMBER() OVER (PARTITION BY app_id ORDER BY next_attempt_at) AS turn

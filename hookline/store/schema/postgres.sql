@@ -83,6 +83,8 @@ CREATE TABLE lanes (
     PRIMARY KEY (endpoint_id, lane)
 );
 CREATE INDEX lanes_due ON lanes (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX lanes_endpoint_due ON lanes (endpoint_id, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX lanes_leased ON lanes (endpoint_id) WHERE lease_until IS NOT NULL;
 
 CREATE TABLE attempts (

@@ -21,15 +21,13 @@ from hookline.sender import Engine
 from hookline.store import NewEvent, Store
 from tests.support.recorder import Answer, Recorder, in_flight_peak
 
-#: Two engines of 8 slots; one app may hold 3 deliveries in flight, all engines together.
-SETTINGS = EngineSettings(
-    retry=RetryPolicy(schedule=(0, 60), jitter=0.0),
-    allow_private_targets=True,
-    poll_interval=0.05,
-    lease_margin=1.0,
-    concurrency=8,
-    app_max_in_flight=3,
-)
+_FAST = {"allow_private_targets": True, "poll_interval": 0.05, "lease_margin": 1.0}
+_ONE_RETRY = RetryPolicy(schedule=(0, 60), jitter=0.0)
+
+#: Two engines of 8 slots each; one app may hold 3 deliveries in flight, all together.
+SMALL = EngineSettings(retry=_ONE_RETRY, concurrency=8, app_max_in_flight=3, **_FAST)
+#: The defaults (512 slots per engine, an app cap of 128), and the flood the issue saw.
+DEFAULT = EngineSettings(retry=_ONE_RETRY, **_FAST)
 
 
 @pytest.fixture
@@ -59,8 +57,15 @@ async def _latencies(
     return seconds
 
 
+@pytest.mark.parametrize(
+    ("settings", "flood", "tests"),
+    [
+        pytest.param(SMALL, 200, 50, id="small"),
+        pytest.param(DEFAULT, 2000, 1100, id="default", marks=pytest.mark.slow),
+    ],
+)
 async def test_a_tarpit_app_holds_its_share_of_the_slots_and_no_more(
-    database_url: str, recorder: Recorder
+    database_url: str, recorder: Recorder, settings: EngineSettings, flood: int, tests: int
 ) -> None:
     tarpit = recorder.script("/tarpit", then=Answer(hang=True))
     healthy = recorder.script("/healthy", then=Answer(200))
@@ -78,17 +83,20 @@ async def test_a_tarpit_app_holds_its_share_of_the_slots_and_no_more(
         for _ in range(4)
     ]
     await store.create_endpoint(victim["id"], url=healthy, event_types=["*"], timeout=5)
-    engines = [Engine(s, SETTINGS) for s in stores]
+    engines = [Engine(s, settings) for s in stores]
     for engine in engines:
         await engine.start()
     try:
         baseline = await _latencies(store, recorder, engines, "calm")
 
-        await store.publish([_event(f"flood-{n}", "a-user") for n in range(200)])
-        for n in range(50):
+        for first in range(0, flood, 500):  # 500 events x 4 endpoints a publish
+            await store.publish(
+                [_event(f"flood-{n}", "a-user") for n in range(first, min(first + 500, flood))]
+            )
+        for n in range(tests):
             endpoint = a_endpoints[n % len(a_endpoints)]
             await store.send_test(endpoint["id"], "order_completed", '{"id": "test"}')
-        await recorder.wait_for(lambda: len(recorder.open_hits("/tarpit")) == SETTINGS.app_cap)
+        await recorder.wait_for(lambda: len(recorder.open_hits("/tarpit")) == settings.app_cap)
 
         attacked = await _latencies(store, recorder, engines, "attack")
         last_landed = recorder.hits("/healthy")[-1].started
@@ -100,14 +108,15 @@ async def test_a_tarpit_app_holds_its_share_of_the_slots_and_no_more(
 
     held = recorder.hits("/tarpit")
     print(
-        f"\n[{database_url.split(':')[0]}] victim latency p50/max: "
+        f"\n[{database_url.split(':')[0]}, {flood} deliveries and {tests} tests to the tarpit] "
+        "victim latency p50/max: "
         f"calm {statistics.median(baseline) * 1000:.1f}/{max(baseline) * 1000:.1f} ms, "
         f"under attack {statistics.median(attacked) * 1000:.1f}/{max(attacked) * 1000:.1f} ms; "
         f"tarpit connections at once: {in_flight_peak(held)} of the app's cap "
-        f"{SETTINGS.app_cap}, {2 * SETTINGS.concurrency} slots"
+        f"{settings.app_cap}, {2 * settings.concurrency} slots"
     )
-    assert in_flight_peak(held) == SETTINGS.app_cap
-    assert len(held) == SETTINGS.app_cap, "nothing of the attacker's went out beyond its cap"
+    assert in_flight_peak(held) == settings.app_cap
+    assert len(held) == settings.app_cap, "nothing of the attacker's went out beyond its cap"
     # Every victim delivery landed while all of the attacker's slots were still held:
     # it waited for none of them.
     assert all(h.ended is None or h.ended > last_landed for h in held)

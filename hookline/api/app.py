@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from hookline import __version__, web
 from hookline.api import errors, routes, types
@@ -62,7 +63,9 @@ def create_api(
                 await engine.stop()
             await store.close()
 
-    app = FastAPI(
+    # FastAPIOffline serves /docs and /redoc with their scripts from the package
+    # (/static-offline-docs), so the API's documentation works without the internet.
+    app = FastAPIOffline(
         title="hookline",
         version=__version__,
         summary="Signed, retried, ordered webhooks for Selz apps.",

@@ -1,3 +1,24 @@
 """hookline: Selz-compatible webhooks, the sender a platform runs and the receiver an app runs."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from hookline.client import AsyncClient, Client
+
+__all__ = ["AsyncClient", "Client", "__version__"]
+
+#: Loaded on first use, so that ``import hookline`` (and the receiver, the CLI) does not
+#: pay for the client's HTTP library and models.
+_LAZY = {"Client": "hookline.client", "AsyncClient": "hookline.client"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hookline' has no attribute {name!r}")

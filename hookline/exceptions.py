@@ -5,10 +5,15 @@
     ├── ValidationError          input that breaks a rule (unknown event type, bad URL, ...)
     │   ├── ForbiddenAddress     a target that resolves to a private or reserved address
     │   └── TooLarge             more than a configured bound at once (deliveries per publish)
+    ├── Unauthorized             no token, or one that is neither the admin token nor an app's key
+    ├── Forbidden                the token may not do this (another app's key, an admin route)
     ├── NotFound                 a record that does not exist (or is not yours)
-    ├── Conflict                 a record that already exists
-    │   └── LimitReached         one more would pass a configured bound (endpoints per app)
+    ├── Conflict                 a record that already exists, or a state that forbids the change
+    │   ├── LimitReached         one more would pass a configured bound (endpoints per app)
+    │   └── EventConflict        an event_id already published with another type, user or data
     ├── RateLimited              too many requests (or failed sign-ins); retry after a while
+    ├── Unavailable              the API did not answer: a 503, or no connection; retry later
+    │   └── Timeout              no answer within the client's timeout
     ├── StorageError             the database failed or is unreachable
     │   └── StorageUnavailable   the database is gone for now; try again later
     ├── DeliveryError            a webhook could not be sent (network, timeout, status)
@@ -18,7 +23,9 @@
         ├── ReplayedToken        a token already accepted came back with another body
         └── MalformedWebhook     the body is not a valid envelope
 
-The API maps them to HTTP status codes in one place (``hookline.api.errors``).
+The API maps them to HTTP status codes in one place (``hookline.api.errors``), and
+``hookline.Client`` maps the answers back (``hookline.client._http.error_for``): an error
+the client raises carries the answer's HTTP ``status`` and the ``code`` of its body.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class HooklineError(Exception):
     """Root of every error hookline raises on purpose."""
 
     code = "error"
+    #: The HTTP status of the API's answer, on errors ``hookline.Client`` raises.
+    status: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -50,6 +59,14 @@ class TooLarge(ValidationError):
     code = "too_large"
 
 
+class Unauthorized(HooklineError):
+    code = "unauthorized"
+
+
+class Forbidden(HooklineError):
+    code = "forbidden"
+
+
 class NotFound(HooklineError):
     code = "not_found"
 
@@ -70,6 +87,33 @@ class RateLimited(HooklineError):
 
 class LimitReached(Conflict):
     code = "limit_reached"
+
+
+class EventConflict(Conflict):
+    """The same ``event_id`` again, with another type, user or data: not a duplicate but
+    another event, which needs an id of its own."""
+
+    code = "event_conflict"
+
+
+class Unavailable(HooklineError):
+    """The API could not answer now (a 503, a refused or dropped connection): the same
+    request may succeed later. ``retry_after`` is the server's hint in seconds, if any;
+    ``sent`` is False when the request surely never reached the server (a refused
+    connection), so that sending it again is safe whatever it was."""
+
+    code = "unavailable"
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, sent: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.sent = sent
+
+
+class Timeout(Unavailable):
+    code = "timeout"
 
 
 class StorageError(HooklineError):

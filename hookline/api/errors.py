@@ -28,6 +28,8 @@ STATUS: list[tuple[type[exc.HooklineError], int]] = [
 class ApiError(exc.HooklineError):
     """An error that already knows its HTTP status (auth, limits)."""
 
+    status: int
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status

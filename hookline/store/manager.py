@@ -25,6 +25,7 @@ from hookline.events import matches, new_token
 from hookline.exceptions import (
     ConfigError,
     Conflict,
+    EventConflict,
     LimitReached,
     NotFound,
     TooLarge,
@@ -265,7 +266,7 @@ class Store:
         """Store events and their fan-out in one transaction.
 
         An event whose id is already stored publishes nothing new and comes back marked
-        ``duplicate``; the same id with a different type, user or data is a ``Conflict``
+        ``duplicate``; the same id with a different type, user or data is an ``EventConflict``
         and nothing of the batch is stored.
         """
         for event in events:
@@ -328,7 +329,7 @@ class Store:
             if row is None:  # repeated within this very batch (checked before)
                 continue
             if not _same_event(row, event):
-                raise Conflict(
+                raise EventConflict(
                     f"event_id {event.id!r} was already published with another type, user "
                     "or data; use a new event_id for a new event"
                 )
@@ -989,12 +990,12 @@ def _same_event(row: Row | NewEvent, event: NewEvent) -> bool:
 
 def _check_repeats(events: Sequence[NewEvent]) -> None:
     """The same event_id twice in one batch is one event if both say the same, and a
-    ``Conflict`` (nothing of the batch stored) if they differ."""
+    ``EventConflict`` (nothing of the batch stored) if they differ."""
     first: dict[str, NewEvent] = {}
     for event in events:
         seen = first.setdefault(event.id, event)
         if seen is not event and not _same_event(seen, event):
-            raise Conflict(
+            raise EventConflict(
                 f"event_id {event.id!r} appears twice in the batch with another type, user "
                 "or data; use a new event_id for a new event"
             )

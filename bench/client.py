@@ -1,0 +1,252 @@
+"""Which HTTP library ``hookline.Client`` / ``hookline.AsyncClient`` should publish with.
+
+    python -m bench.client --json bench/results/client.json
+
+Every contender does what a platform's code does when it publishes: ``POST`` one event
+(a JSON body, a bearer token) and read the answer, ``-n`` times, over one kept-alive
+client. The async ones keep ``--concurrency`` requests in flight from one event loop;
+the sync ones send one after the other from one thread (a request handler's view).
+
+Two targets, one after the other in the same run:
+
+- ``sink``: ``bench.peers.sink`` (a bare counting server in its own process), so the
+  figure is the client's own cost per request;
+- ``serve``: a real ``hookline serve`` on a fresh SQLite file, ``POST /api/v1/events``
+  (202 with the stored event), the case the client exists for.
+
+A run counts only 2xx answers; the sink's own count is checked against them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from bench._common import RunResult, print_table, summarize, write_json
+from bench.hookline_server import ADMIN_TOKEN, HooklineServer
+from bench.peers.sink import SinkProcess
+
+HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+
+
+def _body(i: int) -> bytes:
+    event = {
+        "event_type": "order_completed",
+        "user_id": f"store-{i % 100}",
+        "data": {"id": f"o-{i}", "total": "19.90", "items": [{"sku": "A-1", "quantity": 2}]},
+        "event_id": f"evt_bench_{i}_{time.monotonic_ns()}",
+    }
+    return json.dumps(event).encode()
+
+
+# -- async contenders: each returns a "send one" coroutine factory and a closer ----------
+
+AsyncSend = Callable[[bytes], Awaitable[int]]
+
+
+async def _aiohttp(url: str, concurrency: int) -> tuple[AsyncSend, Callable[[], Awaitable[None]]]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), headers=HEADERS
+    )
+
+    async def send(body: bytes) -> int:
+        async with session.post(url, data=body) as response:
+            await response.read()
+            return response.status
+
+    return send, session.close
+
+
+async def _httpx_async(
+    url: str, concurrency: int
+) -> tuple[AsyncSend, Callable[[], Awaitable[None]]]:
+    import httpx
+
+    client = httpx.AsyncClient(headers=HEADERS, limits=httpx.Limits(max_connections=concurrency))
+
+    async def send(body: bytes) -> int:
+        response = await client.post(url, content=body)
+        return response.status_code
+
+    return send, client.aclose
+
+
+async def _pyreqwest_async(
+    url: str, concurrency: int
+) -> tuple[AsyncSend, Callable[[], Awaitable[None]]]:
+    from pyreqwest.client import ClientBuilder
+
+    client = ClientBuilder().max_connections(concurrency).default_headers(HEADERS).build()
+
+    async def send(body: bytes) -> int:
+        response = await client.post(url).body_bytes(body).build().send()
+        await response.bytes()
+        return response.status
+
+    return send, client.close
+
+
+async def _niquests_async(
+    url: str, concurrency: int
+) -> tuple[AsyncSend, Callable[[], Awaitable[None]]]:
+    import niquests
+
+    session = niquests.AsyncSession(pool_maxsize=concurrency)
+    session.headers.update(HEADERS)
+
+    async def send(body: bytes) -> int:
+        response = await session.post(url, data=body)
+        return int(response.status_code or 0)
+
+    return send, session.close
+
+
+ASYNC = {
+    "aiohttp": _aiohttp,
+    "httpx (async)": _httpx_async,
+    "pyreqwest (async)": _pyreqwest_async,
+    "niquests (async)": _niquests_async,
+}
+
+
+async def run_async(name: str, url: str, n: int, concurrency: int) -> RunResult:
+    send, close = await ASYNC[name](url, concurrency)
+    bodies = [_body(i) for i in range(n)]
+    await send(_body(-1))  # connect and warm up outside the clock
+    took: list[float] = []
+    ok = 0
+    queue = iter(bodies)
+
+    async def worker() -> None:
+        nonlocal ok
+        for body in queue:
+            start = time.perf_counter()
+            status = await send(body)
+            took.append(time.perf_counter() - start)
+            ok += 200 <= status < 300
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - start
+    await close()
+    return RunResult(name, n, ok, seconds, summarize(took), {"concurrency": concurrency})
+
+
+# -- sync contenders ---------------------------------------------------------------------
+
+SyncSend = Callable[[bytes], int]
+
+
+def _httpx(url: str) -> tuple[SyncSend, Callable[[], None]]:
+    import httpx
+
+    client = httpx.Client(headers=HEADERS)
+    return (lambda body: client.post(url, content=body).status_code), client.close
+
+
+def _pyreqwest(url: str) -> tuple[SyncSend, Callable[[], None]]:
+    from pyreqwest.client import SyncClientBuilder
+
+    client = SyncClientBuilder().default_headers(HEADERS).build()
+
+    def send(body: bytes) -> int:
+        response = client.post(url).body_bytes(body).build().send()
+        response.bytes()
+        return response.status
+
+    return send, client.close
+
+
+def _niquests(url: str) -> tuple[SyncSend, Callable[[], None]]:
+    import niquests
+
+    session = niquests.Session()
+    session.headers.update(HEADERS)
+    return (lambda body: int(session.post(url, data=body).status_code or 0)), session.close
+
+
+def _urllib3(url: str) -> tuple[SyncSend, Callable[[], None]]:
+    import urllib3
+
+    pool = urllib3.PoolManager(headers=HEADERS)
+    return (lambda body: pool.request("POST", url, body=body).status), pool.clear
+
+
+SYNC = {"httpx": _httpx, "pyreqwest": _pyreqwest, "niquests": _niquests, "urllib3": _urllib3}
+
+
+def run_sync(name: str, url: str, n: int) -> RunResult:
+    send, close = SYNC[name](url)
+    send(_body(-1))
+    bodies = [_body(i) for i in range(n)]
+    took: list[float] = []
+    ok = 0
+    start = time.perf_counter()
+    for body in bodies:
+        t = time.perf_counter()
+        status = send(body)
+        took.append(time.perf_counter() - t)
+        ok += 200 <= status < 300
+    seconds = time.perf_counter() - start
+    close()
+    return RunResult(name, n, ok, seconds, summarize(took), {"concurrency": 1})
+
+
+def run_all(target: str, url: str, args: argparse.Namespace) -> list[RunResult]:
+    results = []
+    for name in args.async_libs:
+        result = asyncio.run(run_async(name, url, args.n, args.concurrency))
+        results.append(_tagged(result, target))
+    for name in args.sync_libs:
+        results.append(_tagged(run_sync(name, url, args.sync_n), target))
+    return results
+
+
+def _tagged(result: RunResult, target: str) -> RunResult:
+    return RunResult(
+        f"{result.name} -> {target}",
+        result.requested,
+        result.delivered,
+        result.seconds,
+        result.latency,
+        {**result.params, "target": target},
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("-n", type=int, default=5000, help="requests per async run")
+    parser.add_argument("--sync-n", type=int, default=2000, help="requests per sync run")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--async-libs", nargs="*", default=list(ASYNC), choices=list(ASYNC))
+    parser.add_argument("--sync-libs", nargs="*", default=list(SYNC), choices=list(SYNC))
+    parser.add_argument("--targets", nargs="*", default=["sink", "serve"])
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args(argv)
+
+    results: list[RunResult] = []
+    if "sink" in args.targets:
+        with SinkProcess(record=False) as sink:
+            results += run_all("sink", sink.url, args)
+            expected = sum(r.requested + 1 for r in results)
+            counted = sink.count()
+            if counted != expected:
+                print(f"warning: the sink counted {counted} requests, the clients sent {expected}")
+    if "serve" in args.targets:
+        server = HooklineServer(args=("--no-deliver",)).start()
+        try:
+            results += run_all("serve", f"{server.base}/api/v1/events", args)
+        finally:
+            server.stop()
+    print_table(results, title="publishing one event per request")
+    if args.json:
+        write_json(args.json, results, kind="client", concurrency=args.concurrency)
+
+
+if __name__ == "__main__":
+    main()

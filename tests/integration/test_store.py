@@ -272,6 +272,21 @@ async def test_gone_disables_the_endpoint_and_stops_its_deliveries(store: Store)
     assert (await store.list_deliveries(endpoint["app_id"], user_id="u1"))[0]["event_id"] == "e1"
 
 
+async def test_an_attempt_whose_endpoint_was_deleted_meanwhile_is_dropped(store: Store) -> None:
+    """Deleting an endpoint (or its app) takes its deliveries along while one may be in
+    flight: recording that attempt must not fail, or the engine would retry the record
+    forever and record nothing else."""
+    gone = await app_with_endpoint(store, ["u1"])
+    kept = await app_with_endpoint(store, ["u2"])
+    await store.publish([event("e1", "u1"), event("e2", "u2")])
+    jobs = {job.endpoint_id: job for job in await claim(store)}
+    await store.delete_endpoint(gone["id"])
+    await store.record("w1", [result(jobs[gone["id"]]), result(jobs[kept["id"]])])
+    [delivery] = await store.list_deliveries(kept["app_id"])
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 1
+    assert await store.list_deliveries(gone["app_id"]) == []
+
+
 async def test_release_hands_claimed_lanes_to_another_worker(store: Store) -> None:
     await app_with_endpoint(store, ["u1"])
     await store.publish([event("e1", "u1")])

@@ -215,13 +215,17 @@ ORDER BY endpoint_id, lane
 FOR UPDATE;
 
 -- insert_attempts --
+-- A delivery deleted while in flight (its endpoint or app removed) has no row to log to.
+-- (One deleted between this read and the insert fails the foreign key; the engine
+-- records again, and then it is not found.)
 INSERT INTO attempts (delivery_id, attempted_at, outcome, status_code, latency_ms,
                       response_excerpt, error)
 SELECT j.delivery_id, j.attempted_at, j.outcome, j.status_code, j.latency_ms,
        j.response_excerpt, j.error
 FROM jsonb_to_recordset(:rows::jsonb) AS j(
     delivery_id bigint, attempted_at float8, outcome text, status_code integer,
-    latency_ms float8, response_excerpt text, error text);
+    latency_ms float8, response_excerpt text, error text)
+JOIN deliveries d ON d.id = j.delivery_id;
 
 -- finish_deliveries --
 UPDATE deliveries

@@ -178,12 +178,14 @@ JOIN endpoints AS e ON e.id = d.endpoint_id
 JOIN apps AS a ON a.id = d.app_id;
 
 -- insert_attempts --
+-- A delivery deleted while in flight (its endpoint or app removed) has no row to log to.
 INSERT INTO attempts (delivery_id, attempted_at, outcome, status_code, latency_ms,
                       response_excerpt, error)
 SELECT j.value ->> 'delivery_id', j.value ->> 'attempted_at', j.value ->> 'outcome',
        j.value ->> 'status_code', j.value ->> 'latency_ms', j.value ->> 'response_excerpt',
        j.value ->> 'error'
-FROM json_each(:rows) AS j;
+FROM json_each(:rows) AS j
+WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = j.value ->> 'delivery_id');
 
 -- finish_deliveries --
 UPDATE deliveries

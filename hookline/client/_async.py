@@ -136,7 +136,7 @@ class AsyncApps(_Resource):
 
 
 class AsyncInstallations(_Resource):
-    create = _Method(ops.install)
+    create = _Method(ops.create_installation)
     list = _Pages(ops.list_installations)
 
 
@@ -147,13 +147,13 @@ class AsyncEndpoints(_Resource):
     update = _Method(ops.update_endpoint)
     delete = _Method(ops.delete_endpoint)
     recover = _Method(ops.recover_endpoint)
-    send_test = _Method(ops.send_test)
-    stats = _Method(ops.endpoint_stats)
+    send_test = _Method(ops.send_test_notification)
+    stats = _Method(ops.get_endpoint_stats)
 
 
 class AsyncEvents(_Resource):
-    publish = _Method(ops.publish)
-    publish_batch = _Method(ops.publish_batch)
+    publish = _Method(ops.publish_event)
+    publish_batch = _Method(ops.publish_events)
     get = _Method(ops.get_event)
 
 
@@ -167,8 +167,8 @@ class AsyncClient(_AsyncBound):
     """``hookline.Client`` for asyncio: the same resources and arguments, awaited; lists
     are ``async for``. Close it with ``await client.aclose()`` or ``async with``."""
 
-    health = _Method(ops.health)
-    metrics = _Method(ops.metrics)
+    health = _Method(ops.get_health)
+    metrics = _Method(ops.get_metrics)
 
     def __init__(
         self,

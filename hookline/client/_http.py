@@ -158,24 +158,35 @@ def transport_error(error: Exception, call: Call[Any], timeout: float) -> exc.Un
     False when the request surely never reached the server."""
     from pyreqwest import exceptions as px
 
-    unsent = isinstance(error, px.ConnectError | px.ConnectTimeoutError | px.PoolTimeoutError)
     where = f"{call.method} {call.path}"
-    failure: exc.Unavailable
+    sent = not _never_sent(error)
     if isinstance(error, px.RequestTimeoutError):
-        failure = exc.Timeout(f"{where}: no answer within {timeout:g} s", sent=not unsent)
-    else:
-        causes = getattr(error, "details", None) or {}
-        last = (
-            (causes.get("causes") or [{}])[-1].get("message") if isinstance(causes, dict) else None
-        )
-        failure = exc.Unavailable(f"{where}: {last or error}", sent=not unsent)
-    return failure
+        return exc.Timeout(f"{where}: no answer within {timeout:g} s", sent=sent)
+    return exc.Unavailable(f"{where}: {_cause(error)}", sent=sent)
+
+
+def _never_sent(error: Exception) -> bool:
+    """No connection was made, so not a byte of the request left.
+
+    pyreqwest's classes do not tell: it raises ``ConnectError`` also for a connection
+    that closed after the request was written ("connection closed before message
+    completed"), and ``ConnectTimeoutError`` also when the answer is late. A connection
+    that could not be made has hyper's ``client error (Connect)`` among its causes; a
+    wait for a free connection of the pool (pyreqwest's own) sent nothing either.
+    """
+    from pyreqwest import exceptions as px
+
+    return isinstance(error, px.PoolTimeoutError) or "client error (Connect)" in _causes(error)
+
+
+def _causes(error: Exception) -> list[str]:
+    """The chain of causes pyreqwest gives, outermost first."""
+    details = getattr(error, "details", None)
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return [str(c.get("message")) for c in causes or () if isinstance(c, dict)]
 
 
 def _cause(error: Exception) -> str:
-    """The innermost cause pyreqwest gives ("Connection refused (os error 111)")."""
-    details = getattr(error, "details", None)
-    causes = details.get("causes") if isinstance(details, dict) else None
-    if causes and isinstance(causes[-1], dict) and causes[-1].get("message"):
-        return str(causes[-1]["message"])
-    return str(error)
+    """The innermost cause ("Connection refused (os error 111)"), else the error."""
+    causes = _causes(error)
+    return causes[-1] if causes else str(error)

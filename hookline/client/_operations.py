@@ -137,13 +137,13 @@ def new_event_id() -> str:
 
 
 @operation("GET", "/healthz", _json)
-def health() -> Parts:
+def get_health() -> Parts:
     """The server's ``/healthz``: status, version, whether it delivers, in flight."""
     return Parts()
 
 
 @operation("GET", "/metrics", _text)
-def metrics() -> Parts:
+def get_metrics() -> Parts:
     """The server's Prometheus metrics, as text."""
     return Parts()
 
@@ -205,7 +205,7 @@ def rotate_api_key(app_id: str) -> Parts:
 @operation(
     "POST", "/api/v1/apps/{app_id}/installations", _model(s.InstallationOut), idempotent=True
 )
-def install(app_id: str, user_id: str) -> Parts:
+def create_installation(app_id: str, user_id: str) -> Parts:
     """Record that ``user_id`` installed the app (admin); again, nothing changes."""
     return Parts(path={"app_id": app_id}, body={"user_id": user_id})
 
@@ -294,7 +294,7 @@ def recover_endpoint(app_id: str, endpoint_id: str, since: datetime) -> Parts:
 
 
 @operation("POST", "/api/v1/apps/{app_id}/endpoints/{endpoint_id}/test", _model(s.DeliveryOut))
-def send_test(
+def send_test_notification(
     app_id: str, endpoint_id: str, event_type: str, *, user_id: str | NotGiven = NOT_GIVEN
 ) -> Parts:
     """Send a sample event of ``event_type`` to this endpoint only; the delivery to
@@ -306,7 +306,7 @@ def send_test(
 
 
 @operation("GET", "/api/v1/apps/{app_id}/endpoints/{endpoint_id}/stats", _model(s.EndpointStats))
-def endpoint_stats(app_id: str, endpoint_id: str, *, window: int | None = None) -> Parts:
+def get_endpoint_stats(app_id: str, endpoint_id: str, *, window: int | None = None) -> Parts:
     """Attempts by outcome, success rate and latency over the last ``window`` seconds."""
     return Parts(path={"app_id": app_id, "endpoint_id": endpoint_id}, query={"window": window})
 
@@ -328,7 +328,7 @@ def _event(
 # The server publishes an event_id once (the same again is a duplicate), and the client
 # gives every event an id before the first try: publishing is always safe to resend.
 @operation("POST", "/api/v1/events", _model(s.EventOut), idempotent=True)
-def publish(
+def publish_event(
     event_type: str, user_id: str, data: Mapping[str, Any], *, event_id: str | None = None
 ) -> Parts:
     """Publish one event (admin); it is stored with its deliveries when this returns.
@@ -340,7 +340,7 @@ def publish(
 
 
 @operation("POST", "/api/v1/events/batch", _events, idempotent=True)
-def publish_batch(events: Iterable[Mapping[str, Any]]) -> Parts:
+def publish_events(events: Iterable[Mapping[str, Any]]) -> Parts:
     """Publish up to 1,000 events in one transaction, all or none (admin). Each is a
     mapping with ``event_type``, ``user_id``, ``data`` and ``event_id`` (made if absent)."""
     batch = [_event(e["event_type"], e["user_id"], e["data"], e.get("event_id")) for e in events]

@@ -146,7 +146,7 @@ class Apps(_Resource):
 
 
 class Installations(_Resource):
-    create = _Method(ops.install)
+    create = _Method(ops.create_installation)
     list = _Pages(ops.list_installations)
 
 
@@ -157,13 +157,13 @@ class Endpoints(_Resource):
     update = _Method(ops.update_endpoint)
     delete = _Method(ops.delete_endpoint)
     recover = _Method(ops.recover_endpoint)
-    send_test = _Method(ops.send_test)
-    stats = _Method(ops.endpoint_stats)
+    send_test = _Method(ops.send_test_notification)
+    stats = _Method(ops.get_endpoint_stats)
 
 
 class Events(_Resource):
-    publish = _Method(ops.publish)
-    publish_batch = _Method(ops.publish_batch)
+    publish = _Method(ops.publish_event)
+    publish_batch = _Method(ops.publish_events)
     get = _Method(ops.get_event)
 
 
@@ -182,8 +182,8 @@ class Client(_Bound):
     exceptions of ``hookline.exceptions``, each with the answer's ``status`` and ``code``.
     """
 
-    health = _Method(ops.health)
-    metrics = _Method(ops.metrics)
+    health = _Method(ops.get_health)
+    metrics = _Method(ops.get_metrics)
 
     def __init__(
         self,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
+# Not ``from typing import TYPE_CHECKING``: importing typing is most of the cost of
+# ``import hookline`` (type checkers know this name either way).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hookline.client import AsyncClient, Client
 
@@ -16,7 +17,7 @@ __all__ = ["AsyncClient", "Client", "__version__"]
 _LAZY = {"Client": "hookline.client", "AsyncClient": "hookline.client"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

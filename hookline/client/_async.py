@@ -7,9 +7,10 @@ as ``hookline.Client`` (both are built from ``_operations``).
             ...
 
 The HTTP library is pyreqwest's async client, chosen by measurement (bench/client.py,
-event publishes with 32 in flight from one event loop into a bare sink: pyreqwest
-16,866/s, aiohttp 7,254/s, niquests 1,090/s, httpx 262/s; into ``hookline serve``:
-pyreqwest 2,428/s, aiohttp 1,569/s, niquests 766/s, httpx 200/s).
+docs/benchmarks.md): publishing events with 32 in flight from one event loop into a
+bare sink, pyreqwest 7,955/s, aiohttp 2,118/s, niquests 649/s, httpx 171/s; into
+``hookline serve``, this client 1,128/s, aiohttp 934/s (a quieter run: pyreqwest
+16,866/s and aiohttp 7,254/s into the sink).
 """
 
 from __future__ import annotations

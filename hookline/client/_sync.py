@@ -8,9 +8,10 @@
             client.deliveries.retry(app.id, delivery.id)
 
 The HTTP library is pyreqwest's blocking client, chosen by measurement (bench/client.py,
-5,000 event publishes into a bare sink, one after the other: pyreqwest 29,511/s,
-httpx 2,670/s, urllib3 2,512/s, niquests 1,513/s; into ``hookline serve`` the server is
-the bound and all are within 2x of each other, httpx and niquests the slowest).
+docs/benchmarks.md): publishing events one after the other into a bare sink, pyreqwest
+8,440/s, niquests 1,019/s, httpx 815/s, urllib3 769/s (29,511, 1,513, 2,670 and
+2,512/s in a quieter run). Into ``hookline serve`` every sync client waits on the
+server's latency, so there they are within 2x of each other.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-import hookline
 from hookline import exceptions as exc
 from hookline.client import AsyncClient, Client, Retries
 from tests.conftest import free_port
@@ -424,22 +423,3 @@ async def test_a_request_that_gets_no_answer_times_out(serve: ServeProcess, kind
             await client.apps.create("no answer")  # sent: not retried
         assert proxy.requests("POST", "/api/v1/apps") == ["hang"]
         await client.close()
-
-
-# -- import cost ----------------------------------------------------------------------------
-
-
-def test_import_hookline_leaves_the_client_unloaded() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, hookline; heavy = ('pydantic', 'pyreqwest', 'hookline.client');"
-        "print([m for m in heavy if m in sys.modules]);"
-        "hookline.Client; print('pyreqwest' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
-    assert out[:2] == ["[]", "True"]
-    assert hookline.Client is Client and hookline.AsyncClient is AsyncClient

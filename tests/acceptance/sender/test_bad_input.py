@@ -266,11 +266,11 @@ async def test_the_same_event_id_publishes_once(
         {"user_id": "store-2"},
     ):
         reply = await api.call("POST", "/api/v1/events", json={**event, **changed})
-        assert (reply.status, reply.error_code) == (409, "conflict"), changed
+        assert (reply.status, reply.error_code) == (409, "event_conflict"), changed
         assert "evt-1" in reply.body["error"]["message"]
     batch = {"events": [_event(event_id="evt-2"), {**event, "data": {"id": 2}}]}
     reply = await api.call("POST", "/api/v1/events/batch", json=batch)
-    assert (reply.status, reply.error_code) == (409, "conflict")
+    assert (reply.status, reply.error_code) == (409, "event_conflict")
     assert serve.counts() == counts
     assert (await api.call("GET", "/api/v1/events/evt-2")).status == 404
     await wait_until(lambda: len(recorder.hits("/hook")) == 1)

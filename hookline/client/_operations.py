@@ -59,6 +59,8 @@ class Operation(Generic[P, T]):
         self.method = method
         self.template = template
         self.parse = parse
+        #: The response model the answer follows, where it is JSON of one.
+        self.schema: type[BaseModel] | None = getattr(parse, "schema", None)
         self.build = build
         # Safe to send twice: by HTTP's rules for GET, PUT and DELETE; PATCH here too
         # (every API patch sets fields to values); a POST only when its builder says.
@@ -99,16 +101,28 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-def _model(cls: type[M]) -> Callable[[bytes], M]:
-    return cls.model_validate_json
+class Reader(Generic[T]):
+    """Reads an answer's body into the result: ``schema`` is the API's response model it
+    follows (a component of ``/openapi.json``), which a test checks against the document."""
+
+    def __init__(self, read: Callable[[bytes], T], schema: type[BaseModel]) -> None:
+        self.read = read
+        self.schema = schema
+
+    def __call__(self, body: bytes) -> T:
+        return self.read(body)
 
 
-def _page(cls: type[BaseModel]) -> Callable[[bytes], Page[Any]]:
-    def parse(body: bytes) -> Page[Any]:
+def _model(cls: type[M]) -> Reader[M]:
+    return Reader(cls.model_validate_json, cls)
+
+
+def _page(cls: type[BaseModel]) -> Reader[Page[Any]]:
+    def read(body: bytes) -> Page[Any]:
         found = cls.model_validate_json(body)
         return Page(list(found.data), found.next_cursor)  # type: ignore[attr-defined]
 
-    return parse
+    return Reader(read, cls)
 
 
 def _nothing(body: bytes) -> None:
@@ -124,8 +138,7 @@ def _text(body: bytes) -> str:
     return body.decode()
 
 
-def _events(body: bytes) -> list[s.EventOut]:
-    return s.EventBatchOut.model_validate_json(body).events
+_events = Reader(lambda body: s.EventBatchOut.model_validate_json(body).events, s.EventBatchOut)
 
 
 def new_event_id() -> str:

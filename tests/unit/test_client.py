@@ -138,3 +138,10 @@ def test_import_hookline_leaves_the_client_unloaded_until_used() -> None:
     ).stdout.split("\n")
     assert out[:2] == ["[]", "True"]
     assert hookline.Client is Client and hookline.AsyncClient is AsyncClient
+
+
+def test_the_public_surface_is_there() -> None:
+    import hookline.client
+
+    assert all(hasattr(hookline.client, name) for name in hookline.client.__all__)
+    assert all(hasattr(hookline, name) for name in hookline.__all__)

@@ -17,6 +17,7 @@ import pytest
 
 from hookline import exceptions as exc
 from hookline.client import AsyncClient, Client, Retries
+from hookline.client import _operations as ops
 from tests.conftest import free_port
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess, wait_until
@@ -98,9 +99,9 @@ def _nowhere() -> str:
     return f"http://127.0.0.1:{free_port()}/webhooks"
 
 
-def _methods(client_cls: type) -> dict[str, tuple[str, str, str]]:
-    """operationId -> (method, route, "resource.method") for every method of the client."""
-    found: dict[str, tuple[str, str, str]] = {}
+def _methods(client_cls: type) -> dict[str, tuple[ops.Operation[Any, Any], str]]:
+    """operationId -> (operation, "resource.method") for every method of the client."""
+    found: dict[str, tuple[ops.Operation[Any, Any], str]] = {}
     probe = client_cls("http://127.0.0.1:9", "x")
     owners = {"": type(probe)} | {
         name: type(value) for name, value in vars(probe).items() if hasattr(value, "_send")
@@ -109,8 +110,19 @@ def _methods(client_cls: type) -> dict[str, tuple[str, str, str]]:
         for name, attr in vars(owner).items():
             op = getattr(attr, "op", None)
             if op is not None:
-                found[op.__name__] = (op.method, op.template, f"{prefix}.{name}".lstrip("."))
+                found[op.__name__] = (op, f"{prefix}.{name}".lstrip("."))
     return found
+
+
+def _answer_schemas(spec: dict[str, Any]) -> set[str]:
+    """The components the operation's 2xx answers are, by name."""
+    return {
+        content["schema"]["$ref"].rsplit("/", 1)[-1]
+        for status, answer in spec["responses"].items()
+        if status.startswith("2")
+        for content in (answer.get("content") or {}).values()
+        if "$ref" in content.get("schema", {})
+    }
 
 
 # -- the whole API has methods -----------------------------------------------------------
@@ -118,21 +130,23 @@ def _methods(client_cls: type) -> dict[str, tuple[str, str, str]]:
 
 async def test_every_operation_of_the_openapi_document_has_a_method(serve: ServeProcess) -> None:
     """Each operationId of the live document is a method of both clients (named after it
-    in ``hookline.client._operations``), on the same method and route; and the clients
-    have no method for an operation the document lacks."""
+    in ``hookline.client._operations``), on the same method and route, reading its
+    answer into the very component the document names; and the clients have no method
+    for an operation the document lacks."""
     async with serve.api() as raw:
         document = (await raw.call("GET", "/openapi.json")).body
     operations = {
-        spec["operationId"]: (method.upper(), path)
+        spec["operationId"]: (method.upper(), path, _answer_schemas(spec))
         for path, item in document["paths"].items()
         for method, spec in item.items()
     }
     for client_cls in (Client, AsyncClient):
         methods = _methods(client_cls)
         assert sorted(methods) == sorted(operations), client_cls
-        for op_id, (method, route, _) in methods.items():
-            assert operations[op_id] == (method, route), op_id
-    mapping = sorted((op_id, dotted) for op_id, (_, _, dotted) in _methods(Client).items())
+        for op_id, (op, _) in methods.items():
+            schemas = {op.schema.__name__} if op.schema else set()
+            assert operations[op_id] == (op.method, op.template, schemas), op_id
+    mapping = sorted((op_id, dotted) for op_id, (_, dotted) in _methods(Client).items())
     print("\n".join(f"{op_id:30} client.{dotted}" for op_id, dotted in mapping))
 
 

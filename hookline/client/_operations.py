@@ -117,8 +117,12 @@ def _model(cls: type[M]) -> Reader[M]:
     return Reader(cls.model_validate_json, cls)
 
 
-def _page(cls: type[BaseModel]) -> Reader[Page[Any]]:
-    def read(body: bytes) -> Page[Any]:
+def _page(cls: type[BaseModel], item: type[M]) -> Reader[Page[M]]:
+    """A page of ``cls`` (``{"data": [item, ...], "next_cursor"}``), typed by ``item``."""
+    if cls.model_fields["data"].annotation != list[item]:  # type: ignore[valid-type]
+        raise TypeError(f"{cls.__name__}.data is not a list of {item.__name__}")
+
+    def read(body: bytes) -> Page[M]:
         found = cls.model_validate_json(body)
         return Page(list(found.data), found.next_cursor)  # type: ignore[attr-defined]
 
@@ -170,7 +174,7 @@ def create_app(name: str) -> Parts:
     return Parts(body={"name": name})
 
 
-@operation("GET", "/api/v1/apps", _page(s.AppList))
+@operation("GET", "/api/v1/apps", _page(s.AppList, s.AppOut))
 def list_apps(*, limit: int | None = None, cursor: str | None = None) -> Parts:
     """Every app, oldest first (an app's key: just its own); ``limit`` per page."""
     return Parts(query={"limit": limit, "cursor": cursor})
@@ -223,7 +227,9 @@ def create_installation(app_id: str, user_id: str) -> Parts:
     return Parts(path={"app_id": app_id}, body={"user_id": user_id})
 
 
-@operation("GET", "/api/v1/apps/{app_id}/installations", _page(s.InstallationList))
+@operation(
+    "GET", "/api/v1/apps/{app_id}/installations", _page(s.InstallationList, s.InstallationOut)
+)
 def list_installations(
     app_id: str, *, limit: int | None = None, cursor: str | None = None
 ) -> Parts:
@@ -255,7 +261,7 @@ def create_endpoint(
     return Parts(path={"app_id": app_id}, body=body)
 
 
-@operation("GET", "/api/v1/apps/{app_id}/endpoints", _page(s.EndpointList))
+@operation("GET", "/api/v1/apps/{app_id}/endpoints", _page(s.EndpointList, s.EndpointOut))
 def list_endpoints(app_id: str, *, limit: int | None = None, cursor: str | None = None) -> Parts:
     """The app's endpoints, oldest first."""
     return Parts(path={"app_id": app_id}, query={"limit": limit, "cursor": cursor})
@@ -369,7 +375,7 @@ def get_event(event_id: str) -> Parts:
 # -- deliveries --------------------------------------------------------------------------
 
 
-@operation("GET", "/api/v1/apps/{app_id}/deliveries", _page(s.DeliveryList))
+@operation("GET", "/api/v1/apps/{app_id}/deliveries", _page(s.DeliveryList, s.DeliveryOut))
 def list_deliveries(
     app_id: str,
     *,

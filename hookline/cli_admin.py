@@ -63,6 +63,8 @@ def _ruled(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Parame
 
 #: Delivery ids, as the store keeps them (64-bit).
 DELIVERY_ID = click.IntRange(1, rules.INT64_MAX)
+#: An endpoint's timeout in seconds, as the API takes it.
+TIMEOUT = click.FloatRange(0, rules.TIMEOUT_MAX, min_open=True)
 
 
 def _console() -> Console:
@@ -253,7 +255,7 @@ event_option = click.option(
 @click.option("--app", "app_id", required=True, help="The app's id.")
 @click.option("--url", required=True, help="The callback URL.")
 @event_option
-@click.option("--timeout", type=click.FloatRange(0.1, 60), default=10.0, show_default=True)
+@click.option("--timeout", type=TIMEOUT, default=10.0, show_default=True)
 @private_option
 @database_option
 def endpoints_create(
@@ -280,7 +282,7 @@ def endpoints_create(
 @click.argument("endpoint_id")
 @click.option("--url", help="A new callback URL.")
 @event_option
-@click.option("--timeout", type=click.FloatRange(0.1, 60))
+@click.option("--timeout", type=TIMEOUT)
 @private_option
 @database_option
 def endpoints_update(

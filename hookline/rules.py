@@ -32,8 +32,10 @@ __all__ = [
     "EVENT_ID",
     "INT64_MAX",
     "INT64_MIN",
+    "IN_FLIGHT_MAX",
     "MAX_BODY_DEPTH",
     "MAX_DATA_DEPTH",
+    "TIMEOUT_MAX",
     "TIME_MAX",
     "URL",
     "USER_ID",
@@ -55,6 +57,12 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 #: The latest time accepted (9999-12-31T23:59:59Z, the end of Python's ``datetime``).
 TIME_MAX = 253402300799.0
+#: An endpoint's timeout: more than 0 seconds, at most this many (the store may hold
+#: it to less: ``HOOKLINE_MAX_TIMEOUT``).
+TIMEOUT_MAX = 60.0
+#: An endpoint's ``max_in_flight``: 1 to this (the store may hold it to less:
+#: ``HOOKLINE_MAX_IN_FLIGHT``).
+IN_FLIGHT_MAX = 1000
 #: How deep event data may nest (objects and arrays, data itself the first level): what
 #: orjson, which writes every webhook body, can serialise.
 MAX_DATA_DEPTH = 254

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from hookline import rules
 from hookline.api.types import (
     AppName,
     EventData,
@@ -20,7 +21,7 @@ from hookline.api.types import (
 )
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
-InFlight = Annotated[int, Field(ge=1, le=1000), WholeNumber]
+InFlight = Annotated[int, Field(ge=1, le=rules.IN_FLIGHT_MAX), WholeNumber]
 
 
 def _epoch(value: Any) -> Any:
@@ -91,7 +92,11 @@ class EndpointIn(Strict):
     url: Url = Field(examples=["https://example.com/webhooks"])
     event_types: EventFilter
     timeout: float = Field(
-        10.0, strict=True, gt=0, le=60, description="Seconds to wait for an answer."
+        10.0,
+        strict=True,
+        gt=0,
+        le=rules.TIMEOUT_MAX,
+        description="Seconds to wait for an answer.",
     )
     ordered: bool = Field(
         True, strict=True, description="One delivery at a time per user, in event order."
@@ -118,7 +123,7 @@ class EndpointPatch(Strict):
 
     url: Url | None = None
     event_types: EventFilter | None = None
-    timeout: float | None = Field(None, strict=True, gt=0, le=60)
+    timeout: float | None = Field(None, strict=True, gt=0, le=rules.TIMEOUT_MAX)
     ordered: bool | None = Field(None, strict=True)
     max_in_flight: InFlight | None = None
     enabled: bool | None = Field(None, strict=True)

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
 from hookline.events import EVENT_TYPES
-from tests.conftest import PG_ADMIN_DSN, free_port, require_postgres
-from tests.support.api_server import ADMIN
+from tests.conftest import PG_ADMIN_DSN, require_postgres
+from tests.support.api_server import ADMIN, bound_socket
 
 FUZZ = settings(
     max_examples=60,
@@ -87,11 +87,10 @@ def _serve(database_url: str) -> Iterator[str]:
         rate_limits=RateLimits(auth_failures=None, tests=None, recovers=None, new_endpoints=None),
         deliver=False,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:

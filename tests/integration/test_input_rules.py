@@ -316,3 +316,19 @@ async def test_event_types_in_the_document_are_one_component(site: Site) -> None
         document = await response.text()
     assert document.count('"enum":["' + EVENT_TYPES[0]) == 1
     assert document.count("#/components/schemas/EventType") >= 5
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ('{"total": NaN}', "NaN is not a JSON number"),
+        ('{"total": 1e400}', "too large for a 64-bit float"),
+        ('{"total": 9223372036854775808}', "does not fit in a 64-bit integer"),
+    ],
+)
+async def test_event_data_from_the_cli(site: Site, data: str, message: str) -> None:
+    before = await _rows(site.database)
+    args = ["events", "publish", "--type", "order_completed", "--user", "u1", "--data", data]
+    code, output = await asyncio.to_thread(_cli, site.database, *args)
+    assert code != 0 and message in output, output
+    assert await _rows(site.database) == before

@@ -7,6 +7,7 @@ spawning ``hookline serve``: it starts in a fraction of a second and shares the 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,6 @@ import uvicorn
 
 from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
-from tests.conftest import free_port
 
 ADMIN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
 
@@ -35,11 +35,12 @@ async def running_api(
         rate_limits=rate_limits,
         deliver=deliver,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
+    # The socket is bound here and handed over: a port picked first and bound later can
+    # be taken meanwhile by another test run on the machine.
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
@@ -49,3 +50,12 @@ async def running_api(
     finally:
         server.should_exit = True
         await task
+        sock.close()
+
+
+def bound_socket() -> socket.socket:
+    """A listening-ready TCP socket on a free loopback port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock

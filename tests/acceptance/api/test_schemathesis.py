@@ -31,7 +31,7 @@ import uvicorn
 
 from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
-from tests.conftest import free_port
+from tests.support.api_server import bound_socket
 
 ADMIN = "schemathesis-admin-" + "x" * 24
 #: Per operation and phase; keeps each run well under a minute on a small machine.
@@ -50,11 +50,10 @@ def _serve(database: Path) -> Iterator[str]:
         rate_limits=RateLimits(auth_failures=None, tests=None, recovers=None, new_endpoints=None),
         deliver=False,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:

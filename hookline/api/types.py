@@ -69,13 +69,22 @@ def _checked(check: Callable[[T], T]) -> Callable[[T], T]:
     return validate
 
 
-def _text(rule: rules.TextRule) -> Any:
-    return Annotated[str, AfterValidator(_checked(rule.check)), WithJsonSchema(rule.json_schema())]
-
-
-AppName = _text(rules.APP_NAME)
-UserId = _text(rules.USER_ID)
-EventId = _text(rules.EVENT_ID)
+# Written out rather than built by a function, so that type checkers see type aliases.
+AppName = Annotated[
+    str,
+    AfterValidator(_checked(rules.APP_NAME.check)),
+    WithJsonSchema(rules.APP_NAME.json_schema()),
+]
+UserId = Annotated[
+    str,
+    AfterValidator(_checked(rules.USER_ID.check)),
+    WithJsonSchema(rules.USER_ID.json_schema()),
+]
+EventId = Annotated[
+    str,
+    AfterValidator(_checked(rules.EVENT_ID.check)),
+    WithJsonSchema(rules.EVENT_ID.json_schema()),
+]
 #: An endpoint URL. The route checks it with ``rules.check_url``, address policy and
 #: all (the policy depends on the operator's settings), like every other front door.
 Url = Annotated[str, WithJsonSchema(rules.URL.json_schema())]

@@ -4,8 +4,16 @@ Each user is a *lane*. A process leases lanes that have due work (up to ``concur
 once), runs the lane's webhooks one after the other, oldest timestamp first, and gives the
 lane back when it is empty or its head is waiting for a retry. Only the lease holder runs
 a lane's handlers, so one user's handlers never overlap, also across processes sharing a
-PostgreSQL inbox. Leases are renewed while the process lives; when it dies they run out and
-another process takes over, running the interrupted webhook again (at least once).
+PostgreSQL inbox. Leases are renewed while the process lives, by a ``LeaseKeeper`` that the
+handlers' work cannot starve; when the process dies they run out and another process takes
+over, running the interrupted webhook again (at least once). Before each run the worker
+checks that the lane's lease was renewed recently, and the run's result is recorded only
+while this process still owns the lane: a process that finds it lost a lane while a
+handler ran logs an error and records nothing.
+
+Every write of the worker path is retried on a storage error (a deadlock victim, a dropped
+connection, the database restarting) until it succeeds: a handler that already finished
+never runs again because its result could not be written at the first try.
 
 A head that fails is retried with backoff and holds its lane meanwhile: a later webhook of
 that user never overtakes an earlier one. After the last retry it becomes a dead letter
@@ -27,19 +35,23 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from hookline.events import parse_envelope
-from hookline.exceptions import StorageError
+from hookline.exceptions import ConfigError, StorageError
 from hookline.receiver._config import ReceiverSettings
 from hookline.receiver.event import Event, OnceGuard
-from hookline.receiver.inbox import Finish, Inbox, LeaseLost, Result, Stored
+from hookline.receiver.inbox import Finish, Inbox, LeaseLost, Result, Stored, open_inbox
+from hookline.receiver.leases import LeaseKeeper
 
 log = logging.getLogger("hookline.receiver.workers")
 
 Handler = Callable[[Event], Any]
 HandlerLookup = Callable[[str], Sequence[Handler]]
 MAX_ERROR_CHARS = 4000
+#: Backoff of a worker write that failed on a storage error: doubling, up to the maximum.
+WRITE_RETRY_FIRST, WRITE_RETRY_MAX = 0.05, 5.0
+T = TypeVar("T")
 
 
 def new_owner_id() -> str:
@@ -48,11 +60,24 @@ def new_owner_id() -> str:
 
 
 class Workers:
-    def __init__(self, inbox: Inbox, handlers: HandlerLookup, settings: ReceiverSettings) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        handlers: HandlerLookup,
+        settings: ReceiverSettings,
+        *,
+        lease_inbox: Callable[[], Inbox] | None = None,
+    ) -> None:
+        """``lease_inbox`` opens the leases' own connection (default: the same database)."""
+        if lease_inbox is None and inbox.url.endswith((":memory:", ":///")):
+            raise ConfigError("workers need an inbox in a file or on PostgreSQL, not :memory:")
         self._inbox = inbox
         self._handlers = handlers
         self._settings = settings
         self.owner = new_owner_id()
+        self._keeper = LeaseKeeper(
+            lease_inbox or (lambda: open_inbox(inbox.url)), self.owner, settings.lease_seconds
+        )
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -66,9 +91,10 @@ class Workers:
         self._wakeup.set()
 
     async def start(self) -> None:
+        await asyncio.to_thread(self._keeper.start)
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="hookline-dispatch"),
-            asyncio.create_task(self._heartbeat(), name="hookline-heartbeat"),
+            asyncio.create_task(self._purge(), name="hookline-purge"),
         ]
 
     async def stop(self) -> None:
@@ -86,6 +112,7 @@ class Workers:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await asyncio.to_thread(self._keeper.stop)
         with contextlib.suppress(StorageError):
             await self._inbox.release_all(self.owner)
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -105,47 +132,78 @@ class Workers:
                 await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_interval)
 
     async def _claim(self, limit: int) -> None:
-        lanes = await self._inbox.claim_lanes(
-            self.owner, limit, time.time(), self._settings.lease_seconds
-        )
-        for user_id in lanes:
+        now, lease = time.time(), self._settings.lease_seconds
+        # Lanes still running here (or being given back) are never claimed again meanwhile:
+        # one task per lane in this process, whatever the lease says.
+        running = list(self._lanes)
+        for user_id in await self._inbox.claim_lanes(self.owner, limit, now, lease, running):
+            self._keeper.hold(user_id, now + lease)
             task = asyncio.create_task(self._run_lane(user_id))
             self._lanes[user_id] = task
             task.add_done_callback(functools.partial(self._lane_done, user_id))
 
     def _lane_done(self, user_id: str, _task: asyncio.Task[None]) -> None:
         self._lanes.pop(user_id, None)
+        self._keeper.drop(user_id)
         self._wakeup.set()
 
-    async def _heartbeat(self) -> None:
-        """Renew this process's leases, and now and then forget long-finished webhooks."""
-        last_purge = 0.0
+    async def _purge(self) -> None:
+        """Now and then forget long-finished webhooks."""
         while True:
-            await asyncio.sleep(self._settings.lease_seconds / 3)
             now = time.time()
             try:
-                await self._inbox.renew_leases(self.owner, now + self._settings.lease_seconds)
-                if now - last_purge > 3600:
-                    last_purge = now
-                    await self._inbox.purge_finished(now - self._settings.retention_seconds)
+                await self._inbox.purge_finished(now - self._settings.retention_seconds)
             except StorageError as exc:
-                log.warning("could not renew leases: %s", exc)
+                log.warning("could not purge finished webhooks: %s", exc)
+            await asyncio.sleep(3600)
+
+    async def _write(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()`` until it succeeds; a storage error is retried with backoff.
+
+        ``LeaseLost`` is not a storage error: it goes to the caller at once.
+        """
+        delay = WRITE_RETRY_FIRST
+        while True:
+            try:
+                return await write()
+            except StorageError as exc:
+                log.warning("%s failed (retrying in %.2f s): %s", what, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WRITE_RETRY_MAX)
 
     # -- one lane -----------------------------------------------------------------------
 
     async def _run_lane(self, user_id: str) -> None:
-        try:
-            head = await self._inbox.lane_head(user_id)
-            while head is not None and head.next_attempt_at <= time.time() and not self._stopping:
-                finish = await self._process(head)
-                head = await self._inbox.finish(self.owner, user_id, finish)
-        except LeaseLost:
-            log.warning("lost the lease of user %r to another process", user_id)
-            return
-        except StorageError as exc:
-            log.error("lane %r stopped: %s", user_id, exc)
-        with contextlib.suppress(StorageError):
-            await asyncio.shield(self._inbox.release_lane(self.owner, user_id))
+        # Half the lease: renewals (every tenth of it) have failed five times in a row.
+        margin = self._settings.lease_seconds / 2
+        head = await self._write("reading a lane", lambda: self._inbox.lane_head(user_id))
+        while head is not None and head.next_attempt_at <= time.time() and not self._stopping:
+            if not self._keeper.confirmed(user_id, margin):
+                log.warning("the lease of user %r is not confirmed; giving the lane back", user_id)
+                break
+            stored = head
+            finish = await self._process(stored)
+            try:
+                head = await self._write(
+                    f"recording the run of webhook {stored.id}",
+                    functools.partial(self._inbox.finish, self.owner, user_id, finish),
+                )
+            except LeaseLost:
+                log.error(
+                    "lost the lease of user %r while webhook %d ran: this process was paused "
+                    "or cut off from the inbox for longer than lease_seconds (%g s), and "
+                    "another process took the user over and runs the webhook again; this "
+                    "run (%s) is not recorded",
+                    user_id,
+                    stored.id,
+                    self._settings.lease_seconds,
+                    finish.result.value,
+                )
+                return
+        await self._write(
+            f"giving back the lane of user {user_id!r}",
+            lambda: self._inbox.release_lane(self.owner, user_id),
+        )
 
     async def _process(self, stored: Stored) -> Finish:
         envelope = parse_envelope(stored.body)
@@ -158,7 +216,7 @@ class Workers:
                 await self._call(handler, event)
         except Exception as exc:
             return self._failed(stored, event, exc)
-        return Finish(stored.id, Result.DONE, time.time())
+        return Finish(stored.id, Result.DONE, time.time(), stored.attempts)
 
     async def _call(self, handler: Handler, event: Event) -> None:
         if inspect.iscoroutinefunction(handler):
@@ -176,9 +234,11 @@ class Workers:
         delay = self._settings.retry.next_delay(stored.attempts + 1)
         if delay is None:
             log.error("webhook %d (%s) is a dead letter: %r", stored.id, event.event_type, exc)
-            return Finish(stored.id, Result.DEAD, now, error=error)
+            return Finish(stored.id, Result.DEAD, now, stored.attempts, error=error)
         log.warning("handler failed on webhook %d, retry in %.1f s: %r", stored.id, delay, exc)
-        return Finish(stored.id, Result.RETRY, now, next_attempt_at=now + delay, error=error)
+        return Finish(
+            stored.id, Result.RETRY, now, stored.attempts, next_attempt_at=now + delay, error=error
+        )
 
 
 async def _as_awaitable(value: Awaitable[Any]) -> Any:

@@ -28,6 +28,8 @@ class ReceiveProcess:
         self.database, self.port, self.log, self.extra = database, port, log, extra
         self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
+        # To a file, not a pipe: a pipe nobody reads fills up and blocks the process.
+        self.stderr_path = log.with_name(f"receive-{port}.stderr")
 
     @property
     def url(self) -> str:
@@ -38,16 +40,21 @@ class ReceiveProcess:
         command = [
             HOOKLINE, "receive", "tests.support.receiver_app:receiver",
             "--database", self.database, "--port", str(self.port),
-            "--lease-seconds", "2", "--poll-interval", "0.05", *self.extra,
+            "--lease-seconds", "5", "--poll-interval", "0.05", *self.extra,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+        with self.stderr_path.open("ab") as stderr:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr)
         deadline = time.monotonic() + 30
         while not listening(self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"hookline receive exited: {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+                raise RuntimeError(f"hookline receive exited: {self.stderr()}")
             assert time.monotonic() < deadline, "hookline receive did not start"
             time.sleep(0.05)
         return self
+
+    def stderr(self) -> str:
+        """What the process wrote to stderr so far (its warnings and errors)."""
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
     @property
     def pid(self) -> int:
@@ -67,8 +74,6 @@ class ReceiveProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
 
 
 def listening(port: int) -> bool:

@@ -12,6 +12,7 @@ import abc
 import enum
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -149,8 +150,20 @@ class Finish:
     webhook_id: int
     result: Result
     now: float
+    #: The webhook's runs recorded before this one: the write applies only if that is
+    #: still so, which makes writing the same verdict twice harmless.
+    attempts: int
     next_attempt_at: float | None = None
     error: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "id": self.webhook_id,
+            "now": self.now,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "error": self.error,
+        }
 
 
 class LeaseLost(Exception):
@@ -184,8 +197,10 @@ class Inbox(abc.ABC):
         """Store ``incoming`` durably (committed on return) unless it was seen before."""
 
     @abc.abstractmethod
-    async def claim_lanes(self, owner: str, limit: int, now: float, lease: float) -> list[str]:
-        """Lease up to ``limit`` users with due work to ``owner``."""
+    async def claim_lanes(
+        self, owner: str, limit: int, now: float, lease: float, running: Sequence[str] = ()
+    ) -> list[str]:
+        """Lease up to ``limit`` users with due work to ``owner``, none of ``running``."""
 
     @abc.abstractmethod
     async def lane_head(self, user_id: str) -> Stored | None: ...
@@ -199,7 +214,10 @@ class Inbox(abc.ABC):
         """Give the lane back, noting when its head is next due."""
 
     @abc.abstractmethod
-    async def renew_leases(self, owner: str, lease_until: float) -> None: ...
+    async def renew_leases(
+        self, owner: str, user_ids: Sequence[str], lease_until: float
+    ) -> set[str]:
+        """Extend ``owner``'s leases of ``user_ids``; return those it still held."""
 
     @abc.abstractmethod
     async def release_all(self, owner: str) -> None: ...

@@ -10,6 +10,7 @@ and another process takes the lane over.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -157,9 +158,16 @@ class PostgresInbox(Inbox):
 
     # -- lanes --------------------------------------------------------------------------
 
-    async def claim_lanes(self, owner: str, limit: int, now: float, lease: float) -> list[str]:
+    async def claim_lanes(
+        self, owner: str, limit: int, now: float, lease: float, running: Sequence[str] = ()
+    ) -> list[str]:
         rows = await self._run(
-            "claim_lanes", owner=owner, limit=limit, now=now, lease_until=now + lease
+            "claim_lanes",
+            owner=owner,
+            limit=limit,
+            now=now,
+            lease_until=now + lease,
+            running=list(running),
         )
         return [r["user_id"] for r in rows]
 
@@ -173,14 +181,7 @@ class PostgresInbox(Inbox):
                 rows = await self._fetch(conn, "lane_owner", user_id=user_id)
                 if not rows or rows[0]["owner"] != owner:
                     raise LeaseLost(user_id)
-                await self._fetch(
-                    conn,
-                    _RESULT_QUERY[finish.result],
-                    id=finish.webhook_id,
-                    now=finish.now,
-                    next_attempt_at=finish.next_attempt_at,
-                    error=finish.error,
-                )
+                await self._fetch(conn, _RESULT_QUERY[finish.result], **finish.params())
                 head = await self._fetch(conn, "lane_head", user_id=user_id)
                 return head_from_row(head[0] if head else None)
         except (OSError, asyncpg.PostgresError) as exc:
@@ -199,8 +200,13 @@ class PostgresInbox(Inbox):
         except (OSError, asyncpg.PostgresError) as exc:
             raise _wrap(exc) from exc
 
-    async def renew_leases(self, owner: str, lease_until: float) -> None:
-        await self._run("renew_leases", owner=owner, lease_until=lease_until)
+    async def renew_leases(
+        self, owner: str, user_ids: Sequence[str], lease_until: float
+    ) -> set[str]:
+        rows = await self._run(
+            "renew_leases", owner=owner, user_ids=list(user_ids), lease_until=lease_until
+        )
+        return {r["user_id"] for r in rows}
 
     async def release_all(self, owner: str) -> None:
         await self._run("release_all", owner=owner)
@@ -224,8 +230,9 @@ class PostgresInbox(Inbox):
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 rows = await self._fetch(conn, "replay_dead", id=webhook_id, now=now)
-                for row in rows:
-                    await self._fetch(conn, "wake_lane", user_id=row["user_id"], due_at=now)
+                # Lanes in user order, as everywhere: no lock cycle with a batch being stored.
+                for user_id in sorted({row["user_id"] for row in rows}):
+                    await self._fetch(conn, "wake_lane", user_id=user_id, due_at=now)
                 return sorted(int(r["id"]) for r in rows)
         except (OSError, asyncpg.PostgresError) as exc:
             raise _wrap(exc) from exc

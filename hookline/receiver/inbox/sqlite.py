@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
+
+import orjson
 
 from hookline.config import check_sqlite_path
 from hookline.exceptions import ConfigError, StorageError
@@ -148,8 +150,16 @@ class SqliteInbox(Inbox):
 
         return await self._call(op)
 
-    async def claim_lanes(self, owner: str, limit: int, now: float, lease: float) -> list[str]:
-        params = {"owner": owner, "limit": limit, "now": now, "lease_until": now + lease}
+    async def claim_lanes(
+        self, owner: str, limit: int, now: float, lease: float, running: Sequence[str] = ()
+    ) -> list[str]:
+        params = {
+            "owner": owner,
+            "limit": limit,
+            "now": now,
+            "lease_until": now + lease,
+            "running": orjson.dumps(list(running)).decode(),
+        }
         rows = await self._call(lambda c: c.execute(_Q["claim_lanes"], params).fetchall())
         return [r["user_id"] for r in rows]
 
@@ -175,9 +185,16 @@ class SqliteInbox(Inbox):
 
         await self._call(op)
 
-    async def renew_leases(self, owner: str, lease_until: float) -> None:
-        params = {"owner": owner, "lease_until": lease_until}
-        await self._call(lambda c: c.execute(_Q["renew_leases"], params).fetchall())
+    async def renew_leases(
+        self, owner: str, user_ids: Sequence[str], lease_until: float
+    ) -> set[str]:
+        params = {
+            "owner": owner,
+            "user_ids": orjson.dumps(list(user_ids)).decode(),
+            "lease_until": lease_until,
+        }
+        rows = await self._call(lambda c: c.execute(_Q["renew_leases"], params).fetchall())
+        return {r["user_id"] for r in rows}
 
     async def release_all(self, owner: str) -> None:
         await self._call(lambda c: c.execute(_Q["release_all"], {"owner": owner}).fetchall())
@@ -225,14 +242,8 @@ def _head(conn: sqlite3.Connection, user_id: str) -> Stored | None:
 
 
 def _record(conn: sqlite3.Connection, finish: Finish) -> None:
-    params: dict[str, Any] = {
-        "id": finish.webhook_id,
-        "now": finish.now,
-        "next_attempt_at": finish.next_attempt_at,
-        "error": finish.error,
-    }
     query = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DEAD: "bury"}
-    conn.execute(_Q[query[finish.result]], params)
+    conn.execute(_Q[query[finish.result]], finish.params())
 
 
 async def _run_batch(conn: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:

@@ -55,10 +55,13 @@ ON CONFLICT (user_id) DO UPDATE
 SET due_at = least(coalesce(inbox_lanes.due_at, excluded.due_at), excluded.due_at)
 
 -- claim_lanes --
+-- :running are the lanes this process is still running (or giving back): never claimed
+-- again while their task lives, even with the lease run out.
 UPDATE inbox_lanes SET owner = :owner, lease_until = :lease_until
 WHERE user_id IN (
     SELECT user_id FROM inbox_lanes
     WHERE due_at <= :now AND (owner IS NULL OR lease_until < :now)
+      AND NOT (user_id = ANY(:running::text[]))
     ORDER BY due_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -80,25 +83,41 @@ UPDATE inbox_lanes SET owner = NULL, lease_until = NULL, due_at = :due_at
 WHERE user_id = :user_id AND owner = :owner
 
 -- renew_leases --
-UPDATE inbox_lanes SET lease_until = :lease_until WHERE owner = :owner
+-- Rows are locked in user order, as every other statement that locks several lanes does
+-- (storing a batch of webhooks): two of them never wait on each other in a cycle.
+UPDATE inbox_lanes SET lease_until = :lease_until
+WHERE user_id IN (
+    SELECT user_id FROM inbox_lanes
+    WHERE owner = :owner AND user_id = ANY(:user_ids::text[])
+    ORDER BY user_id
+    FOR UPDATE
+)
+AND owner = :owner
+RETURNING user_id
 
 -- release_all --
-UPDATE inbox_lanes SET owner = NULL, lease_until = NULL WHERE owner = :owner
+UPDATE inbox_lanes SET owner = NULL, lease_until = NULL
+WHERE user_id IN (
+    SELECT user_id FROM inbox_lanes WHERE owner = :owner ORDER BY user_id FOR UPDATE
+)
+AND owner = :owner
 
 -- complete --
+-- The three results below change a row only if it is still the run they record
+-- (attempts unchanged): written again after a lost acknowledgement, they change nothing.
 UPDATE inbox_webhooks
 SET status = 'done', attempts = attempts + 1, finished_at = :now, last_error = NULL
-WHERE id = :id AND status = 'pending'
+WHERE id = :id AND status = 'pending' AND attempts = :attempts
 
 -- retry_later --
 UPDATE inbox_webhooks
 SET attempts = attempts + 1, next_attempt_at = :next_attempt_at, last_error = :error
-WHERE id = :id AND status = 'pending'
+WHERE id = :id AND status = 'pending' AND attempts = :attempts
 
 -- bury --
 UPDATE inbox_webhooks
 SET status = 'dead', attempts = attempts + 1, finished_at = :now, last_error = :error
-WHERE id = :id AND status = 'pending'
+WHERE id = :id AND status = 'pending' AND attempts = :attempts
 
 -- claim_once --
 INSERT INTO inbox_once (key, webhook_id, claimed_at) VALUES (:key, :webhook_id, :now)

@@ -46,8 +46,12 @@ async def main(url, rate, flooders=4):
     async def flood(session):
         while not stop.is_set():
             await asyncio.sleep(flooders / rate)
-            async with session.post(url, data=io.BytesIO(big), headers=headers) as r:
-                answers.append([r.status, (await r.json(content_type=None))["error"]["message"]])
+            try:
+                async with session.post(url, data=io.BytesIO(big), headers=headers) as r:
+                    answer = await r.json(content_type=None)
+                    answers.append([r.status, answer["error"]["message"]])
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass  # the server may close a connection that keeps sending refused bodies
     async with aiohttp.ClientSession() as session:
         tasks = [asyncio.create_task(flood(session)) for _ in range(flooders)]
         print("flooding", flush=True)

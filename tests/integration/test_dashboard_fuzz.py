@@ -23,12 +23,14 @@ import asyncpg
 import pytest
 import requests
 import uvicorn
+from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
 from hookline.events import EVENT_TYPES
+from hookline.web import routes as web_routes
 from tests.conftest import PG_ADMIN_DSN, require_postgres
 from tests.support.api_server import ADMIN, bound_socket
 
@@ -63,6 +65,23 @@ EDGES = st.sampled_from(
     ]
 )
 VALUE = st.one_of(TEXT, EDGES, st.integers().map(str), st.sampled_from(EVENT_TYPES))
+#: Values a field takes when it is used as meant, drawn half the time, so that the
+#: handlers behind the refusals run too.
+GOOD: dict[str, st.SearchStrategy[str]] = {
+    "name": st.from_regex(r"[A-Za-z][A-Za-z ]{0,20}[a-z]", fullmatch=True),
+    "user_id": st.from_regex(r"[A-Za-z0-9_.:@-]{1,20}", fullmatch=True),
+    "event": st.sampled_from([*EVENT_TYPES, "*"]),
+    "event_type": st.sampled_from(EVENT_TYPES),
+    "url": st.sampled_from(["https://hooks.example.com/x", "http://hooks.example.com:8080/y"]),
+    "action": st.sampled_from(["test", "enable", "disable"]),
+    "status": st.sampled_from(["pending", "delivered", "failed"]),
+    "next": st.sampled_from(["/", "/apps"]),
+}
+
+
+def _field(name: str) -> st.SearchStrategy[str]:
+    good = GOOD.get(name)
+    return st.one_of(good, VALUE) if good is not None else VALUE
 
 
 @dataclass
@@ -168,7 +187,7 @@ def _check(response: requests.Response) -> None:
 def _param(site: Site, name: str) -> st.SearchStrategy[str]:
     """A path parameter: the real id half the time, anything otherwise."""
     real = site.ids.get(name)
-    return st.one_of(st.just(real), VALUE) if real else VALUE
+    return st.one_of(st.just(real), VALUE) if real else _field(name)
 
 
 # Each route, its path parameters and its fields (form fields for POST, query for GET).
@@ -187,8 +206,9 @@ ROUTES: list[tuple[str, str, list[str], list[str]]] = [
         ["status", "event_type", "endpoint_id", "user_id", "before"],
     ),
     ("GET", "/static/{name}", ["name"], []),
+    ("GET", "/apps", [], ["cursor"]),
     ("GET", "/login", [], ["next"]),
-    ("GET", "/", [], ["notice"]),
+    ("GET", "/", [], []),
 ]
 
 
@@ -200,9 +220,11 @@ def test_no_route_answers_5xx(
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
         values = {name: data.draw(_param(site, name), label=name) for name in params}
+        # Every page also reads ``notice`` from its query, undeclared.
+        names = [*fields, "notice"] if method == "GET" else fields
         form = {
-            name: data.draw(VALUE, label=name)
-            for name in fields
+            name: data.draw(_field(name), label=name)
+            for name in names
             if data.draw(st.booleans(), label=f"send {name}")
         }
         url = site.base + _path(template, values)
@@ -214,6 +236,23 @@ def test_no_route_answers_5xx(
         _check(site.http.post(url, data={**form, "csrf": csrf}, allow_redirects=False, timeout=30))
 
     check()
+
+
+def test_every_route_and_field_is_fuzzed() -> None:
+    """A route or a field added to the dashboard is fuzzed too, or this fails."""
+    fuzzed = {(method, path): set(params) | set(fields) for method, path, params, fields in ROUTES}
+    fuzzed[("POST", "/login")] = {"key", "next"}  # test_sign_in_form
+    for route in web_routes.router.routes:
+        assert isinstance(route, APIRoute)
+        method = next(iter(route.methods))
+        if (method, route.path) == ("POST", "/logout"):
+            continue  # it would end the session the other examples run in
+        dependant = route.dependant
+        names = {
+            p.name
+            for p in (*dependant.path_params, *dependant.query_params, *dependant.body_params)
+        } - {"csrf"}
+        assert fuzzed.get((method, route.path)) == names, (method, route.path, names)
 
 
 def test_sign_in_form(site: Site) -> None:

@@ -105,7 +105,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, plus the limits; a _Refused raised by a parser
         # callback stops httptools and arrives here as the cause of its callback error.
-        self._unset_keepalive_if_required()
+        # Unlike uvicorn, bytes alone do not stop the idle timer: the parser skips blank
+        # lines between requests, so a client sending only CRLFs would never be timed
+        # out. A request's first byte does (on_message_begin).
         self._counting_reads = self._in_headers
         try:
             self.parser.feed_data(data)
@@ -132,6 +134,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(self._headers_too_large())
 
     def on_message_begin(self) -> None:
+        self._unset_keepalive_if_required()
         super().on_message_begin()
         self._in_headers = True
         self._counting_reads = False

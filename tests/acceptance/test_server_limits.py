@@ -201,8 +201,9 @@ async def test_huge_and_numerous_headers_are_refused(server: Server) -> None:
 
 
 async def test_idle_and_slow_connections_are_closed(server: Server) -> None:
-    """Silent, slowloris (a partial request line, a byte at a time) and slow-body
-    connections are closed after their timeouts (1 s idle, 2 s headers, 2 s body)."""
+    """Silent, slowloris (a partial request line, a byte at a time), slow-body and
+    blank-line connections are closed after their timeouts (1 s idle, 2 s headers, 2 s
+    body)."""
 
     @contextlib.asynccontextmanager
     async def connection() -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
@@ -243,6 +244,19 @@ async def test_idle_and_slow_connections_are_closed(server: Server) -> None:
             assert await closed_by_server(reader, 20), "a request body that stalled stayed open"
         return time.monotonic() - started
 
+    async def blank_lines() -> float:
+        # The parser skips blank lines before a request: they must not keep a
+        # connection open past the idle timeout.
+        started = time.monotonic()
+        async with connection() as (reader, writer):
+            for _ in range(80):
+                writer.write(b"\r\n")
+                if await closed_by_server(reader, 0.25):
+                    break
+            else:
+                raise AssertionError("a connection sending only blank lines stayed open")
+        return time.monotonic() - started
+
     async def kept_alive() -> float:
         async with connection() as (reader, writer):
             writer.write(f"GET {server.probe_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
@@ -251,10 +265,11 @@ async def test_idle_and_slow_connections_are_closed(server: Server) -> None:
             assert await closed_by_server(reader, 20), "an idle kept-alive connection stayed open"
         return time.monotonic() - started
 
-    times = await asyncio.gather(silent(), slowloris(), slow_body(), kept_alive())
+    times = await asyncio.gather(silent(), slowloris(), slow_body(), kept_alive(), blank_lines())
     print(
         f"\n{server.name} closed: silent after {times[0]:.1f} s, slowloris {times[1]:.1f} s,"
-        f" stalled body {times[2]:.1f} s, idle keep-alive {times[3]:.1f} s"
+        f" stalled body {times[2]:.1f} s, idle keep-alive {times[3]:.1f} s,"
+        f" blank lines {times[4]:.1f} s"
     )
 
 

@@ -20,8 +20,10 @@ connections are open, idle ones included, so idle connections would still lock o
 
 Everything else (parsing, ASGI cycle, flow control, pipelining) is uvicorn's own. The
 subclass leans on uvicorn's protocol internals (its callbacks, ``cycle``, ``pipeline``,
-the keep-alive timer), as of 0.54: tests/acceptance/test_server_limits.py fails loudly
-if an upgrade moves them.
+the keep-alive timer), as of 0.54, so pyproject.toml holds uvicorn below 0.55. Importing
+this module fails with a clear error if one of the methods it relies on is gone;
+tests/unit/test_server_settings.py checks the attributes too, and
+tests/acceptance/test_server_limits.py the behaviour.
 """
 
 from __future__ import annotations
@@ -33,11 +35,52 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from hookline.serving.settings import ServerSettings
 
 log = logging.getLogger("hookline.serving")
+
+#: uvicorn's methods that the subclass overrides or calls.
+UVICORN_METHODS = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "on_message_begin",
+    "on_url",
+    "on_header",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "send_400_response",
+    "handle_websocket_upgrade",
+    "timeout_keep_alive_handler",
+    "_unset_keepalive_if_required",
+    "_should_upgrade",
+    "_unsupported_upgrade_warning",
+)
+#: uvicorn's per-connection attributes that the subclass reads or sets.
+UVICORN_ATTRIBUTES = (
+    "loop",
+    "parser",
+    "transport",
+    "connections",
+    "cycle",
+    "pipeline",
+    "timeout_keep_alive",
+    "timeout_keep_alive_task",
+)
+
+_missing = [
+    name for name in UVICORN_METHODS if not callable(getattr(HttpToolsProtocol, name, None))
+]
+if _missing:
+    raise ImportError(
+        f"uvicorn {uvicorn.__version__}'s HttpToolsProtocol has no {', '.join(_missing)}: "
+        "hookline.serving.protocol was written against uvicorn 0.54; install that version"
+    )
 
 
 class _Refused(Exception):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+import uvicorn
 from click.testing import CliRunner
+from uvicorn.server import ServerState
 
 from hookline.cli import main
 from hookline.exceptions import ConfigError
@@ -76,3 +79,28 @@ def test_uvicorn_gets_the_guarded_protocol_with_these_limits() -> None:
     assert issubclass(protocol, GuardedHttpToolsProtocol)
     assert protocol.limits is settings
     assert 1 <= protocol.max_connections <= 1000
+
+
+def test_uvicorn_still_has_what_the_protocol_relies_on() -> None:
+    """The subclass reaches into uvicorn's protocol: a uvicorn that renamed or dropped one
+    of these must fail here, not as a slow leak in production."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+    from hookline.serving.protocol import UVICORN_ATTRIBUTES, UVICORN_METHODS
+
+    for name in UVICORN_METHODS:
+        assert callable(getattr(HttpToolsProtocol, name, None)), name
+    protocol = uvicorn_options(ServerSettings())["http"]
+    config = uvicorn.Config(_app)
+    connection = protocol(config, ServerState(), {}, _loop=asyncio.new_event_loop())
+    try:
+        for name in UVICORN_ATTRIBUTES:
+            assert hasattr(connection, name), name
+    finally:
+        connection.loop.close()
+    cycle_attributes = {"response_complete", "keep_alive", "body"}
+    assert cycle_attributes <= set(RequestResponseCycle.__init__.__code__.co_names)
+
+
+async def _app(scope: object, receive: object, send: object) -> None:  # pragma: no cover
+    pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -28,14 +29,39 @@ def parse_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean; use 1 or 0")
 
 
-def _parse_float(name: str, value: str) -> float:
+def parse_number(name: str, value: str) -> float:
+    """A finite number of at least 0 (``nan`` and ``inf`` are refused: a timer or a
+    count cannot be either)."""
     try:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
     if number < 0:
         raise ConfigError(f"{name}={value!r} must not be negative")
     return number
+
+
+def parse_count(name: str, value: str) -> int:
+    """A whole number of at least 1 (a fraction is rounded down first)."""
+    count = int(parse_number(name, value))
+    if count < 1:
+        raise ConfigError(f"{name}={value!r} must be at least 1")
+    return count
+
+
+#: A settings object's environment: attribute -> (variable, parser of the variable's
+#: text); every parser names the variable in its error, so a bad value says where it
+#: came from.
+EnvTable = Mapping[str, tuple[str, Callable[[str, str], object]]]
+
+
+def values_from_env(table: EnvTable, env: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The attributes of ``table`` whose variable is set in ``env`` (default: the
+    process's environment), parsed."""
+    env = os.environ if env is None else env
+    return {name: parse(key, env[key]) for name, (key, parse) in table.items() if key in env}
 
 
 #: The least an admin token must have: long enough, and not a word repeated.
@@ -96,6 +122,8 @@ class RetryPolicy:
         """Parse ``"0,5,300"`` (seconds) into a policy; used for ``HOOKLINE_RETRY_SCHEDULE``."""
         try:
             schedule = tuple(float(part) for part in text.split(",") if part.strip())
+            if not all(math.isfinite(delay) for delay in schedule):
+                raise ValueError(text)
         except ValueError:
             raise ConfigError(
                 f"retry schedule {text!r} must be comma-separated seconds, e.g. 0,5,300"
@@ -154,16 +182,9 @@ class EngineSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EngineSettings:
         """Settings from ``HOOKLINE_*`` variables (see ``ENGINE_ENV``); ``overrides`` that
         are not None win (command-line options)."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {
-            name: parse(key, env[key]) for name, (key, parse) in ENGINE_ENV.items() if key in env
-        }
+        values = values_from_env(ENGINE_ENV, env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
-
-
-def _parse_count(name: str, value: str) -> int:
-    return int(_parse_float(name, value)) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,42 +213,33 @@ class Limits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
-        env = os.environ if env is None else env
-        return cls(
-            **{
-                name: parse(key, env[key])
-                for name, (key, parse) in LIMITS_ENV.items()
-                if key in env
-            }  # type: ignore[arg-type]
-        )
+        return cls(**values_from_env(LIMITS_ENV, env))  # type: ignore[arg-type]
 
 
-LIMITS_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "max_endpoints_per_app": ("HOOKLINE_MAX_ENDPOINTS_PER_APP", _parse_count),
-    "max_in_flight": ("HOOKLINE_MAX_IN_FLIGHT", _parse_count),
-    "max_timeout": ("HOOKLINE_MAX_TIMEOUT", _parse_float),
-    "max_deliveries_per_publish": ("HOOKLINE_MAX_DELIVERIES_PER_PUBLISH", _parse_count),
-    "attempt_log_head": ("HOOKLINE_ATTEMPT_LOG_HEAD", _parse_count),
-    "attempt_log_tail": ("HOOKLINE_ATTEMPT_LOG_TAIL", _parse_count),
+LIMITS_ENV: EnvTable = {
+    "max_endpoints_per_app": ("HOOKLINE_MAX_ENDPOINTS_PER_APP", parse_count),
+    "max_in_flight": ("HOOKLINE_MAX_IN_FLIGHT", parse_count),
+    "max_timeout": ("HOOKLINE_MAX_TIMEOUT", parse_number),
+    "max_deliveries_per_publish": ("HOOKLINE_MAX_DELIVERIES_PER_PUBLISH", parse_count),
+    "attempt_log_head": ("HOOKLINE_ATTEMPT_LOG_HEAD", parse_count),
+    "attempt_log_tail": ("HOOKLINE_ATTEMPT_LOG_TAIL", parse_count),
 }
 
 
-#: Each setting's environment variable and parser; every parser names the variable in
-#: its error, so a bad value says where it came from.
-ENGINE_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
+ENGINE_ENV: EnvTable = {
     "retry": ("HOOKLINE_RETRY_SCHEDULE", lambda _, value: RetryPolicy.parse(value)),
     "allow_private_targets": ("HOOKLINE_ALLOW_PRIVATE_TARGETS", parse_bool),
-    "concurrency": ("HOOKLINE_CONCURRENCY", _parse_count),
-    "endpoint_max_in_flight": ("HOOKLINE_ENDPOINT_MAX_IN_FLIGHT", _parse_count),
-    "app_max_in_flight": ("HOOKLINE_APP_MAX_IN_FLIGHT", _parse_count),
-    "lease_margin": ("HOOKLINE_LEASE_MARGIN", _parse_float),
-    "poll_interval": ("HOOKLINE_POLL_INTERVAL", _parse_float),
-    "retention_days": ("HOOKLINE_RETENTION_DAYS", _parse_float),
-    "disable_after": ("HOOKLINE_DISABLE_AFTER", _parse_float),
-    "probe_interval": ("HOOKLINE_PROBE_INTERVAL", _parse_float),
-    "health_interval": ("HOOKLINE_HEALTH_INTERVAL", _parse_float),
-    "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", _parse_count),
-    "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", _parse_float),
+    "concurrency": ("HOOKLINE_CONCURRENCY", parse_count),
+    "endpoint_max_in_flight": ("HOOKLINE_ENDPOINT_MAX_IN_FLIGHT", parse_count),
+    "app_max_in_flight": ("HOOKLINE_APP_MAX_IN_FLIGHT", parse_count),
+    "lease_margin": ("HOOKLINE_LEASE_MARGIN", parse_number),
+    "poll_interval": ("HOOKLINE_POLL_INTERVAL", parse_number),
+    "retention_days": ("HOOKLINE_RETENTION_DAYS", parse_number),
+    "disable_after": ("HOOKLINE_DISABLE_AFTER", parse_number),
+    "probe_interval": ("HOOKLINE_PROBE_INTERVAL", parse_number),
+    "health_interval": ("HOOKLINE_HEALTH_INTERVAL", parse_number),
+    "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", parse_count),
+    "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", parse_number),
 }
 
 

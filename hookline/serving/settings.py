@@ -7,12 +7,11 @@ can hold the process's memory, CPU or open files: see "Limits" in docs/operation
 from __future__ import annotations
 
 import logging
-import os
 import resource
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hookline.config import _parse_float
+from hookline.config import EnvTable, parse_count, parse_number, values_from_env
 from hookline.exceptions import ConfigError
 
 log = logging.getLogger("hookline.serving")
@@ -58,35 +57,24 @@ class ServerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
         """Settings from ``HOOKLINE_*`` variables (see ``SERVER_ENV``)."""
-        env = os.environ if env is None else env
-        values = {
-            name: parse(key, env[key]) for name, (key, parse) in SERVER_ENV.items() if key in env
-        }
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values_from_env(SERVER_ENV, env))  # type: ignore[arg-type]
 
     def connection_cap(self, open_files: int) -> int:
         """``max_connections``, held to half of ``open_files`` (the soft RLIMIT_NOFILE)."""
         return max(1, min(self.max_connections, open_files // 2))
 
 
-def _parse_size(name: str, value: str) -> int:
-    number = _parse_float(name, value)
-    if number < 1:
-        raise ConfigError(f"{name}={value!r} must be at least 1")
-    return int(number)
-
-
 #: Each setting's environment variable and parser.
-SERVER_ENV: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "max_connections": ("HOOKLINE_MAX_CONNECTIONS", _parse_size),
-    "max_header_bytes": ("HOOKLINE_MAX_HEADER_BYTES", _parse_size),
-    "max_header_count": ("HOOKLINE_MAX_HEADER_COUNT", _parse_size),
-    "idle_timeout": ("HOOKLINE_IDLE_TIMEOUT", _parse_float),
-    "header_timeout": ("HOOKLINE_HEADER_TIMEOUT", _parse_float),
-    "body_timeout": ("HOOKLINE_BODY_TIMEOUT", _parse_float),
-    "drain_bytes": ("HOOKLINE_DRAIN_BYTES", _parse_size),
-    "max_body_bytes": ("HOOKLINE_MAX_BODY_BYTES", _parse_size),
-    "max_batch_body_bytes": ("HOOKLINE_MAX_BATCH_BODY_BYTES", _parse_size),
+SERVER_ENV: EnvTable = {
+    "max_connections": ("HOOKLINE_MAX_CONNECTIONS", parse_count),
+    "max_header_bytes": ("HOOKLINE_MAX_HEADER_BYTES", parse_count),
+    "max_header_count": ("HOOKLINE_MAX_HEADER_COUNT", parse_count),
+    "idle_timeout": ("HOOKLINE_IDLE_TIMEOUT", parse_number),
+    "header_timeout": ("HOOKLINE_HEADER_TIMEOUT", parse_number),
+    "body_timeout": ("HOOKLINE_BODY_TIMEOUT", parse_number),
+    "drain_bytes": ("HOOKLINE_DRAIN_BYTES", parse_count),
+    "max_body_bytes": ("HOOKLINE_MAX_BODY_BYTES", parse_count),
+    "max_batch_body_bytes": ("HOOKLINE_MAX_BATCH_BODY_BYTES", parse_count),
 }
 
 

@@ -49,6 +49,8 @@ def test_the_environment_sets_each_value() -> None:
         ("HOOKLINE_IDLE_TIMEOUT", "0", "more than 0 seconds"),
         ("HOOKLINE_MAX_HEADER_BYTES", "-1", "must not be negative"),
         ("HOOKLINE_MAX_CONNECTIONS", "0.5", "at least 1"),
+        ("HOOKLINE_MAX_CONNECTIONS", "inf", "finite"),
+        ("HOOKLINE_IDLE_TIMEOUT", "nan", "finite"),
     ],
 )
 def test_a_bad_value_names_its_variable_or_setting(name: str, value: str, says: str) -> None:

@@ -59,7 +59,7 @@ def test_parse() -> None:
     assert RetryPolicy.parse(" 0 , 5 ,").schedule == (0, 5)
 
 
-@pytest.mark.parametrize("text", ["", ",", "0,soon", "0,-1", "1;2"])
+@pytest.mark.parametrize("text", ["", ",", "0,soon", "0,-1", "1;2", "0,inf", "nan"])
 def test_parse_refuses_what_it_does_not_know(text: str) -> None:
     with pytest.raises(ConfigError):
         RetryPolicy.parse(text)
@@ -96,6 +96,9 @@ def test_settings_from_env() -> None:
         {"HOOKLINE_LEASE_MARGIN": "-1"},
         {"HOOKLINE_POLL_INTERVAL": "fast"},
         {"HOOKLINE_RETRY_SCHEDULE": "x"},
+        {"HOOKLINE_CONCURRENCY": "inf"},
+        {"HOOKLINE_CONCURRENCY": "0"},
+        {"HOOKLINE_RETENTION_DAYS": "nan"},
     ],
 )
 def test_settings_refuse_bad_values(env: dict[str, str]) -> None:
@@ -126,3 +129,6 @@ def test_limits_from_env() -> None:
     assert limits == Limits(7, 9, 12.5, 1000, 2, 3)
     with pytest.raises(ConfigError, match="HOOKLINE_MAX_TIMEOUT"):
         Limits.from_env({"HOOKLINE_MAX_TIMEOUT": "long"})
+    # Zero endpoints per app is refused, not quietly read as one.
+    with pytest.raises(ConfigError, match="HOOKLINE_MAX_ENDPOINTS_PER_APP='0' must be at least 1"):
+        Limits.from_env({"HOOKLINE_MAX_ENDPOINTS_PER_APP": "0"})

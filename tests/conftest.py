@@ -7,6 +7,7 @@ failure: CI must never go green by skipping the PostgreSQL half.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -81,3 +82,23 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: object) -> Asyn
         return
     async with fresh_postgres() as url:
         yield url
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``database_url`` for a whole module (a server shared by its tests), for tests that
+    run their server in a thread of its own rather than in the test's event loop."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'hookline.db'}"
+        return
+    require_postgres()
+    name = "hl_test_" + secrets.token_hex(6)
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

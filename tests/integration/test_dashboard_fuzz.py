@@ -9,17 +9,13 @@ dashboard route made-up values (any text, NUL and control characters, numbers be
 
 from __future__ import annotations
 
-import asyncio
 import re
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 import pytest
 import requests
 import uvicorn
@@ -31,7 +27,6 @@ from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
 from hookline.events import EVENT_TYPES
 from hookline.web import routes as web_routes
-from tests.conftest import PG_ADMIN_DSN, require_postgres
 from tests.support.api_server import ADMIN, bound_socket
 
 FUZZ = settings(
@@ -122,33 +117,9 @@ def _serve(database_url: str) -> Iterator[str]:
         thread.join(10)
 
 
-async def _pg(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'hookline.db'}"
-        return
-    require_postgres()
-    name = "hl_fuzz_" + secrets.token_hex(6)
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(scope="module")
-def site(database: str) -> Iterator[Site]:
-    for base in _serve(database):
+def site(module_database_url: str) -> Iterator[Site]:
+    for base in _serve(module_database_url):
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {ADMIN}"
         app = api.post(f"{base}/api/v1/apps", json={"name": "shop"}).json()

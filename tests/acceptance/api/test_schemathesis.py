@@ -1,6 +1,7 @@
 """Property-based checks of the whole REST API against its own /openapi.json.
 
-A real ``create_api`` runs under uvicorn on a loopback port (lifespan, store and all);
+A real ``create_api`` runs under uvicorn on a loopback port (lifespan, store and all),
+on SQLite and on PostgreSQL (which cannot hold NUL in text, and schemathesis sends it);
 schemathesis (its own runner, ``st run``) generates requests for every operation of the
 document, with the admin token, in all its phases (examples, coverage, fuzzing) and
 modes (valid and invalid data), and runs **all** its checks: no 5xx; every answer (status
@@ -40,9 +41,9 @@ ST = Path(sys.executable).with_name("st")
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _serve(database: Path) -> Iterator[str]:
+def _serve(database_url: str) -> Iterator[str]:
     app = create_api(
-        database_url=f"sqlite:///{database}",
+        database_url=database_url,
         admin_token=ADMIN,
         settings=EngineSettings(allow_private_targets=True),
         # Throttled guessing answers 429 (by design); here it would hide the 401s that
@@ -67,8 +68,8 @@ def _serve(database: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _serve(tmp_path_factory.mktemp("schemathesis") / "hookline.db")
+def base_url(module_database_url: str) -> Iterator[str]:
+    yield from _serve(module_database_url)
 
 
 def _seed(base_url: str) -> dict[str, str]:

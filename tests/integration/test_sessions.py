@@ -114,3 +114,21 @@ def test_serve_refuses_a_weak_admin_token_in_one_line(token: str, tmp_path: Path
     assert len(lines) == 1 and "HOOKLINE_ADMIN_TOKEN is too weak" in lines[0], result.output
     assert "python -c 'import secrets; print(secrets.token_urlsafe(32))'" in lines[0]
     assert not database.exists()
+
+
+@pytest.mark.parametrize("secret", [True, False])
+async def test_a_session_across_a_restart(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, secret: bool
+) -> None:
+    if secret:
+        monkeypatch.setenv("HOOKLINE_SESSION_SECRET", "a-session-secret-" + "q" * 20)
+    async with running_api(sqlite_url, deliver=False) as base:
+        cookie = (await _sign_in(base)).cookies["hookline_session"].value
+    async with (
+        running_api(sqlite_url, deliver=False) as base,
+        aiohttp.ClientSession(base, cookie_jar=aiohttp.DummyCookieJar()) as http,
+        http.get(
+            "/apps", headers={"Cookie": f"hookline_session={cookie}"}, allow_redirects=False
+        ) as response,
+    ):
+        assert response.status == (200 if secret else 303)

@@ -185,6 +185,10 @@ def _standard_timestamp(headers: dict[str, str]) -> int:
         raise BadSignature("webhook-signature needs webhook-id and webhook-timestamp too")
     if not (raw_ts.isascii() and raw_ts.isdigit()):
         raise BadSignature(f"webhook-timestamp {raw_ts[:40]!r} is not whole seconds")
+    if len(raw_ts) > 12:
+        # Unix seconds have 10 digits until 2286; a longer number would overflow the
+        # float the time window is checked in.
+        raise BadSignature(f"webhook-timestamp {raw_ts[:40]!r} is not Unix time in seconds")
     return int(raw_ts)
 
 

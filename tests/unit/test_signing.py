@@ -205,6 +205,16 @@ def test_verifier_needs_the_other_standard_headers(header: str) -> None:
         Verifier((KEY,)).verify(headers, body, now=NOW)
 
 
+@pytest.mark.parametrize("stamp", ["9" * 400, "1" + "0" * 12])
+def test_a_timestamp_of_too_many_digits_is_refused_not_an_overflow(stamp: str) -> None:
+    headers, body = _signed([KEY])
+    headers["webhook-timestamp"] = stamp
+    with pytest.raises(BadSignature, match="is not Unix time in seconds"):
+        Verifier((KEY,)).check_headers(headers, now=NOW)
+    with pytest.raises(BadSignature, match="is not Unix time in seconds"):
+        Verifier((KEY,)).verify(headers, body, now=NOW)
+
+
 def test_verifier_checks_the_body_signature_before_it_parses_the_body(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -68,7 +68,7 @@ def serve(
     _logging(json_logs)
     settings = _settings(allow_private_targets)
     rate_limits = RateLimits.from_env()
-    limits = serving.ServerSettings.from_env()
+    server = serving.ServerSettings.from_env()
     token = os.environ.get("HOOKLINE_ADMIN_TOKEN")
     if token:
         check_admin_token(token)  # before anything is created or bound
@@ -92,12 +92,12 @@ def serve(
         settings=settings,
         rate_limits=rate_limits,
         deliver=not no_deliver,
-        limits=limits,
+        server=server,
     )
     serving.run(
         api,
         sock,
-        settings=limits,
+        settings=server,
         announce=announce,
         log_level="warning",
         timeout_graceful_shutdown=15,

@@ -40,11 +40,11 @@ def create_api(
     settings: EngineSettings | None = None,
     rate_limits: RateLimits | None = None,
     deliver: bool = True,
-    limits: ServerSettings | None = None,
+    server: ServerSettings | None = None,
 ) -> FastAPI:
     check_admin_token(admin_token)
     settings = settings or EngineSettings()
-    limits = limits or ServerSettings()
+    server = server or ServerSettings()
     metrics = SenderMetrics()
 
     @asynccontextmanager
@@ -81,7 +81,7 @@ def create_api(
     web.install(app)
     batch = f"{routes.router.prefix}/events/batch"
     app.add_middleware(
-        BodyLimit, default=limits.max_body_bytes, routes={batch: limits.max_batch_body_bytes}
+        BodyLimit, default=server.max_body_bytes, routes={batch: server.max_batch_body_bytes}
     )
     # Added last, so it runs first: nobody without a token gets a body read at all.
     app.add_middleware(RequireAuth, prefix=routes.router.prefix)

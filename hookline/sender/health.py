@@ -24,7 +24,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -66,20 +66,10 @@ class HealthMonitor:
         self.on_enabled = on_enabled or (lambda: None)
 
     async def run_checks(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except HooklineError as exc:
-                log.warning("the endpoint health check failed, will try again: %s", exc)
-            await asyncio.sleep(self.settings.health_interval)
+        await _every(self.settings.health_interval, self.check, "the endpoint health check")
 
     async def run_probes(self) -> None:
-        while True:
-            try:
-                await self.probe()
-            except HooklineError as exc:
-                log.warning("probing disabled endpoints failed, will try again: %s", exc)
-            await asyncio.sleep(self.settings.probe_interval)
+        await _every(self.settings.probe_interval, self.probe, "probing disabled endpoints")
 
     async def check(self) -> list[dict[str, Any]]:
         """Complete due key rotations; disable endpoints failing for too long."""
@@ -146,6 +136,16 @@ class HealthMonitor:
         for observer in self.observers:
             with contextlib.suppress(Exception):
                 getattr(observer, hook)(endpoint)
+
+
+async def _every(seconds: float, step: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``step`` every ``seconds`` until cancelled; a failure is logged and waited out."""
+    while True:
+        try:
+            await step()
+        except HooklineError as exc:
+            log.warning("%s failed, will try again: %s", what, exc)
+        await asyncio.sleep(seconds)
 
 
 def probe_job(endpoint: dict[str, Any], max_timeout: float) -> Job:

@@ -148,11 +148,13 @@ class Workers:
         self._wakeup.set()
 
     async def _purge(self) -> None:
-        """Now and then forget long-finished webhooks."""
+        """Now and then forget long-finished webhooks, and lanes with nothing pending that
+        were not deleted when given back (left by a stop, or by earlier versions)."""
         while True:
             now = time.time()
             try:
                 await self._inbox.purge_finished(now - self._settings.retention_seconds)
+                await self._inbox.prune_lanes()
             except StorageError as exc:
                 log.warning("could not purge finished webhooks: %s", exc)
             await asyncio.sleep(3600)

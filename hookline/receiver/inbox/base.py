@@ -211,7 +211,8 @@ class Inbox(abc.ABC):
 
     @abc.abstractmethod
     async def release_lane(self, owner: str, user_id: str) -> None:
-        """Give the lane back, noting when its head is next due."""
+        """Give the lane back, noting when its head is next due; with nothing pending,
+        delete it (a webhook stored later makes it again)."""
 
     @abc.abstractmethod
     async def renew_leases(
@@ -240,6 +241,10 @@ class Inbox(abc.ABC):
 
     @abc.abstractmethod
     async def purge_finished(self, before: float) -> int: ...
+
+    @abc.abstractmethod
+    async def prune_lanes(self) -> int:
+        """Delete lanes nobody holds that have nothing pending; return how many."""
 
     @abc.abstractmethod
     async def count_by_status(self) -> dict[str, int]: ...

@@ -191,12 +191,17 @@ class PostgresInbox(Inbox):
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 # Lock the lane first: a webhook committed by then is seen by the head
-                # query below, and one committed later wakes the lane itself.
+                # query below, and one committed later wakes the lane itself (its insert
+                # waits for this lock, and makes the lane again if it was deleted).
                 await self._fetch(conn, "lane_owner", user_id=user_id)
                 rows = await self._fetch(conn, "lane_head", user_id=user_id)
                 head = head_from_row(rows[0] if rows else None)
-                due_at = head.next_attempt_at if head else None
-                await self._fetch(conn, "release_lane", user_id=user_id, owner=owner, due_at=due_at)
+                if head is None:
+                    await self._fetch(conn, "forget_lane", user_id=user_id, owner=owner)
+                    return
+                await self._fetch(
+                    conn, "release_lane", user_id=user_id, owner=owner, due_at=head.next_attempt_at
+                )
         except (OSError, asyncpg.PostgresError) as exc:
             raise _wrap(exc) from exc
 
@@ -241,6 +246,14 @@ class PostgresInbox(Inbox):
         try:
             async with self.pool.acquire() as conn:
                 status = await conn.execute(_Q["purge_finished"].sql, before)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _wrap(exc) from exc
+        return int(status.split()[-1])
+
+    async def prune_lanes(self) -> int:
+        try:
+            async with self.pool.acquire() as conn:
+                status = await conn.execute(_Q["prune_lanes"].sql)
         except (OSError, asyncpg.PostgresError) as exc:
             raise _wrap(exc) from exc
         return int(status.split()[-1])

@@ -179,8 +179,10 @@ class SqliteInbox(Inbox):
     async def release_lane(self, owner: str, user_id: str) -> None:
         def op(conn: sqlite3.Connection) -> None:
             head = _head(conn, user_id)
-            due_at = head.next_attempt_at if head else None
-            params = {"user_id": user_id, "owner": owner, "due_at": due_at}
+            if head is None:
+                conn.execute(_Q["forget_lane"], {"user_id": user_id, "owner": owner})
+                return
+            params = {"user_id": user_id, "owner": owner, "due_at": head.next_attempt_at}
             conn.execute(_Q["release_lane"], params)
 
         await self._call(op)
@@ -231,6 +233,9 @@ class SqliteInbox(Inbox):
         return await self._call(
             lambda c: c.execute(_Q["purge_finished"], {"before": before}).rowcount
         )
+
+    async def prune_lanes(self) -> int:
+        return await self._call(lambda c: c.execute(_Q["prune_lanes"]).rowcount)
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self._call(lambda c: c.execute(_Q["count_by_status"]).fetchall())

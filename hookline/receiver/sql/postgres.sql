@@ -82,6 +82,26 @@ LIMIT 1
 UPDATE inbox_lanes SET owner = NULL, lease_until = NULL, due_at = :due_at
 WHERE user_id = :user_id AND owner = :owner
 
+-- forget_lane --
+-- A lane given back with nothing pending is deleted rather than kept (one row for every
+-- user ever seen). A webhook stored meanwhile makes it again (wake_lane inserts).
+DELETE FROM inbox_lanes WHERE user_id = :user_id AND owner = :owner
+
+-- prune_lanes --
+-- Lanes nobody holds with nothing pending that were kept (earlier versions kept them all).
+-- Locks nothing it would wait for (SKIP LOCKED): never part of a lock cycle.
+DELETE FROM inbox_lanes
+WHERE user_id IN (
+    SELECT user_id FROM inbox_lanes
+    WHERE owner IS NULL AND due_at IS NULL
+    FOR UPDATE SKIP LOCKED
+)
+AND owner IS NULL AND due_at IS NULL
+AND NOT EXISTS (
+    SELECT 1 FROM inbox_webhooks
+    WHERE inbox_webhooks.user_id = inbox_lanes.user_id AND inbox_webhooks.status = 'pending'
+)
+
 -- renew_leases --
 -- Rows are locked in user order, as every other statement that locks several lanes does
 -- (storing a batch of webhooks): two of them never wait on each other in a cycle.

@@ -305,16 +305,19 @@ class Store:
                         "get_events_by_ids", ids=_json([e.id for e in events if e.id not in fresh])
                     )
                 }
+        # The first occurrence of a new id is the event; a repeat in the same call is a
+        # duplicate of it, as a repeat in a later call would be.
+        firsts = {e.id: i for i, e in reversed(list(enumerate(events))) if e.id in fresh}
         return [
             Published(
                 id=e.id,
                 event_type=e.event_type,
                 user_id=e.user_id,
                 created_at=(fresh.get(e.id) or existing[e.id])["created_at"],
-                duplicate=e.id not in fresh,
-                deliveries=counts.get(e.id, 0),
+                duplicate=firsts.get(e.id) != i,
+                deliveries=counts.get(e.id, 0) if firsts.get(e.id) == i else 0,
             )
-            for e in events
+            for i, e in enumerate(events)
         ]
 
     async def _check_duplicates(self, tx: Any, repeats: list[NewEvent]) -> None:

@@ -259,6 +259,7 @@ async def test_the_same_event_twice_in_a_batch(site: Site) -> None:
         assert response.status == 202
         answer = (await response.json())["events"]
     assert [e["id"] for e in answer] == ["evt-1", "evt-2", "evt-1"]
+    assert [e["duplicate"] for e in answer] == [False, False, True]
     assert (await _rows(site.database))["events"] == 2
 
     before = await _rows(site.database)

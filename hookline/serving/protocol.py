@@ -217,6 +217,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if self.cycle.response_complete:
             # Answered early (401, 413): uvicorn drops the rest of the body; bound that.
+            # The body deadline, not the idle timer the answer armed, governs until the
+            # body ends, so that the client finishes sending and reads the answer.
+            self._unset_keepalive_if_required()
             self._drained += len(body)
             if self._drained > self.limits.drain_bytes:
                 raise _Refused(None)  # the answer is already out: just close
@@ -225,6 +228,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._clear_deadline()
         super().on_message_complete()
+        if (
+            self.cycle is not None
+            and self.cycle.response_complete
+            and not self.pipeline
+            and not self.parser.should_upgrade()
+            and not self.transport.is_closing()
+        ):
+            # The body of a request answered early has ended: the connection is idle
+            # from now on, as after any answer (uvicorn arms that timer only when the
+            # answer is sent).
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -143,6 +143,28 @@ async def test_no_body_is_read_before_the_caller_is_known(tmp_path: Path) -> Non
         assert grown < 50, f"peak RSS grew {grown:.0f} MiB"
 
 
+async def test_an_early_answer_lets_the_body_finish_then_the_connection_idles(
+    tmp_path: Path,
+) -> None:
+    """A 401 sent before the body arrived: the rest of the body, sent slower than the
+    idle timeout, is still taken (the body deadline applies, not the idle timer); once it
+    has ended the connection is idle and is closed at the idle timeout."""
+    env = {"HOOKLINE_IDLE_TIMEOUT": "1", "HOOKLINE_BODY_TIMEOUT": "120"}
+    async with ServeProcess(tmp_path / "sender.db", env=env) as serve:
+        reader, writer = await asyncio.open_connection("127.0.0.1", serve.port)
+        try:
+            writer.write(_post("/api/v1/apps", 12 * 1000))
+            assert status_of(await reader.read(65536)) == 401
+            for _ in range(12):  # 3 s or more of body, three times the idle timeout
+                writer.write(b"x" * 1000)
+                assert not await closed_by_server(reader, 0.25), "closed while the body came"
+            started = time.monotonic()
+            assert await closed_by_server(reader, 20), "an idle connection stayed open"
+            print(f"\nclosed {time.monotonic() - started:.1f} s after the body ended")
+        finally:
+            writer.close()
+
+
 async def test_each_route_has_its_own_body_limit(tmp_path: Path) -> None:
     """1 MiB by default, refused from the Content-Length before reading; only the batch
     route takes more."""

@@ -12,6 +12,9 @@ import os
 from hookline.receiver import Event, Receiver
 
 log = logging.getLogger("shop")
+# Requests must carry webhook-signature (hookline's sender always sends it). For a sender
+# that signs only X-Selz-Signature (Selz itself), add require_standard=False and read the
+# risk in docs/receiver.md, "Modes".
 receiver = Receiver(keys=[os.environ.get("HOOKLINE_VERIFICATION_KEY", "change-me")])
 sent_emails: list[str] = []
 

@@ -3,7 +3,8 @@
 Each handler run appends a start and an end line to ``$HOOKLINE_TEST_LOG`` (JSON, one
 write each), with the process id and a monotonic clock shared by all processes of the
 host, so the test can tell which runs overlapped, in what order, and in which process.
-While the file ``$HOOKLINE_TEST_FAIL_FLAG`` exists, handlers fail (dead-letter tests).
+While the file ``$HOOKLINE_TEST_FAIL_FLAG`` exists, handlers fail (dead-letter tests);
+``HOOKLINE_TEST_SELZ_ONLY=1`` builds it with ``require_standard=False``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.support.receiver import KEY, log_line
 receiver = Receiver(
     keys=[os.environ.get("HOOKLINE_TEST_KEY", KEY)],
     retry=RetryPolicy(schedule=(0, 0.05, 0.05), jitter=0),
+    require_standard=os.environ.get("HOOKLINE_TEST_SELZ_ONLY") != "1",
 )
 LOG = os.environ.get("HOOKLINE_TEST_LOG", os.devnull)
 SLEEP = float(os.environ.get("HOOKLINE_TEST_SLEEP", "0.002"))

@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from hookline.events import EVENT_TYPES
 from tests.conftest import free_port
 from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess
-from tests.support.receiver import KEY, read_runs
+from tests.support.receiver import KEY, read_runs, signed_webhook
 
 
 def hookline(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -83,3 +87,33 @@ def test_dead_letters_are_listed_shown_and_replayed(tmp_path: Path, sqlite_url: 
         assert dead_letters("replay", "--all").stdout.startswith("Replaying 0")
     finally:
         receiver.stop()
+
+
+def _post(url: str, headers: dict[str, str], body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+@pytest.mark.parametrize("selz_only", [False, True])
+def test_receive_refuses_selz_only_requests_unless_built_for_them_and_then_warns(
+    tmp_path: Path, sqlite_url: str, selz_only: bool
+) -> None:
+    log = tmp_path / "runs.jsonl"
+    log.touch()
+    env = {"HOOKLINE_TEST_SELZ_ONLY": "1"} if selz_only else {}
+    receiver = ReceiveProcess(sqlite_url, free_port(), log, env=env).start()
+    try:
+        status = _post(receiver.url, *signed_webhook(standard=False, event_id="evt-selz"))
+        assert status == (200 if selz_only else 401)
+        assert _post(receiver.url, *signed_webhook(event_id="evt-both")) == 200
+        expected = {"evt-selz", "evt-both"} if selz_only else {"evt-both"}
+        _until(lambda: {r.event_id for r in read_runs(log) if r.end} == expected)
+    finally:
+        receiver.stop()
+    warned = "require_standard=False" in receiver.stderr()
+    assert warned is selz_only, receiver.stderr()

@@ -43,6 +43,15 @@ def parse_number(name: str, value: str) -> float:
     return number
 
 
+def parse_seconds(name: str, value: str) -> float:
+    """A finite number of seconds above 0: a wait or a timeout of 0 would be none at all
+    (aiohttp reads a timeout of 0 as "no timeout"; a loop would spin)."""
+    seconds = parse_number(name, value)
+    if seconds <= 0:
+        raise ConfigError(f"{name}={value!r} must be more than 0 seconds")
+    return seconds
+
+
 def parse_count(name: str, value: str) -> int:
     """A whole number of at least 1 (a fraction is rounded down first)."""
     count = int(parse_number(name, value))
@@ -171,6 +180,9 @@ class EngineSettings:
     #: Endpoints probed per round; those probed longest ago go first.
     probe_batch: int = 100
 
+    def __post_init__(self) -> None:
+        _require_positive(self, _ENGINE_SECONDS)
+
     @property
     def app_cap(self) -> int:
         """The in-flight cap of one app: ``app_max_in_flight``, but never more than half
@@ -211,6 +223,9 @@ class Limits:
     attempt_log_head: int = 5
     attempt_log_tail: int = 20
 
+    def __post_init__(self) -> None:
+        _require_positive(self, ("max_timeout",))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
         return cls(**values_from_env(LIMITS_ENV, env))  # type: ignore[arg-type]
@@ -219,11 +234,21 @@ class Limits:
 LIMITS_ENV: EnvTable = {
     "max_endpoints_per_app": ("HOOKLINE_MAX_ENDPOINTS_PER_APP", parse_count),
     "max_in_flight": ("HOOKLINE_MAX_IN_FLIGHT", parse_count),
-    "max_timeout": ("HOOKLINE_MAX_TIMEOUT", parse_number),
+    "max_timeout": ("HOOKLINE_MAX_TIMEOUT", parse_seconds),
     "max_deliveries_per_publish": ("HOOKLINE_MAX_DELIVERIES_PER_PUBLISH", parse_count),
     "attempt_log_head": ("HOOKLINE_ATTEMPT_LOG_HEAD", parse_count),
     "attempt_log_tail": ("HOOKLINE_ATTEMPT_LOG_TAIL", parse_count),
 }
+
+
+#: Durations of the engine that must be more than 0 (see ``parse_seconds``).
+_ENGINE_SECONDS = ("poll_interval", "probe_interval", "health_interval", "probe_timeout")
+
+
+def _require_positive(settings: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"{name} must be more than 0 seconds")
 
 
 ENGINE_ENV: EnvTable = {
@@ -233,13 +258,13 @@ ENGINE_ENV: EnvTable = {
     "endpoint_max_in_flight": ("HOOKLINE_ENDPOINT_MAX_IN_FLIGHT", parse_count),
     "app_max_in_flight": ("HOOKLINE_APP_MAX_IN_FLIGHT", parse_count),
     "lease_margin": ("HOOKLINE_LEASE_MARGIN", parse_number),
-    "poll_interval": ("HOOKLINE_POLL_INTERVAL", parse_number),
+    "poll_interval": ("HOOKLINE_POLL_INTERVAL", parse_seconds),
     "retention_days": ("HOOKLINE_RETENTION_DAYS", parse_number),
     "disable_after": ("HOOKLINE_DISABLE_AFTER", parse_number),
-    "probe_interval": ("HOOKLINE_PROBE_INTERVAL", parse_number),
-    "health_interval": ("HOOKLINE_HEALTH_INTERVAL", parse_number),
+    "probe_interval": ("HOOKLINE_PROBE_INTERVAL", parse_seconds),
+    "health_interval": ("HOOKLINE_HEALTH_INTERVAL", parse_seconds),
     "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", parse_count),
-    "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", parse_number),
+    "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", parse_seconds),
 }
 
 

@@ -99,6 +99,9 @@ def test_settings_from_env() -> None:
         {"HOOKLINE_CONCURRENCY": "inf"},
         {"HOOKLINE_CONCURRENCY": "0"},
         {"HOOKLINE_RETENTION_DAYS": "nan"},
+        {"HOOKLINE_PROBE_TIMEOUT": "0"},  # aiohttp would wait for a probe forever
+        {"HOOKLINE_POLL_INTERVAL": "0"},
+        {"HOOKLINE_HEALTH_INTERVAL": "0"},
     ],
 )
 def test_settings_refuse_bad_values(env: dict[str, str]) -> None:
@@ -129,6 +132,14 @@ def test_limits_from_env() -> None:
     assert limits == Limits(7, 9, 12.5, 1000, 2, 3)
     with pytest.raises(ConfigError, match="HOOKLINE_MAX_TIMEOUT"):
         Limits.from_env({"HOOKLINE_MAX_TIMEOUT": "long"})
+    # A longest timeout of 0 would be no timeout at all (aiohttp's reading of 0), and a
+    # lease that ends while the attempt still waits.
+    with pytest.raises(ConfigError, match="HOOKLINE_MAX_TIMEOUT='0' must be more than 0"):
+        Limits.from_env({"HOOKLINE_MAX_TIMEOUT": "0"})
+    with pytest.raises(ConfigError, match="max_timeout must be more than 0"):
+        Limits(max_timeout=0)
+    with pytest.raises(ConfigError, match="probe_timeout must be more than 0"):
+        EngineSettings(probe_timeout=0)
     # Zero endpoints per app is refused, not quietly read as one.
     with pytest.raises(ConfigError, match="HOOKLINE_MAX_ENDPOINTS_PER_APP='0' must be at least 1"):
         Limits.from_env({"HOOKLINE_MAX_ENDPOINTS_PER_APP": "0"})

@@ -32,9 +32,10 @@ async def test_a_process_paused_past_its_lease_loses_the_user_and_records_nothin
     log = tmp_path / "runs.jsonl"
     log.touch()
     lease = ("--lease-seconds", str(LEASE))
-    # The paused process's handlers take a second: long enough to be stopped inside one.
+    # The paused process's handlers take 5 s: long enough to be stopped inside one, even
+    # on a busy machine (the time it is stopped counts, so it costs nothing more).
     paused = ReceiveProcess(
-        postgres_url, free_port(), log, *lease, env={"HOOKLINE_TEST_SLEEP": "1"}
+        postgres_url, free_port(), log, *lease, env={"HOOKLINE_TEST_SLEEP": "5"}
     ).start()
     other: ReceiveProcess | None = None
     base = int(time.time()) - 60

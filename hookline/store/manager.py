@@ -591,6 +591,7 @@ class Store:
     async def delete_app(self, app_id: str) -> None:
         """Delete an app with its installations, endpoints, deliveries and attempts."""
         async with self.db.transaction() as tx:
+            await tx.execute("lock_lanes_of_app", id=app_id)
             gone = await tx.fetchrow("delete_app", id=app_id)
         if gone is None:
             raise NotFound(f"no app with id {app_id!r}")
@@ -692,6 +693,9 @@ class Store:
         self._check_endpoint_settings(changes.get("timeout"), changes.get("max_in_flight"))
         now = time.time()
         async with self.db.transaction() as tx:
+            if changes.get("enabled"):
+                # Enabling wakes the lanes: take them first (see lock_lanes_of_endpoint).
+                await tx.execute("lock_lanes_of_endpoint", id=endpoint_id)
             row = await tx.fetchrow("get_endpoint", id=endpoint_id)
             if row is None:
                 raise NotFound(f"no endpoint with id {endpoint_id!r}")
@@ -717,6 +721,7 @@ class Store:
     async def delete_endpoint(self, endpoint_id: str) -> None:
         """Delete an endpoint with its deliveries, their attempts and its lanes."""
         async with self.db.transaction() as tx:
+            await tx.execute("lock_lanes_of_endpoint", id=endpoint_id)
             gone = await tx.fetchrow("delete_endpoint", id=endpoint_id)
         if gone is None:
             raise NotFound(f"no endpoint with id {endpoint_id!r}")
@@ -792,6 +797,7 @@ class Store:
         """Enable an endpoint that answered its probe; its backlog goes out at once."""
         now = time.time()
         async with self.db.transaction() as tx:
+            await tx.execute("lock_lanes_of_endpoint", id=endpoint_id)
             enabled = await tx.fetchrow("enable_probed_endpoint", id=endpoint_id, now=now)
             if enabled is not None:
                 await tx.execute("wake_endpoint_lanes", endpoint_id=endpoint_id, now=now)

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 
@@ -285,6 +286,54 @@ async def test_an_attempt_whose_endpoint_was_deleted_meanwhile_is_dropped(store:
     [delivery] = await store.list_deliveries(kept["app_id"])
     assert delivery["status"] == "delivered" and delivery["attempts"] == 1
     assert await store.list_deliveries(gone["app_id"]) == []
+
+
+async def _blocked_on_a_lock(conn: asyncpg.Connection) -> None:
+    """Wait until some session of this database waits for a lock."""
+    deadline = time.monotonic() + 30
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while not await conn.fetchval(query):
+        assert time.monotonic() < deadline, "nothing waited for a lock"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("delete", ["endpoint", "app"])
+async def test_a_delete_beside_a_record_that_marks_the_endpoint_waits_for_it(
+    postgres_url: str, delete: str
+) -> None:
+    """A record takes its lanes first, then marks the endpoint failing (its first failed
+    attempt) or healthy. Deleting the endpoint, or its app, at that moment must wait for
+    the record, not dead-lock with it: PostgreSQL ends a dead-lock by failing one side,
+    and the delete was the one that failed (a 500 from the API)."""
+    store = await Store.open(postgres_url)
+    record = await asyncpg.connect(postgres_url)  # the statements a record runs, by hand
+    try:
+        endpoint = await app_with_endpoint(store, ["u1"])
+        await store.publish([event("e1", "u1")])
+        async with record.transaction():
+            await record.execute(
+                "SELECT 1 FROM lanes WHERE endpoint_id = $1 FOR UPDATE", endpoint["id"]
+            )
+            deleting = asyncio.create_task(
+                store.delete_endpoint(endpoint["id"])
+                if delete == "endpoint"
+                else store.delete_app(endpoint["app_id"])
+            )
+            await _blocked_on_a_lock(record)
+            await record.execute(
+                "UPDATE endpoints SET failing_since = 1 WHERE id = $1 AND failing_since IS NULL",
+                endpoint["id"],
+            )
+        await deleting
+        with pytest.raises(NotFound):
+            await store.get_endpoint(endpoint["id"])
+    finally:
+        await record.close()
+        await store.close()
 
 
 async def test_release_hands_claimed_lanes_to_another_worker(store: Store) -> None:

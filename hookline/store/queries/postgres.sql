@@ -399,6 +399,16 @@ GROUP BY 1, status;
 -- rename_app --
 UPDATE apps SET name = :name WHERE id = :id RETURNING *;
 
+-- lock_lanes_of_app --
+-- Before a delete: take the lanes it will remove in the one global order (see the
+-- top), as a record does first. Deleting the endpoint row first and its lanes by
+-- cascade after would take the two in the other order, and dead-lock with a record
+-- that holds the lanes and then marks the endpoint healthy or failing.
+SELECT 1 FROM lanes
+WHERE endpoint_id IN (SELECT id FROM endpoints WHERE app_id = :id)
+ORDER BY endpoint_id, lane
+FOR UPDATE;
+
 -- delete_app --
 -- Installations, endpoints, their lanes, deliveries and attempts go with it (CASCADE).
 DELETE FROM apps WHERE id = :id RETURNING id;
@@ -442,6 +452,11 @@ SET url = :url, event_types = :event_types, timeout = :timeout, ordered = :order
     failing_since = :failing_since, updated_at = :now
 WHERE id = :id
 RETURNING *;
+
+-- lock_lanes_of_endpoint --
+-- See lock_lanes_of_app.
+SELECT 1 FROM lanes WHERE endpoint_id = :id ORDER BY endpoint_id, lane
+FOR UPDATE;
 
 -- delete_endpoint --
 DELETE FROM endpoints WHERE id = :id RETURNING id;

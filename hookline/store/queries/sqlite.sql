@@ -370,6 +370,13 @@ GROUP BY bucket, status;
 -- rename_app --
 UPDATE apps SET name = :name WHERE id = :id RETURNING *;
 
+-- lock_lanes_of_app --
+-- Before a delete, the lanes it will remove (PostgreSQL locks them here; SQLite's
+-- one writer holds everything already).
+SELECT 1 FROM lanes
+WHERE endpoint_id IN (SELECT id FROM endpoints WHERE app_id = :id)
+ORDER BY endpoint_id, lane;
+
 -- delete_app --
 -- Installations, endpoints, their lanes, deliveries and attempts go with it (CASCADE).
 DELETE FROM apps WHERE id = :id RETURNING id;
@@ -413,6 +420,10 @@ SET url = :url, event_types = :event_types, timeout = :timeout, ordered = :order
     failing_since = :failing_since, updated_at = :now
 WHERE id = :id
 RETURNING *;
+
+-- lock_lanes_of_endpoint --
+-- See lock_lanes_of_app.
+SELECT 1 FROM lanes WHERE endpoint_id = :id ORDER BY endpoint_id, lane;
 
 -- delete_endpoint --
 DELETE FROM endpoints WHERE id = :id RETURNING id;

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
 from hookline.api.common import Auth, app_of, delivery_of, store, wake_engine
-from hookline.api.paging import Limit
+from hookline.api.paging import DeliveryLimit
 from hookline.api.types import EventType, TimeQuery
 from hookline.exceptions import Conflict
 from hookline.rules import INT64_MAX
@@ -24,7 +24,7 @@ async def list_deliveries(
     app_id: str,
     request: Request,
     who: Auth,
-    limit: Limit = 50,
+    limit: DeliveryLimit = 50,
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
     endpoint_id: str | None = None,
     user_id: str | None = None,

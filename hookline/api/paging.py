@@ -26,6 +26,17 @@ DEFAULT_LIMIT = 100
 Limit = Annotated[
     int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page, at most {MAX_LIMIT}.")
 ]
+#: Deliveries carry their attempt log (up to 25 attempts, each with a response excerpt),
+#: so their pages are smaller: a page of 500 could reach tens of megabytes.
+MAX_DELIVERY_LIMIT = 100
+DeliveryLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_DELIVERY_LIMIT,
+        description=f"Deliveries per page, at most {MAX_DELIVERY_LIMIT}.",
+    ),
+]
 Cursor = Annotated[
     str | None,
     Query(

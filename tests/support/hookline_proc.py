@@ -303,7 +303,7 @@ class Api:
         rows: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            query = {"limit": "500", **filters, **({"cursor": cursor} if cursor else {})}
+            query = {"limit": "100", **filters, **({"cursor": cursor} if cursor else {})}
             page = await self.expect(
                 200, "GET", f"/api/v1/apps/{app_id}/deliveries?" + _query(query)
             )

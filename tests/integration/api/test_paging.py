@@ -142,6 +142,16 @@ async def test_bad_paging_parameters_are_a_clear_422(api: Api, query: str, probl
         assert problem in found["error"]["message"]
 
 
+async def test_a_page_of_deliveries_holds_at_most_100(api: Api) -> None:
+    """Deliveries carry their attempt logs, so their pages are capped lower than others."""
+    app = (await api.ok("POST", "/apps", {"name": "a"}))["id"]
+    status, found = await api.call("GET", f"/apps/{app}/deliveries?limit=100")
+    assert status == 200, found
+    status, found = await api.call("GET", f"/apps/{app}/deliveries?limit=101")
+    assert status == 422, found
+    assert "limit" in found["error"]["message"]
+
+
 async def test_ties_in_creation_time_page_by_id(database_url: str) -> None:
     """Rows created in the same instant still come once each, in id order."""
     store = await Store.open(database_url)

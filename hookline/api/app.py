@@ -20,9 +20,10 @@ from fastapi_offline import FastAPIOffline
 from hookline import __version__, web
 from hookline.api import errors, routes, types
 from hookline.api.auth import RequireAuth
-from hookline.api.common import ERRORS
+from hookline.api.common import errors as error_answers
 from hookline.api.limits import BodyLimit
 from hookline.api.quotas import Quotas
+from hookline.api.schemas import HealthOut
 from hookline.config import EngineSettings, Limits, RateLimits, check_admin_token
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
@@ -31,6 +32,9 @@ from hookline.serving import ServerSettings
 from hookline.store import Store
 
 log = logging.getLogger("hookline.api")
+
+#: The Prometheus text format, as ``prometheus_client`` writes it.
+METRICS_TYPE = "text/plain; version=0.0.4"
 
 
 def create_api(
@@ -86,7 +90,7 @@ def create_api(
     # Added last, so it runs first: nobody without a token gets a body read at all.
     app.add_middleware(RequireAuth, prefix=routes.router.prefix)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", response_model=HealthOut, tags=["operations"])
     async def get_health(request: Request) -> dict[str, Any]:
         engine = request.app.state.engine
         return {
@@ -100,13 +104,19 @@ def create_api(
         "/metrics",
         tags=["operations"],
         response_class=Response,
-        responses={503: ERRORS[503]},
+        responses={
+            200: {
+                "description": "The Prometheus text exposition format.",
+                "content": {METRICS_TYPE: {"schema": {"type": "string"}}},
+            },
+            **error_answers(503),
+        },
     )
     async def get_metrics(request: Request) -> Response:
         store = request.app.state.store
         return Response(
             metrics.render(await store.metrics_snapshot()),
-            media_type="text/plain; version=0.0.4; charset=utf-8",
+            media_type=f"{METRICS_TYPE}; charset=utf-8",
         )
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -9,13 +9,19 @@ from fastapi.responses import JSONResponse
 
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
-from hookline.api.common import Auth, app_of, store
+from hookline.api.common import BODY, Auth, app_of, errors, store
 from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 
 router = APIRouter(route_class=JsonRoute)
 
 
-@router.post("/apps", status_code=201, response_model=s.AppCreated, tags=["apps"])
+@router.post(
+    "/apps",
+    status_code=201,
+    response_model=s.AppCreated,
+    responses=errors(403, *BODY),
+    tags=["apps"],
+)
 async def create_app(body: s.AppIn, request: Request, who: Auth) -> dict[str, Any]:
     who.require_admin()
     row, api_key = await store(request).create_app(body.name)
@@ -38,18 +44,26 @@ async def list_apps(
     return page(rows, limit, by_id)
 
 
-@router.get("/apps/{app_id}", response_model=s.AppOut, tags=["apps"])
+@router.get("/apps/{app_id}", response_model=s.AppOut, responses=errors(403, 404), tags=["apps"])
 async def get_app(app_id: str, request: Request, who: Auth) -> dict[str, Any]:
     return await app_of(request, who, app_id)
 
 
-@router.patch("/apps/{app_id}", response_model=s.AppOut, tags=["apps"])
+@router.patch(
+    "/apps/{app_id}", response_model=s.AppOut, responses=errors(403, 404, *BODY), tags=["apps"]
+)
 async def rename_app(app_id: str, body: s.AppRename, request: Request, who: Auth) -> Any:
     who.require_app(app_id)
     return await store(request).rename_app(app_id, body.name)
 
 
-@router.delete("/apps/{app_id}", status_code=204, response_class=Response, tags=["apps"])
+@router.delete(
+    "/apps/{app_id}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(403, 404),
+    tags=["apps"],
+)
 async def delete_app(app_id: str, request: Request, who: Auth) -> Response:
     """Delete the app with its installations, endpoints and delivery log."""
     who.require_admin()
@@ -57,7 +71,12 @@ async def delete_app(app_id: str, request: Request, who: Auth) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/apps/{app_id}/rotate-key", response_model=s.AppOut, tags=["apps"])
+@router.post(
+    "/apps/{app_id}/rotate-key",
+    response_model=s.AppOut,
+    responses=errors(403, 404, 409, *BODY),
+    tags=["apps"],
+)
 async def rotate_verification_key(
     app_id: str, request: Request, who: Auth, body: s.KeyRotationIn | None = None
 ) -> Any:
@@ -73,7 +92,12 @@ async def rotate_verification_key(
     return await store(request).rotate_verification_key(app_id, grace)
 
 
-@router.post("/apps/{app_id}/rotate-api-key", response_model=s.AppCreated, tags=["apps"])
+@router.post(
+    "/apps/{app_id}/rotate-api-key",
+    response_model=s.AppCreated,
+    responses=errors(403, 404),
+    tags=["apps"],
+)
 async def rotate_api_key(app_id: str, request: Request, who: Auth) -> dict[str, Any]:
     """A new API key, shown once; the old one stops working at once."""
     who.require_app(app_id)
@@ -85,7 +109,10 @@ async def rotate_api_key(app_id: str, request: Request, who: Auth) -> dict[str, 
     "/apps/{app_id}/installations",
     status_code=201,
     response_model=s.InstallationOut,
-    responses={200: {"model": s.InstallationOut, "description": "Already installed"}},
+    responses={
+        200: {"model": s.InstallationOut, "description": "Already installed"},
+        **errors(403, 404, *BODY),
+    },
     tags=["installations"],
 )
 async def create_installation(
@@ -99,7 +126,10 @@ async def create_installation(
 
 
 @router.get(
-    "/apps/{app_id}/installations", response_model=s.InstallationList, tags=["installations"]
+    "/apps/{app_id}/installations",
+    response_model=s.InstallationList,
+    responses=errors(403, 404),
+    tags=["installations"],
 )
 async def list_installations(
     app_id: str, request: Request, who: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None

@@ -15,14 +15,33 @@ from hookline.store import Store
 
 Auth = Annotated[Caller, Depends(caller)]
 
-#: Answers every /api/v1 route may give besides its own (all as ``ErrorOut``).
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
+_ERROR_ANSWERS = {
+    400: "The body is not valid JSON.",
+    401: "No token, or one that is neither the admin token nor an app's API key.",
+    403: "The token may not do this: an app's key on an admin route or another app's.",
+    404: "Nothing with this id (in this app).",
+    409: "The request conflicts with what is stored; the message says how.",
+    413: "The body, or the deliveries it would make, is more than this server allows.",
+    415: "The body is not sent as Content-Type: application/json.",
+    422: "A parameter, an id or a field of the body breaks an input rule; the message says which.",
+    429: "Too many of these requests (or failed sign-ins) of late; try again after Retry-After.",
+    503: "The database is unreachable for now; try again after Retry-After.",
 }
-ERRORS[503] = {
-    "model": s.ErrorOut,
-    "description": "The database is unreachable for now; try again after Retry-After.",
-}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers ``codes`` of a route, for the OpenAPI document (as ``ErrorOut``).
+
+    Each route lists those its own handler can give; ``ERRORS`` those of every route."""
+    return {code: {"model": s.ErrorOut, "description": _ERROR_ANSWERS[code]} for code in codes}
+
+
+#: What every /api/v1 route may answer: the caller is authenticated (against the store,
+#: throttled after failed attempts) and every parameter checked (an id with NUL is
+#: refused on PostgreSQL).
+ERRORS = errors(401, 422, 429, 503)
+#: What a route that reads a JSON body may answer besides.
+BODY = (400, 413, 415)
 
 
 def store(request: Request) -> Store:

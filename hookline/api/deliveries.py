@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
-from hookline.api.common import Auth, app_of, delivery_of, store, wake_engine
+from hookline.api.common import Auth, app_of, delivery_of, errors, store, wake_engine
 from hookline.api.paging import DeliveryLimit
 from hookline.api.types import EventType, TimeQuery
 from hookline.exceptions import Conflict
@@ -19,7 +19,7 @@ router = APIRouter(tags=["deliveries"], route_class=JsonRoute)
 DeliveryId = Annotated[int, Path(ge=1, le=INT64_MAX)]
 
 
-@router.get("/apps/{app_id}/deliveries", response_model=s.DeliveryList)
+@router.get("/apps/{app_id}/deliveries", response_model=s.DeliveryList, responses=errors(403, 404))
 async def list_deliveries(
     app_id: str,
     request: Request,
@@ -51,7 +51,11 @@ async def list_deliveries(
     return {"data": rows, "next_cursor": str(rows[-1]["id"]) if more else None}
 
 
-@router.get("/apps/{app_id}/deliveries/{delivery_id}", response_model=s.DeliveryOut)
+@router.get(
+    "/apps/{app_id}/deliveries/{delivery_id}",
+    response_model=s.DeliveryOut,
+    responses=errors(403, 404),
+)
 async def get_delivery(app_id: str, delivery_id: DeliveryId, request: Request, who: Auth) -> Any:
     return await delivery_of(request, who, app_id, delivery_id)
 
@@ -60,6 +64,7 @@ async def get_delivery(app_id: str, delivery_id: DeliveryId, request: Request, w
     "/apps/{app_id}/deliveries/{delivery_id}/retry",
     status_code=202,
     response_model=s.DeliveryOut,
+    responses=errors(403, 404, 409),
 )
 async def retry_delivery(app_id: str, delivery_id: DeliveryId, request: Request, who: Auth) -> Any:
     """Send a failed delivery again now (or replay a delivered one), with the same token

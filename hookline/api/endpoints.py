@@ -11,11 +11,13 @@ from fastapi import APIRouter, Query, Request, Response
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
 from hookline.api.common import (
+    BODY,
     Auth,
     app_of,
     charge,
     endpoint_of,
     endpoint_out,
+    errors,
     store,
     wake_engine,
 )
@@ -27,7 +29,12 @@ from hookline.store.manager import TEST_USER
 router = APIRouter(tags=["endpoints"], route_class=JsonRoute)
 
 
-@router.post("/apps/{app_id}/endpoints", status_code=201, response_model=s.EndpointOut)
+@router.post(
+    "/apps/{app_id}/endpoints",
+    status_code=201,
+    response_model=s.EndpointOut,
+    responses=errors(403, 404, 409, *BODY),
+)
 async def create_endpoint(
     app_id: str, body: s.EndpointIn, request: Request, who: Auth
 ) -> dict[str, Any]:
@@ -45,7 +52,7 @@ async def create_endpoint(
     return endpoint_out(row)
 
 
-@router.get("/apps/{app_id}/endpoints", response_model=s.EndpointList)
+@router.get("/apps/{app_id}/endpoints", response_model=s.EndpointList, responses=errors(403, 404))
 async def list_endpoints(
     app_id: str, request: Request, who: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -56,12 +63,20 @@ async def list_endpoints(
     return {**found, "data": [endpoint_out(row) for row in found["data"]]}
 
 
-@router.get("/apps/{app_id}/endpoints/{endpoint_id}", response_model=s.EndpointOut)
+@router.get(
+    "/apps/{app_id}/endpoints/{endpoint_id}",
+    response_model=s.EndpointOut,
+    responses=errors(403, 404),
+)
 async def get_endpoint(app_id: str, endpoint_id: str, request: Request, who: Auth) -> Any:
     return endpoint_out(await endpoint_of(request, who, app_id, endpoint_id))
 
 
-@router.patch("/apps/{app_id}/endpoints/{endpoint_id}", response_model=s.EndpointOut)
+@router.patch(
+    "/apps/{app_id}/endpoints/{endpoint_id}",
+    response_model=s.EndpointOut,
+    responses=errors(403, 404, *BODY),
+)
 async def update_endpoint(
     app_id: str, endpoint_id: str, body: s.EndpointPatch, request: Request, who: Auth
 ) -> Any:
@@ -83,7 +98,12 @@ async def update_endpoint(
     return endpoint_out(row)
 
 
-@router.delete("/apps/{app_id}/endpoints/{endpoint_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/apps/{app_id}/endpoints/{endpoint_id}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(403, 404),
+)
 async def delete_endpoint(app_id: str, endpoint_id: str, request: Request, who: Auth) -> Response:
     """Delete the endpoint with its deliveries and their attempts."""
     await endpoint_of(request, who, app_id, endpoint_id)
@@ -95,6 +115,7 @@ async def delete_endpoint(app_id: str, endpoint_id: str, request: Request, who: 
     "/apps/{app_id}/endpoints/{endpoint_id}/recover",
     status_code=202,
     response_model=s.RecoverOut,
+    responses=errors(403, 404, *BODY),
 )
 async def recover_endpoint(
     app_id: str, endpoint_id: str, body: s.RecoverIn, request: Request, who: Auth
@@ -112,6 +133,7 @@ async def recover_endpoint(
     "/apps/{app_id}/endpoints/{endpoint_id}/test",
     status_code=202,
     response_model=s.DeliveryOut,
+    responses=errors(403, 404, *BODY),
 )
 async def send_test_notification(
     app_id: str, endpoint_id: str, body: s.TestNotificationIn, request: Request, who: Auth
@@ -128,7 +150,11 @@ async def send_test_notification(
     return await store(request).delivery_for_event(int(event["seq"]), endpoint_id)
 
 
-@router.get("/apps/{app_id}/endpoints/{endpoint_id}/stats", response_model=s.EndpointStats)
+@router.get(
+    "/apps/{app_id}/endpoints/{endpoint_id}/stats",
+    response_model=s.EndpointStats,
+    responses=errors(403, 404),
+)
 async def get_endpoint_stats(
     app_id: str,
     endpoint_id: str,

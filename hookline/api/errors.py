@@ -105,7 +105,9 @@ def install(app: FastAPI) -> None:
             request.headers.get("content-length", "0") != "0"
             or "transfer-encoding" in request.headers
         )
-        if has_body and "json" not in content_type:
+        # A body sent to a route that reads none is ignored, not a wrong media type.
+        reads_body = getattr(request.scope.get("route"), "body_field", None) is not None
+        if has_body and reads_body and "json" not in content_type:
             return error_response(
                 415,
                 "unsupported_media_type",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
-from hookline.api.common import Auth, store
+from hookline.api.common import BODY, Auth, errors, store
 from hookline.rules import event_data
 from hookline.store import NewEvent, Published
 from hookline.store.manager import new_id
@@ -44,7 +44,9 @@ def _event_out(published: Published) -> dict[str, Any]:
     }
 
 
-@router.post("/events", status_code=202, response_model=s.EventOut)
+@router.post(
+    "/events", status_code=202, response_model=s.EventOut, responses=errors(403, 409, *BODY)
+)
 async def publish_event(body: s.EventIn, request: Request, who: Auth) -> dict[str, Any]:
     """Publish one event; it is stored with its deliveries before the 202."""
     who.require_admin()
@@ -53,7 +55,12 @@ async def publish_event(body: s.EventIn, request: Request, who: Auth) -> dict[st
     return _event_out(published[0])
 
 
-@router.post("/events/batch", status_code=202, response_model=s.EventBatchOut)
+@router.post(
+    "/events/batch",
+    status_code=202,
+    response_model=s.EventBatchOut,
+    responses=errors(403, 409, *BODY),
+)
 async def publish_events(body: s.EventBatchIn, request: Request, who: Auth) -> dict[str, Any]:
     """Publish up to 1,000 events in one transaction: all stored, or none."""
     who.require_admin()
@@ -62,7 +69,7 @@ async def publish_events(body: s.EventBatchIn, request: Request, who: Auth) -> d
     return {"events": [_event_out(p) for p in await _publish(state, events)]}
 
 
-@router.get("/events/{event_id}", response_model=s.EventDetail)
+@router.get("/events/{event_id}", response_model=s.EventDetail, responses=errors(403, 404))
 async def get_event(event_id: str, request: Request, who: Auth) -> dict[str, Any]:
     who.require_admin()
     row = await store(request).get_event(event_id)

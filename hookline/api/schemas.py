@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -14,13 +15,32 @@ from hookline.api.types import (
     EventFilter,
     EventId,
     EventType,
+    EventTypes,
     TimeIn,
     Url,
     UserId,
     WholeNumber,
 )
 
-DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery is: on its way (retries included), or done either way."""
+
+    pending = "pending"
+    delivered = "delivered"
+    failed = "failed"
+
+
+class AttemptOutcome(StrEnum):
+    """What one attempt came to: ``retry`` means another is scheduled; ``gone`` is a 410,
+    which disables the endpoint."""
+
+    delivered = "delivered"
+    retry = "retry"
+    failed = "failed"
+    gone = "gone"
+
+
 InFlight = Annotated[int, Field(ge=1, le=rules.IN_FLIGHT_MAX), WholeNumber]
 
 
@@ -108,7 +128,7 @@ class EndpointOut(BaseModel):
     id: str
     app_id: str
     url: str
-    event_types: list[str]
+    event_types: EventTypes
     timeout: float
     ordered: bool
     max_in_flight: int | None
@@ -195,7 +215,7 @@ class EventDetail(BaseModel):
 
 class AttemptOut(BaseModel):
     attempted_at: Time
-    outcome: str
+    outcome: AttemptOutcome
     status_code: int | None
     latency_ms: float | None
     response_excerpt: str | None
@@ -259,3 +279,10 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="`ok` whenever the server answers.")
+    version: str
+    delivering: bool = Field(description="Whether this process runs a delivery engine.")
+    in_flight: int = Field(description="Deliveries this process is sending now.")

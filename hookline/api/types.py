@@ -28,6 +28,15 @@ from hookline.exceptions import ValidationError
 T = TypeVar("T")
 
 EVENT_TYPE_REF = {"$ref": "#/components/schemas/EventType"}
+_JSON_VALUE = {"$ref": "#/components/schemas/JsonValue"}
+_JSON_OBJECT = {"$ref": "#/components/schemas/JsonObject"}
+_JSON_SCALARS: list[dict[str, Any]] = [
+    {"type": "string"},
+    {"type": "boolean"},
+    {"type": "null"},
+    {"type": "integer", "minimum": rules.INT64_MIN, "maximum": rules.INT64_MAX},
+    {"type": "number", "not": {"type": "integer"}},
+]
 
 #: Components the document holds besides the models (``hookline.api.app`` adds them).
 COMPONENTS: dict[str, dict[str, Any]] = {
@@ -38,22 +47,30 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "description": "One of the 19 Selz event types: "
         + "; ".join(f"`{t}`: {d.lower()}" for t, d in EVENT_DESCRIPTIONS.items()),
     },
+    "AllEventTypes": {
+        "title": "AllEventTypes",
+        "type": "string",
+        "enum": [WILDCARD],
+        "description": f"`{WILDCARD}`, alone in a list: every event type.",
+    },
     # Event data: any JSON object whose integers fit in 64 bits. JSON Schema cannot
-    # state the depth limit; the description does.
+    # state the depth limit; the description of the data does. The recursion goes
+    # through an object schema (JsonObject) because client generators make a class of
+    # one and can refer to it before it is complete, but cannot do that with a union
+    # (openapi-python-client drops every operation that uses a self-referring union).
+    # For the same reason an array inside an array is stated as any JSON; the server
+    # holds it to the same rules as the rest.
     "JsonValue": {
         "anyOf": [
-            {"type": "string"},
-            {"type": "boolean"},
-            {"type": "null"},
-            {"type": "integer", "minimum": rules.INT64_MIN, "maximum": rules.INT64_MAX},
-            {"type": "number", "not": {"type": "integer"}},
-            {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+            *_JSON_SCALARS,
             {
-                "type": "object",
-                "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+                "type": "array",
+                "items": {"anyOf": [*_JSON_SCALARS, _JSON_OBJECT, {"type": "array", "items": {}}]},
             },
+            _JSON_OBJECT,
         ],
     },
+    "JsonObject": {"type": "object", "additionalProperties": _JSON_VALUE},
 }
 
 
@@ -116,36 +133,38 @@ class _Component:
 
 EventType = Annotated[str, _Component("EventType", rules.check_event_type)]
 
+_EVENT_FILTER_SCHEMA = WithJsonSchema(
+    {
+        "description": f'1 to {len(EVENT_TYPES)} event types, or `["{WILDCARD}"]` for all.',
+        "oneOf": [
+            {
+                "type": "array",
+                "items": EVENT_TYPE_REF,
+                "minItems": 1,
+                "maxItems": len(EVENT_TYPES),
+            },
+            {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/AllEventTypes"},
+                "minItems": 1,
+                "maxItems": 1,
+            },
+        ],
+    }
+)
+#: The event types an endpoint asks for, as a request gives them (checked).
 EventFilter = Annotated[
-    list[str],
-    AfterValidator(_checked(rules.check_event_filter)),
-    WithJsonSchema(
-        {
-            "description": f'1 to {len(EVENT_TYPES)} event types, or `["*"]` for all.',
-            "oneOf": [
-                {
-                    "type": "array",
-                    "items": EVENT_TYPE_REF,
-                    "minItems": 1,
-                    "maxItems": len(EVENT_TYPES),
-                },
-                {
-                    "type": "array",
-                    "items": {"type": "string", "enum": [WILDCARD]},
-                    "minItems": 1,
-                    "maxItems": 1,
-                },
-            ],
-        }
-    ),
+    list[str], AfterValidator(_checked(rules.check_event_filter)), _EVENT_FILTER_SCHEMA
 ]
+#: The same in an answer (as stored).
+EventTypes = Annotated[list[str], _EVENT_FILTER_SCHEMA]
 
 EventData = Annotated[
     dict[str, Any],
     WithJsonSchema(
         {
             "type": "object",
-            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+            "additionalProperties": _JSON_VALUE,
             "description": "The object that changed. Integers must fit in 64 bits "
             f"({rules.INT64_MIN} to {rules.INT64_MAX}); nesting is limited to "
             f"{rules.MAX_DATA_DEPTH} levels.",

@@ -133,11 +133,6 @@ def _nothing(body: bytes) -> None:
     return None
 
 
-def _json(body: bytes) -> dict[str, Any]:
-    found: dict[str, Any] = orjson.loads(body)
-    return found
-
-
 def _text(body: bytes) -> str:
     return body.decode()
 
@@ -153,7 +148,7 @@ def new_event_id() -> str:
 # -- operations (not under /api/v1) ------------------------------------------------------
 
 
-@operation("GET", "/healthz", _json)
+@operation("GET", "/healthz", _model(s.HealthOut))
 def get_health() -> Parts:
     """The server's ``/healthz``: status, version, whether it delivers, in flight."""
     return Parts()

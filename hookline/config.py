@@ -18,6 +18,18 @@ DATABASE_URL_ENV = "HOOKLINE_DATABASE_URL"
 
 #: Delays before each attempt: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+#: Delays before the retries of a delivery that failed while its endpoint answered other
+#: requests: 1 s, 2 s, then 5 s for every further one.
+DEFAULT_QUICK: tuple[float, ...] = (1, 2, 5)
+
+#: Answers that say "slow down" rather than "this failed": they pace the endpoint and do
+#: not use up the delivery's attempts.
+THROTTLE_STATUSES = frozenset({429, 503})
+#: An endpoint's pace (seconds between two requests to it) after it said "slow down":
+#: at least PACE_MIN, doubled at each further one up to PACE_MAX; a good answer takes it
+#: back towards unpaced (see ``Store.record``).
+PACE_MIN = 0.1
+PACE_MAX = 60.0
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -98,17 +110,27 @@ class RetryPolicy:
     ends as failed. Each delay is spread by ±``jitter`` (a fraction) so that a recovering
     endpoint is not hit by every retry at the same second. A ``Retry-After`` answer is
     honoured up to ``max_retry_after`` seconds: it can lengthen a delay, never shorten it.
+
+    The schedule is for an endpoint that fails as a whole. A delivery that failed while
+    its endpoint answered other requests with a 2xx (since this delivery's previous
+    attempt, or within ``answered_window`` seconds before its first) is retried after
+    ``quick`` instead (its last delay repeated), never later than the schedule says: on
+    an ordered endpoint its whole lane waits for it. Either way each attempt counts.
     """
 
     schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     jitter: float = 0.1
     max_retry_after: float = 3600.0
+    quick: tuple[float, ...] = DEFAULT_QUICK
+    answered_window: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.schedule:
             raise ConfigError("a retry schedule needs at least one attempt")
-        if any(d < 0 for d in self.schedule):
+        if any(d < 0 for d in self.schedule) or any(d < 0 for d in self.quick):
             raise ConfigError("retry delays must not be negative")
+        if not self.quick:
+            raise ConfigError("quick retries need at least one delay")
         if not 0 <= self.jitter < 1:
             raise ConfigError("jitter is a fraction between 0 and 1")
 
@@ -122,6 +144,15 @@ class RetryPolicy:
             return None
         base = self.schedule[attempts_made]
         delay = base * (1 + random.uniform(-self.jitter, self.jitter)) if base else 0.0
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after))
+        return delay
+
+    def quick_delay(self, attempts_made: int, retry_after: float | None = None) -> float:
+        """Seconds until the next attempt after ``attempts_made`` failures, when the
+        endpoint answers other requests (with jitter; ``Retry-After`` still lengthens)."""
+        base = self.quick[min(attempts_made, len(self.quick)) - 1]
+        delay = base * (1 + random.uniform(-self.jitter, self.jitter))
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_after))
         return delay

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from hookline import __version__
-from hookline.config import RetryPolicy
+from hookline.config import THROTTLE_STATUSES, RetryPolicy
 from hookline.events import encode_envelope, format_timestamp
 from hookline.sender.addresses import ForbiddenTarget, guarded_socket
 from hookline.signing import sign_headers
@@ -168,20 +168,31 @@ def judge(
     error: str | None,
     retry_after: float | None,
 ) -> AttemptResult:
-    """2xx delivers; 410 gives up and disables; anything else retries on the schedule."""
-    outcome, retry_at = "failed", None
+    """2xx delivers; 410 gives up and disables; 429 and 503 slow the endpoint down;
+    anything else retries, soon or on the schedule (the store decides which)."""
+    outcome, retry_at, quick_at, since, throttle = "failed", None, None, None, None
     if status is not None and 200 <= status < 300:
         outcome = "delivered"
     elif status == 410:
         outcome = "gone"
+    elif status in THROTTLE_STATUSES:
+        # Not this delivery's failure: the endpoint asks for less. The store paces it,
+        # and the delivery goes out again once the endpoint is due, attempts unchanged.
+        throttle = min(retry_after or 0.0, retry.max_retry_after)
+        outcome, retry_at, error = "retry", now + throttle, error or f"answered {status}"
     else:
         if status is not None and 300 <= status < 400:
             error = f"redirects are not followed (answered {status})"
         elif status is not None and error is None:
             error = f"answered {status}"
-        delay = retry.next_delay(job.attempts + 1, retry_after)
+        made = job.attempts + 1
+        delay = retry.next_delay(made, retry_after)
         if delay is not None:
             outcome, retry_at = "retry", now + delay
+            quick_at = now + min(delay, retry.quick_delay(made, retry_after))
+            since = now - retry.answered_window
+            if job.last_attempt_at is not None:
+                since = max(since, job.last_attempt_at)
     return AttemptResult(
         job=job,
         outcome=outcome,
@@ -191,6 +202,9 @@ def judge(
         response_excerpt=excerpt,
         error=error,
         retry_at=retry_at,
+        quick_retry_at=quick_at,
+        answered_since=since,
+        throttle_for=throttle,
     )
 
 

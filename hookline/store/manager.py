@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from hookline import rules
-from hookline.config import Limits, redact_url
+from hookline.config import PACE_MAX, PACE_MIN, Limits, redact_url
 from hookline.events import matches, new_token
 from hookline.exceptions import (
     ConfigError,
@@ -452,6 +452,9 @@ class Store:
             leased = await tx.fetch("lease_lanes", rows=rows, owner=owner, now=now)
             if not leased:
                 return []
+            paced = sorted({r["endpoint_id"] for r in due if r["pace"]})
+            if paced:
+                await tx.execute("pace_endpoints", ids=_json(paced), now=now)
             heads = await tx.fetch("lane_heads", rows=_json(leased))
             if len(heads) < len(leased):
                 # A lane with no pending delivery left: its count drifted; drop it.
@@ -463,73 +466,113 @@ class Store:
         return [Job.from_row(h, signing_keys(self._opened(h), now)) for h in heads]
 
     async def record(self, owner: str, results: Sequence[AttemptResult]) -> None:
-        """Log each attempt and move its delivery and lane on, all in one transaction."""
+        """Log each attempt and move its delivery, its lane and its endpoint on, all in
+        one transaction."""
         now = time.time()
         final = [r for r in results if r.outcome != "retry"]
-        retries = [r for r in results if r.outcome == "retry"]
-        lanes = _json(
-            [
-                {"endpoint_id": r.job.endpoint_id, "lane": r.job.lane, "retry_at": r.retry_at}
-                for r in results
-            ]
-        )
+        lanes = _json([{"endpoint_id": r.job.endpoint_id, "lane": r.job.lane} for r in results])
         async with self.db.transaction(durable=False) as tx:
             await tx.execute("lock_lanes", rows=lanes)
             await tx.execute("insert_attempts", rows=_json([_attempt_row(r) for r in results]))
             await self._trim_attempt_logs(tx, results)
             if final:
-                finished = await tx.fetch(
-                    "finish_deliveries",
+                await self._finish(tx, final, now)
+            # The endpoints first: whether a failed delivery goes out again within seconds
+            # depends on what every engine has seen of its endpoint, this batch included.
+            await self._track_endpoints(tx, results, now)
+            retries = await self._retry_times(tx, results)
+            if retries:
+                await tx.execute(
+                    "reschedule_deliveries",
                     rows=_json(
                         [
-                            {
-                                **_attempt_row(r),
-                                "status": "delivered" if r.outcome == "delivered" else "failed",
-                            }
-                            for r in final
+                            {**_attempt_row(r), "retry_at": at, "counted": int(r.counted)}
+                            for r, at in retries
                         ]
                     ),
                     now=now,
                 )
-                shrink = _lanes_of(finished)
-                if shrink:
-                    await tx.execute(
-                        "shrink_lanes",
-                        rows=_json(
-                            [
-                                {"endpoint_id": ep, "lane": lane, "count": n}
-                                for (ep, lane), n in shrink.items()
-                            ]
-                        ),
-                    )
-                gone = [r for r in final if r.outcome == "gone"]
-                if gone:
-                    await tx.execute(
-                        "disable_endpoints",
-                        rows=_json(
-                            [
-                                {
-                                    "endpoint_id": r.job.endpoint_id,
-                                    "reason": "the endpoint answered 410 Gone",
-                                }
-                                for r in gone
-                            ]
-                        ),
-                        now=now,
-                    )
-            if retries:
-                await tx.execute(
-                    "reschedule_deliveries", rows=_json([_attempt_row(r) for r in retries]), now=now
-                )
-            await self._track_health(tx, results)
-            await tx.execute("release_lanes", rows=lanes, owner=owner, now=now)
+            due = {r.job.delivery_id: at for r, at in retries}
+            released = [
+                {
+                    "endpoint_id": r.job.endpoint_id,
+                    "lane": r.job.lane,
+                    "retry_at": due.get(r.job.delivery_id),
+                }
+                for r in results
+            ]
+            await tx.execute("release_lanes", rows=_json(released), owner=owner, now=now)
             await tx.execute("drop_empty_lanes", rows=lanes)
+
+    async def _finish(self, tx: Connection, final: Sequence[AttemptResult], now: float) -> None:
+        """Deliveries that ended (delivered, given up, or gone) leave their lanes; a 410
+        disables its endpoint."""
+        finished = await tx.fetch(
+            "finish_deliveries",
+            rows=_json(
+                [
+                    {
+                        **_attempt_row(r),
+                        "status": "delivered" if r.outcome == "delivered" else "failed",
+                    }
+                    for r in final
+                ]
+            ),
+            now=now,
+        )
+        shrink = _lanes_of(finished)
+        if shrink:
+            await tx.execute(
+                "shrink_lanes",
+                rows=_json(
+                    [
+                        {"endpoint_id": ep, "lane": lane, "count": n}
+                        for (ep, lane), n in shrink.items()
+                    ]
+                ),
+            )
+        gone = [r for r in final if r.outcome == "gone"]
+        if gone:
+            await tx.execute(
+                "disable_endpoints",
+                rows=_json(
+                    [
+                        {
+                            "endpoint_id": r.job.endpoint_id,
+                            "reason": "the endpoint answered 410 Gone",
+                        }
+                        for r in gone
+                    ]
+                ),
+                now=now,
+            )
+
+    async def _retry_times(
+        self, tx: Connection, results: Sequence[AttemptResult]
+    ) -> list[tuple[AttemptResult, float | None]]:
+        """Each retry with its time: soon if its endpoint answered another request with a
+        2xx since the delivery's previous attempt (the failure is the delivery's own, and
+        on an ordered endpoint its whole lane waits), on the schedule otherwise."""
+        retries = [r for r in results if r.outcome == "retry"]
+        asking = sorted({r.job.endpoint_id for r in retries if r.quick_retry_at is not None})
+        answered: dict[str, float] = {}
+        if asking:
+            rows = await tx.fetch("endpoints_answered", ids=_json(asking))
+            answered = {r["id"]: r["last_success_at"] for r in rows if r["last_success_at"]}
+        timed: list[tuple[AttemptResult, float | None]] = []
+        for r in retries:
+            last = answered.get(r.job.endpoint_id)
+            soon = last is not None and r.answered_since is not None and last >= r.answered_since
+            timed.append((r, r.quick_retry_at if soon else r.retry_at))
+        return timed
 
     async def _trim_attempt_logs(self, tx: Connection, results: Sequence[AttemptResult]) -> None:
         """Keep a delivery's first and last few attempts only, however often it is retried,
         recovered or replayed: its log is bounded in storage and in every answer."""
         kept = self.limits.attempt_log_head + self.limits.attempt_log_tail
-        long = sorted({r.job.delivery_id for r in results if r.job.attempts + 1 > kept})
+        long = sorted(
+            {r.job.delivery_id for r in results if r.job.attempts + 1 > kept or not r.counted}
+        )
         if long:
             await tx.execute(
                 "trim_attempts",
@@ -538,21 +581,42 @@ class Store:
                 tail=self.limits.attempt_log_tail,
             )
 
-    async def _track_health(self, tx: Connection, results: Sequence[AttemptResult]) -> None:
-        """An endpoint is failing from its first failed attempt after a success until its
-        next success; the health check disables it once that has lasted too long."""
-        answered = {r.job.endpoint_id for r in results if r.outcome == "delivered"}
-        failing: dict[str, float] = {}
+    async def _track_endpoints(
+        self, tx: Connection, results: Sequence[AttemptResult], now: float
+    ) -> None:
+        """Endpoint state, shared by every engine through the endpoint row.
+
+        Health: an endpoint is failing from its first failed attempt after a success until
+        its next success; the health check disables it once that has lasted too long.
+        Pace: a "slow down" answer (429, 503) pauses the endpoint and doubles the gap
+        between two requests to it; good answers shrink the gap again (AIMD on its rate).
+        """
+        state: dict[str, dict[str, Any]] = {}
         for r in results:
-            if r.outcome in ("retry", "failed") and r.job.endpoint_id not in answered:
-                failing.setdefault(r.job.endpoint_id, r.attempted_at)
-        if answered:
-            await tx.execute("mark_endpoints_healthy", ids=_json(sorted(answered)))
-        if failing:
-            await tx.execute(
-                "mark_endpoints_failing",
-                rows=_json([{"endpoint_id": ep, "since": failing[ep]} for ep in sorted(failing)]),
+            ep = state.setdefault(
+                r.job.endpoint_id,
+                {
+                    "endpoint_id": r.job.endpoint_id,
+                    "answered_at": None,
+                    "failed_at": None,
+                    "throttle_for": None,
+                    "sent_at": None,
+                },
             )
+            if r.outcome == "delivered":
+                ep["answered_at"] = max(ep["answered_at"] or 0.0, r.attempted_at)
+            elif r.outcome in ("retry", "failed"):
+                ep["failed_at"] = min(ep["failed_at"] or r.attempted_at, r.attempted_at)
+            if r.throttle_for is not None:
+                ep["throttle_for"] = max(ep["throttle_for"] or 0.0, r.throttle_for)
+                ep["sent_at"] = max(ep["sent_at"] or 0.0, r.attempted_at)
+        await tx.execute(
+            "track_endpoints",
+            rows=_json([state[ep] for ep in sorted(state)]),
+            now=now,
+            pace_min=PACE_MIN,
+            pace_max=PACE_MAX,
+        )
 
     async def release(self, owner: str) -> None:
         """Hand back every lane ``owner`` still holds (a clean shutdown)."""

@@ -43,6 +43,8 @@ class Job:
     url: str
     timeout: float
     keys: tuple[str, ...]
+    #: When the delivery was last attempted (None before its first attempt).
+    last_attempt_at: float | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], keys: tuple[str, ...]) -> Job:
@@ -60,6 +62,7 @@ class Job:
             url=row["url"],
             timeout=float(row["timeout"]),
             keys=keys,
+            last_attempt_at=float(row["updated_at"]) if int(row["attempts"]) else None,
         )
 
 
@@ -70,6 +73,13 @@ OUTCOMES = ("delivered", "retry", "failed", "gone")
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
+    """One attempt, judged. A retry has two times: ``retry_at`` on the schedule, for an
+    endpoint failing as a whole, and ``quick_retry_at``, used instead when the endpoint
+    answered another request with a 2xx at or after ``answered_since`` (the store knows,
+    across every engine). A ``throttle_for`` (the answer said "slow down": seconds asked
+    for, 0 without ``Retry-After``) paces the endpoint and is not counted as an attempt.
+    """
+
     job: Job
     outcome: str
     attempted_at: float
@@ -78,3 +88,11 @@ class AttemptResult:
     response_excerpt: str | None = None
     error: str | None = None
     retry_at: float | None = None
+    quick_retry_at: float | None = None
+    answered_since: float | None = None
+    throttle_for: float | None = None
+
+    @property
+    def counted(self) -> bool:
+        """Whether this attempt uses up one of the delivery's attempts."""
+        return self.throttle_for is None

@@ -6,7 +6,8 @@
         ...
         await rec.wait_for(lambda: len(rec.hits("/flaky")) == 3)
 
-Each path answers its scripted answers in order, then ``then`` forever (200 by default).
+Each path answers its scripted answers in order, then ``then`` forever (200 by default);
+or each request as a function of its hits so far decides (``respond``).
 An answer can be late (``sleep``), never come (``hang``: the connection is accepted and
 the request read, but nothing is ever sent back), redirect, or carry headers such as
 ``Retry-After``. Every request becomes a ``Hit`` with its start and end times, so tests
@@ -75,6 +76,7 @@ class Recorder:
         self._hits: list[Hit] = []
         self._scripts: dict[str, list[Answer]] = defaultdict(list)
         self._then: dict[str, Answer] = {}
+        self._deciders: dict[str, Callable[[list[Hit]], Answer]] = {}
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -86,6 +88,12 @@ class Recorder:
         self._scripts[path] = list(answers)
         if then is not None:
             self._then[path] = then
+        return self.url(path)
+
+    def respond(self, path: str, decide: Callable[[list[Hit]], Answer]) -> str:
+        """Answer each request to ``path`` with ``decide(its hits so far, this one last)``;
+        return its URL."""
+        self._deciders[path] = decide
         return self.url(path)
 
     def url(self, path: str) -> str:
@@ -117,7 +125,11 @@ class Recorder:
         )
         self._hits.append(hit)
         script = self._scripts[request.path]
-        answer = script.pop(0) if script else self._then.get(request.path, Answer())
+        decide = self._deciders.get(request.path)
+        if decide is not None:
+            answer = decide(self.hits(request.path))
+        else:
+            answer = script.pop(0) if script else self._then.get(request.path, Answer())
         try:
             if answer.hang:
                 await self._release.wait()

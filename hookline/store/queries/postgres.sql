@@ -134,7 +134,8 @@ SELECT pg_advisory_xact_lock(7031964201), set_config('synchronous_commit', 'on',
 -- take turns: every app's oldest lane, then every app's second oldest, and so on.
 -- Lanes are looked up from the endpoints with room left, so a backlog behind endpoints
 -- or apps at their cap costs a claim nothing. A lane whose lease ran out (its worker
--- died) is due again.
+-- died) is due again. An endpoint paused after a "slow down" answer is skipped, and a
+-- paced one gives one lane per claim (the claim then pauses it for its pace).
 WITH leased AS (
     SELECT l.endpoint_id, e.app_id, COUNT(*) AS n
     FROM lanes AS l
@@ -144,20 +145,22 @@ WITH leased AS (
 ), app_leased AS (
     SELECT app_id, SUM(n) AS n FROM leased GROUP BY app_id
 ), open AS (
-    SELECT e.id, e.app_id, e.timeout,
-           LEAST(COALESCE(e.max_in_flight, :default_cap::int), :app_cap::int) - COALESCE(b.n, 0) AS room
+    SELECT e.id, e.app_id, e.timeout, e.pace,
+           LEAST(COALESCE(e.max_in_flight, :default_cap::int), :app_cap::int,
+                 CASE WHEN e.pace > 0 THEN 1 ELSE :app_cap::int END) - COALESCE(b.n, 0) AS room
     FROM endpoints AS e
     LEFT JOIN leased AS b ON b.endpoint_id = e.id
     LEFT JOIN app_leased AS ab ON ab.app_id = e.app_id
     WHERE e.enabled = 1 AND COALESCE(ab.n, 0) < :app_cap::int
+      AND (e.pause_until IS NULL OR e.pause_until <= :now)
 ), due AS (
-    SELECT l.endpoint_id, o.app_id, l.lane, l.next_attempt_at, o.timeout, o.room,
+    SELECT l.endpoint_id, o.app_id, l.lane, l.next_attempt_at, o.timeout, o.pace, o.room,
            ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank
     FROM open AS o
     CROSS JOIN lanes AS l  -- open endpoints first
     WHERE o.room > 0 AND l.endpoint_id = o.id AND l.next_attempt_at <= :now
 ), allowed AS (
-    SELECT endpoint_id, app_id, lane, next_attempt_at, timeout,
+    SELECT endpoint_id, app_id, lane, next_attempt_at, timeout, pace,
            ROW_NUMBER() OVER (PARTITION BY app_id ORDER BY next_attempt_at) AS turn
     FROM due
     WHERE rank <= room
@@ -165,7 +168,7 @@ WITH leased AS (
     SELECT GREATEST(1, :slots::int / COUNT(*)) AS n
     FROM (SELECT app_id FROM allowed UNION SELECT app_id FROM app_leased) AS busy_apps
 )
-SELECT a.endpoint_id, a.lane, a.timeout
+SELECT a.endpoint_id, a.lane, a.timeout, a.pace
 FROM allowed AS a
 CROSS JOIN share
 LEFT JOIN app_leased AS b ON b.app_id = a.app_id
@@ -192,8 +195,13 @@ FROM free
 WHERE lanes.endpoint_id = free.endpoint_id AND lanes.lane = free.lane
 RETURNING lanes.endpoint_id, lanes.lane;
 
+-- pace_endpoints --
+-- A paced endpoint just given a lane: the next one goes out a pace later.
+UPDATE endpoints SET pause_until = :now + pace
+WHERE pace > 0 AND id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
+
 -- lane_heads --
-SELECT d.id, d.token, d.attempts, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
+SELECT d.id, d.token, d.attempts, d.updated_at, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
        ev.id AS event_id, ev.data, e.url, e.timeout,
        a.verification_key, a.next_verification_key, a.key_switch_at
 FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text)
@@ -238,10 +246,10 @@ RETURNING deliveries.endpoint_id, deliveries.lane;
 
 -- reschedule_deliveries --
 UPDATE deliveries
-SET attempts = deliveries.attempts + 1, next_attempt_at = j.retry_at,
+SET attempts = deliveries.attempts + j.counted, next_attempt_at = j.retry_at,
     last_status_code = j.status_code, last_error = j.error, updated_at = :now
 FROM jsonb_to_recordset(:rows::jsonb) AS j(
-    delivery_id bigint, retry_at float8, status_code integer, error text)
+    delivery_id bigint, counted integer, retry_at float8, status_code integer, error text)
 WHERE deliveries.id = j.delivery_id AND deliveries.status = 'pending';
 
 -- shrink_lanes --
@@ -489,14 +497,47 @@ LIMIT :limit;
 -- endpoint_backlog --
 SELECT COALESCE(SUM(pending), 0)::bigint AS pending FROM lanes WHERE endpoint_id = :endpoint_id;
 
--- mark_endpoints_healthy --
-UPDATE endpoints SET failing_since = NULL
-WHERE failing_since IS NOT NULL AND id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
+-- track_endpoints --
+-- What a batch of attempts tells about their endpoints (see Store.record): a 2xx clears
+-- failing_since, stamps last_success_at and takes the pace back towards unpaced (the
+-- rate it allows grows by one request a second); a failure starts failing_since; a
+-- "slow down" pauses the endpoint for what it asked or its pace, and doubles the pace
+-- unless the request was sent before its last slow-down (one burst slows it once).
+-- Rows are locked in id order, so two records never dead-lock on them.
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS j(
+        endpoint_id text, answered_at float8, failed_at float8, throttle_for float8,
+        sent_at float8)
+), locked AS (
+    SELECT e.id FROM endpoints AS e JOIN batch AS b ON b.endpoint_id = e.id
+    ORDER BY e.id
+    FOR NO KEY UPDATE OF e
+)
+UPDATE endpoints
+SET last_success_at = GREATEST(endpoints.last_success_at, b.answered_at),
+    failing_since = CASE WHEN b.answered_at IS NOT NULL THEN NULL
+                         ELSE COALESCE(endpoints.failing_since, b.failed_at) END,
+    pace = CASE
+        WHEN b.throttle_for IS NULL THEN
+            CASE WHEN b.answered_at IS NULL OR endpoints.pace = 0 THEN endpoints.pace
+                 WHEN endpoints.pace / (1 + endpoints.pace) < :pace_min THEN 0
+                 ELSE endpoints.pace / (1 + endpoints.pace) END
+        WHEN b.sent_at < endpoints.slowed_at THEN GREATEST(endpoints.pace, :pace_min)
+        ELSE LEAST(GREATEST(endpoints.pace * 2, :pace_min), :pace_max) END,
+    slowed_at = CASE
+        WHEN b.throttle_for IS NULL OR b.sent_at < endpoints.slowed_at THEN endpoints.slowed_at
+        ELSE :now END,
+    pause_until = CASE
+        WHEN b.throttle_for IS NULL THEN endpoints.pause_until
+        ELSE GREATEST(endpoints.pause_until, :now + GREATEST(
+            b.throttle_for, LEAST(GREATEST(endpoints.pace * 2, :pace_min), :pace_max)))
+        END
+FROM batch AS b, locked
+WHERE endpoints.id = b.endpoint_id AND locked.id = b.endpoint_id;
 
--- mark_endpoints_failing --
-UPDATE endpoints SET failing_since = j.since
-FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, since float8)
-WHERE endpoints.id = j.endpoint_id AND endpoints.failing_since IS NULL;
+-- endpoints_answered --
+SELECT id, last_success_at FROM endpoints
+WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
 
 -- disable_failing_endpoints --
 -- Endpoints failing since before :before. failing_since stays set: it is what marks an

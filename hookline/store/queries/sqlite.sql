@@ -116,7 +116,8 @@ SET pending = lanes.pending + excluded.pending,
 -- take turns: every app's oldest lane, then every app's second oldest, and so on.
 -- Lanes are looked up from the endpoints with room left, so a backlog behind endpoints
 -- or apps at their cap costs a claim nothing. A lane whose lease ran out (its worker
--- died) is due again.
+-- died) is due again. An endpoint paused after a "slow down" answer is skipped, and a
+-- paced one gives one lane per claim (the claim then pauses it for its pace).
 WITH leased AS (
     SELECT l.endpoint_id, e.app_id, COUNT(*) AS n
     FROM lanes AS l
@@ -126,20 +127,22 @@ WITH leased AS (
 ), app_leased AS (
     SELECT app_id, SUM(n) AS n FROM leased GROUP BY app_id
 ), open AS (
-    SELECT e.id, e.app_id, e.timeout,
-           MIN(COALESCE(e.max_in_flight, :default_cap), :app_cap) - COALESCE(b.n, 0) AS room
+    SELECT e.id, e.app_id, e.timeout, e.pace,
+           MIN(COALESCE(e.max_in_flight, :default_cap), :app_cap,
+               CASE WHEN e.pace > 0 THEN 1 ELSE :app_cap END) - COALESCE(b.n, 0) AS room
     FROM endpoints AS e
     LEFT JOIN leased AS b ON b.endpoint_id = e.id
     LEFT JOIN app_leased AS ab ON ab.app_id = e.app_id
     WHERE e.enabled = 1 AND COALESCE(ab.n, 0) < :app_cap
+      AND (e.pause_until IS NULL OR e.pause_until <= :now)
 ), due AS (
-    SELECT l.endpoint_id, o.app_id, l.lane, l.next_attempt_at, o.timeout, o.room,
+    SELECT l.endpoint_id, o.app_id, l.lane, l.next_attempt_at, o.timeout, o.pace, o.room,
            ROW_NUMBER() OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at) AS rank
     FROM open AS o
     CROSS JOIN lanes AS l  -- open endpoints first, then each one's due lanes (its index)
     WHERE o.room > 0 AND l.endpoint_id = o.id AND l.next_attempt_at <= :now
 ), allowed AS (
-    SELECT endpoint_id, app_id, lane, next_attempt_at, timeout,
+    SELECT endpoint_id, app_id, lane, next_attempt_at, timeout, pace,
            ROW_NUMBER() OVER (PARTITION BY app_id ORDER BY next_attempt_at) AS turn
     FROM due
     WHERE rank <= room
@@ -147,7 +150,7 @@ WITH leased AS (
     SELECT MAX(1, :slots / COUNT(*)) AS n
     FROM (SELECT app_id FROM allowed UNION SELECT app_id FROM app_leased) AS busy_apps
 )
-SELECT a.endpoint_id, a.lane, a.timeout
+SELECT a.endpoint_id, a.lane, a.timeout, a.pace
 FROM allowed AS a
 CROSS JOIN share
 LEFT JOIN app_leased AS b ON b.app_id = a.app_id
@@ -163,8 +166,13 @@ WHERE lanes.endpoint_id = j.value ->> 'endpoint_id' AND lanes.lane = j.value ->>
   AND (lanes.lease_until IS NULL OR lanes.lease_until <= :now)
 RETURNING lanes.endpoint_id, lanes.lane;
 
+-- pace_endpoints --
+-- A paced endpoint just given a lane: the next one goes out a pace later.
+UPDATE endpoints SET pause_until = :now + pace
+WHERE pace > 0 AND id IN (SELECT value FROM json_each(:ids));
+
 -- lane_heads --
-SELECT d.id, d.token, d.attempts, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
+SELECT d.id, d.token, d.attempts, d.updated_at, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
        ev.id AS event_id, ev.data, e.url, e.timeout,
        a.verification_key, a.next_verification_key, a.key_switch_at
 FROM json_each(:rows) AS j
@@ -198,7 +206,7 @@ RETURNING deliveries.endpoint_id, deliveries.lane;
 
 -- reschedule_deliveries --
 UPDATE deliveries
-SET attempts = attempts + 1, next_attempt_at = j.value ->> 'retry_at',
+SET attempts = attempts + (j.value ->> 'counted'), next_attempt_at = j.value ->> 'retry_at',
     last_status_code = j.value ->> 'status_code', last_error = j.value ->> 'error',
     updated_at = :now
 FROM json_each(:rows) AS j
@@ -456,14 +464,38 @@ LIMIT :limit;
 -- endpoint_backlog --
 SELECT COALESCE(SUM(pending), 0) AS pending FROM lanes WHERE endpoint_id = :endpoint_id;
 
--- mark_endpoints_healthy --
-UPDATE endpoints SET failing_since = NULL
-WHERE failing_since IS NOT NULL AND id IN (SELECT value FROM json_each(:ids));
-
--- mark_endpoints_failing --
-UPDATE endpoints SET failing_since = j.value ->> 'since'
+-- track_endpoints --
+-- What a batch of attempts tells about their endpoints (see Store.record): a 2xx clears
+-- failing_since, stamps last_success_at and takes the pace back towards unpaced (the
+-- rate it allows grows by one request a second); a failure starts failing_since; a
+-- "slow down" pauses the endpoint for what it asked or its pace, and doubles the pace
+-- unless the request was sent before its last slow-down (one burst slows it once).
+UPDATE endpoints
+SET last_success_at = COALESCE(MAX(last_success_at, j.value ->> 'answered_at'),
+                               last_success_at, j.value ->> 'answered_at'),
+    failing_since = CASE WHEN j.value ->> 'answered_at' IS NOT NULL THEN NULL
+                         ELSE COALESCE(failing_since, j.value ->> 'failed_at') END,
+    pace = CASE
+        WHEN j.value ->> 'throttle_for' IS NULL THEN
+            CASE WHEN j.value ->> 'answered_at' IS NULL OR pace = 0 THEN pace
+                 WHEN pace / (1 + pace) < :pace_min THEN 0
+                 ELSE pace / (1 + pace) END
+        WHEN slowed_at IS NOT NULL AND j.value ->> 'sent_at' < slowed_at THEN MAX(pace, :pace_min)
+        ELSE MIN(MAX(pace * 2, :pace_min), :pace_max) END,
+    slowed_at = CASE
+        WHEN j.value ->> 'throttle_for' IS NULL THEN slowed_at
+        WHEN slowed_at IS NOT NULL AND j.value ->> 'sent_at' < slowed_at THEN slowed_at
+        ELSE :now END,
+    pause_until = CASE
+        WHEN j.value ->> 'throttle_for' IS NULL THEN pause_until
+        ELSE MAX(COALESCE(pause_until, 0),
+                 :now + MAX(j.value ->> 'throttle_for', MIN(MAX(pace * 2, :pace_min), :pace_max)))
+        END
 FROM json_each(:rows) AS j
-WHERE endpoints.id = j.value ->> 'endpoint_id' AND endpoints.failing_since IS NULL;
+WHERE endpoints.id = j.value ->> 'endpoint_id';
+
+-- endpoints_answered --
+SELECT id, last_success_at FROM endpoints WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- disable_failing_endpoints --
 -- Endpoints failing since before :before. failing_since stays set: it is what marks an

@@ -35,7 +35,11 @@ CREATE TABLE endpoints (
     failing_since  DOUBLE PRECISION,
     created_at     DOUBLE PRECISION NOT NULL,
     updated_at     DOUBLE PRECISION NOT NULL,
-    probed_at      DOUBLE PRECISION  -- the last probe while disabled for failing
+    probed_at      DOUBLE PRECISION,  -- the last probe while disabled for failing
+    last_success_at DOUBLE PRECISION, -- the start of the last attempt answered 2xx
+    pace           DOUBLE PRECISION NOT NULL DEFAULT 0, -- seconds between requests; 0: unpaced
+    pause_until    DOUBLE PRECISION,  -- no request to it before then (429/503, pace)
+    slowed_at      DOUBLE PRECISION   -- when its pace last grew
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

@@ -34,7 +34,11 @@ CREATE TABLE endpoints (
     failing_since  REAL,
     created_at     REAL NOT NULL,
     updated_at     REAL NOT NULL,
-    probed_at      REAL              -- the last probe while disabled for failing
+    probed_at      REAL,  -- the last probe while disabled for failing
+    last_success_at REAL, -- the start of the last attempt answered 2xx
+    pace           REAL NOT NULL DEFAULT 0, -- seconds between requests; 0: unpaced
+    pause_until    REAL,  -- no request to it before then (429/503, pace)
+    slowed_at      REAL   -- when its pace last grew
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

@@ -417,10 +417,10 @@ async def test_a_retry_after_of_non_ascii_digits_is_a_plain_failed_attempt(
     store: Store, recorder: Recorder
 ) -> None:
     # "²".isdigit() is true and float("²") raises: the header is ignored, not fatal.
-    recorder.script("/sup", then=Answer(503, headers={"Retry-After": "\u00b2"}))
+    recorder.script("/sup", then=Answer(500, headers={"Retry-After": "\u00b2"}))
     delivery = await _fails_at_the_cap(store, recorder, "/sup")
-    assert [a["status_code"] for a in delivery["attempt_log"]] == [503] * 3
-    assert [a["error"] for a in delivery["attempt_log"]] == ["answered 503"] * 3
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500] * 3
+    assert [a["error"] for a in delivery["attempt_log"]] == ["answered 500"] * 3
 
 
 async def test_an_unexpected_error_inside_an_attempt_is_recorded_as_a_failed_attempt(

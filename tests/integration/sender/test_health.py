@@ -154,17 +154,17 @@ async def test_a_success_clears_failing_since_and_an_operator_disable_is_not_pro
             ("k",),
         )
         async with store.db.transaction() as tx:
-            await store._track_health(tx, [AttemptResult(job, "retry", 100.0)])
+            await store._track_endpoints(tx, [AttemptResult(job, "retry", 100.0)], 0.0)
         assert (await store.get_endpoint(ep["id"]))["failing_since"] == 100.0
         async with store.db.transaction() as tx:
-            await store._track_health(tx, [AttemptResult(job, "retry", 200.0)])
+            await store._track_endpoints(tx, [AttemptResult(job, "retry", 200.0)], 0.0)
         assert (await store.get_endpoint(ep["id"]))["failing_since"] == 100.0
         async with store.db.transaction() as tx:
-            await store._track_health(tx, [AttemptResult(job, "delivered", 300.0)])
+            await store._track_endpoints(tx, [AttemptResult(job, "delivered", 300.0)], 0.0)
         assert (await store.get_endpoint(ep["id"]))["failing_since"] is None
 
         async with store.db.transaction() as tx:
-            await store._track_health(tx, [AttemptResult(job, "failed", 1.0)])
+            await store._track_endpoints(tx, [AttemptResult(job, "failed", 1.0)], 0.0)
         await store.update_endpoint(ep["id"], enabled=False)
         row = await store.get_endpoint(ep["id"])
         assert not row["enabled"] and row["failing_since"] is None
@@ -190,7 +190,7 @@ async def _disabled_for_failing(
         for e in endpoints
     ]  # fmt: skip
     async with store.db.transaction() as tx:
-        await store._track_health(tx, results)
+        await store._track_endpoints(tx, results, 0.0)
     await store.disable_failing_endpoints(0)
 
 

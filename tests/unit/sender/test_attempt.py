@@ -55,12 +55,42 @@ def test_410_is_gone_at_any_attempt(attempts: int) -> None:
     assert (result.outcome, result.retry_at) == ("gone", None)
 
 
-@pytest.mark.parametrize("status", [400, 404, 429, 500, 502, 503])
+@pytest.mark.parametrize("status", [400, 404, 500, 502])
 def test_other_answers_retry_on_the_schedule(status: int) -> None:
     result = _judge(status)
     assert result.outcome == "retry"
     assert result.retry_at == NOW + 10  # schedule[1], no jitter
     assert result.error == f"answered {status}"
+    assert result.counted and result.throttle_for is None
+
+
+def test_a_retry_also_has_a_quick_time_for_an_endpoint_that_answers_others() -> None:
+    # POLICY's quick delays are the default 1, 2, 5 s, with no jitter.
+    first = _judge(500)
+    assert first.quick_retry_at == NOW + 1
+    assert first.answered_since == NOW - POLICY.answered_window
+    assert _judge(500, attempts=1).quick_retry_at == NOW + 2
+    # Since its previous attempt, when it had one.
+    later = judge(
+        replace(JOB, attempts=1, last_attempt_at=NOW - 3), POLICY, NOW, 500, 1, "", None, None
+    )
+    assert later.answered_since == NOW - 3
+    # Never later than the schedule, and Retry-After still counts.
+    short = RetryPolicy(schedule=(0, 0.5, 100), jitter=0.0, quick=(1, 2, 5))
+    assert judge(JOB, short, NOW, 500, 1, "", None, None).quick_retry_at == NOW + 0.5
+    assert _judge(500, retry_after=30).quick_retry_at == NOW + 30
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_slow_down_answers_pace_the_endpoint_and_use_up_no_attempt(status: int) -> None:
+    for attempts in (0, 1, 2):  # even past the last attempt: it never fails for this
+        result = _judge(status, attempts=attempts)
+        assert (result.outcome, result.retry_at, result.quick_retry_at) == ("retry", NOW, None)
+        assert result.throttle_for == 0.0 and not result.counted
+        assert result.error == f"answered {status}"
+    asked = _judge(status, retry_after=30)
+    assert (asked.throttle_for, asked.retry_at) == (30.0, NOW + 30)
+    assert _judge(status, retry_after=86400).throttle_for == 60  # bounded
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -87,9 +117,9 @@ def test_after_the_last_attempt_the_delivery_fails() -> None:
 
 
 def test_retry_after_lengthens_the_delay_within_its_bound() -> None:
-    assert _judge(503, retry_after=30).retry_at == NOW + 30
-    assert _judge(503, retry_after=3).retry_at == NOW + 10  # never shortens
-    assert _judge(503, retry_after=86400).retry_at == NOW + 60  # bounded
+    assert _judge(500, retry_after=30).retry_at == NOW + 30
+    assert _judge(500, retry_after=3).retry_at == NOW + 10  # never shortens
+    assert _judge(500, retry_after=86400).retry_at == NOW + 60  # bounded
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ DATABASE_URL_ENV = "HOOKLINE_DATABASE_URL"
 #: Delays before each attempt: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 #: Delays before the retries of a delivery that failed while its endpoint answered other
-#: requests: 1 s, 2 s, then 5 s for every further one.
-DEFAULT_QUICK: tuple[float, ...] = (1, 2, 5)
+#: requests: 0.5 s, 1 s, 2 s, then 5 s for every further one.
+DEFAULT_QUICK: tuple[float, ...] = (0.5, 1, 2, 5)
 
 #: Answers that say "slow down" rather than "this failed": they pace the endpoint and do
 #: not use up the delivery's attempts.

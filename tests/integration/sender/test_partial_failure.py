@@ -157,7 +157,7 @@ async def test_a_flaky_endpoint_flows_in_order_with_quick_retries(
         assert [a["status_code"] for a in by_id[event_id]["attempt_log"]] == [
             h.status for h in seen
         ]
-    # Retried within seconds (1, 2, 5 s), not on the schedule's 5 s then 5 min.
+    # Retried within seconds (0.5, 1, 2, 5 s), not on the schedule's 5 s then 5 min.
     assert len(gaps) == len(failed)
     assert max(gaps) < 60
 

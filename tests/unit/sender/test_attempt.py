@@ -65,11 +65,11 @@ def test_other_answers_retry_on_the_schedule(status: int) -> None:
 
 
 def test_a_retry_also_has_a_quick_time_for_an_endpoint_that_answers_others() -> None:
-    # POLICY's quick delays are the default 1, 2, 5 s, with no jitter.
+    # POLICY's quick delays are the default 0.5, 1, 2, 5 s, with no jitter.
     first = _judge(500)
-    assert first.quick_retry_at == NOW + 1
+    assert first.quick_retry_at == NOW + 0.5
     assert first.answered_since == NOW - POLICY.answered_window
-    assert _judge(500, attempts=1).quick_retry_at == NOW + 2
+    assert _judge(500, attempts=1).quick_retry_at == NOW + 1
     # Since its previous attempt, when it had one.
     later = judge(
         replace(JOB, attempts=1, last_attempt_at=NOW - 3), POLICY, NOW, 500, 1, "", None, None

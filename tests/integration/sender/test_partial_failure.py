@@ -289,3 +289,34 @@ async def test_slow_down_answers_pace_the_endpoint_and_use_no_attempts(
     logged = sum(len(r["attempt_log"]) for r in rows)
     assert logged == len(busy_hits) + len(recorder.hits("/calm"))
     _order_kept(busy_hits)
+
+
+async def test_a_timeout_storm_on_one_endpoint_never_delays_another_of_the_same_app(
+    stores: list[Store], recorder: Recorder
+) -> None:
+    # The defaults: an endpoint holds at most 64 in flight, its app 128, so a sibling
+    # endpoint of the same app still has room while the first one's requests all hang.
+    tarpit = recorder.script("/tarpit", then=Answer(hang=True))
+    calm = recorder.script("/calm", then=Answer(200))
+    store = stores[0]
+    app, _ = await store.create_app("shop")
+    users = [f"user-{n}" for n in range(100)]
+    for user in users:
+        await store.install(app["id"], user)
+    await store.create_endpoint(app["id"], url=tarpit, event_types=["order_completed"], timeout=30)
+    await store.create_endpoint(app["id"], url=calm, event_types=["product_created"], timeout=5)
+    settings = EngineSettings(**_FAST)
+    engines = await _engines(stores, settings)
+    try:
+        await store.publish(_events(users, 2))
+        cap = settings.endpoint_max_in_flight
+        await recorder.wait_for(lambda: len(recorder.open_hits("/tarpit")) == cap)
+        await store.publish(_events(users[:10], 3, "product_created"))
+        await recorder.wait_for(lambda: len(recorder.hits("/calm")) == 30)
+        last_landed = recorder.hits("/calm")[-1].started
+    finally:
+        await _stop(engines)
+    held = recorder.hits("/tarpit")
+    assert len(held) == cap, "nothing beyond the endpoint's cap went to the tarpit"
+    # Every one of the other endpoint's deliveries landed while all of them still hung.
+    assert all(h.ended is None or h.ended > last_landed for h in held)

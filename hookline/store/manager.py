@@ -452,7 +452,8 @@ class Store:
             leased = await tx.fetch("lease_lanes", rows=rows, owner=owner, now=now)
             if not leased:
                 return []
-            paced = sorted({r["endpoint_id"] for r in due if r["pace"]})
+            pacing = {r["endpoint_id"] for r in due if r["pace"]}
+            paced = sorted({r["endpoint_id"] for r in leased} & pacing)
             if paced:
                 await tx.execute("pace_endpoints", ids=_json(paced), now=now)
             heads = await tx.fetch("lane_heads", rows=_json(leased))
@@ -552,7 +553,8 @@ class Store:
     ) -> list[tuple[AttemptResult, float | None]]:
         """Each retry with its time: soon if its endpoint answered another request with a
         2xx since the delivery's previous attempt (the failure is the delivery's own, and
-        on an ordered endpoint its whole lane waits), on the schedule otherwise."""
+        on an ordered endpoint its whole lane waits), on the schedule otherwise. "Since"
+        within ``SUCCESS_STAMP``: the endpoint's last 2xx is stamped that coarsely."""
         retries = [r for r in results if r.outcome == "retry"]
         asking = sorted({r.job.endpoint_id for r in retries if r.quick_retry_at is not None})
         answered: dict[str, float] = {}
@@ -562,7 +564,11 @@ class Store:
         timed: list[tuple[AttemptResult, float | None]] = []
         for r in retries:
             last = answered.get(r.job.endpoint_id)
-            soon = last is not None and r.answered_since is not None and last >= r.answered_since
+            soon = (
+                last is not None
+                and r.answered_since is not None
+                and last + SUCCESS_STAMP >= r.answered_since
+            )
             timed.append((r, r.quick_retry_at if soon else r.retry_at))
         return timed
 
@@ -616,6 +622,7 @@ class Store:
             now=now,
             pace_min=PACE_MIN,
             pace_max=PACE_MAX,
+            stamp=SUCCESS_STAMP,
         )
 
     async def release(self, owner: str) -> None:
@@ -1089,6 +1096,10 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
 
 #: A cap that never binds (fits a 32-bit integer parameter).
 _UNCAPPED = 2**31 - 1
+
+#: An endpoint's last 2xx is written at most once this many seconds (each write locks
+#: its row against the other records of a busy endpoint), so it is that coarse.
+SUCCESS_STAMP = 0.25
 
 #: Endpoint columns ``update_endpoint`` may change.
 ENDPOINT_SETTINGS = ("url", "event_types", "timeout", "ordered", "max_in_flight", "enabled")

@@ -503,13 +503,20 @@ SELECT COALESCE(SUM(pending), 0)::bigint AS pending FROM lanes WHERE endpoint_id
 -- rate it allows grows by one request a second); a failure starts failing_since; a
 -- "slow down" pauses the endpoint for what it asked or its pace, and doubles the pace
 -- unless the request was sent before its last slow-down (one burst slows it once).
--- Rows are locked in id order, so two records never dead-lock on them.
+-- Only rows that change are written (and locked, in id order, so two records never
+-- dead-lock on them): last_success_at at most once a :stamp seconds, so that records of
+-- a busy endpoint do not queue for its row.
 WITH batch AS (
     SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS j(
         endpoint_id text, answered_at float8, failed_at float8, throttle_for float8,
         sent_at float8)
 ), locked AS (
     SELECT e.id FROM endpoints AS e JOIN batch AS b ON b.endpoint_id = e.id
+    WHERE b.throttle_for IS NOT NULL
+       OR (b.answered_at IS NOT NULL
+           AND (e.failing_since IS NOT NULL OR e.pace > 0 OR e.last_success_at IS NULL
+                OR e.last_success_at < b.answered_at - :stamp))
+       OR (b.answered_at IS NULL AND b.failed_at IS NOT NULL AND e.failing_since IS NULL)
     ORDER BY e.id
     FOR NO KEY UPDATE OF e
 )

@@ -470,6 +470,7 @@ SELECT COALESCE(SUM(pending), 0) AS pending FROM lanes WHERE endpoint_id = :endp
 -- rate it allows grows by one request a second); a failure starts failing_since; a
 -- "slow down" pauses the endpoint for what it asked or its pace, and doubles the pace
 -- unless the request was sent before its last slow-down (one burst slows it once).
+-- Only rows that change are written: last_success_at at most once a :stamp seconds.
 UPDATE endpoints
 SET last_success_at = COALESCE(MAX(last_success_at, j.value ->> 'answered_at'),
                                last_success_at, j.value ->> 'answered_at'),
@@ -492,7 +493,13 @@ SET last_success_at = COALESCE(MAX(last_success_at, j.value ->> 'answered_at'),
                  :now + MAX(j.value ->> 'throttle_for', MIN(MAX(pace * 2, :pace_min), :pace_max)))
         END
 FROM json_each(:rows) AS j
-WHERE endpoints.id = j.value ->> 'endpoint_id';
+WHERE endpoints.id = j.value ->> 'endpoint_id'
+  AND (j.value ->> 'throttle_for' IS NOT NULL
+       OR (j.value ->> 'answered_at' IS NOT NULL
+           AND (failing_since IS NOT NULL OR pace > 0 OR last_success_at IS NULL
+                OR last_success_at < (j.value ->> 'answered_at') - :stamp))
+       OR (j.value ->> 'answered_at' IS NULL AND j.value ->> 'failed_at' IS NOT NULL
+           AND failing_since IS NULL));
 
 -- endpoints_answered --
 SELECT id, last_success_at FROM endpoints WHERE id IN (SELECT value FROM json_each(:ids));

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -199,11 +200,61 @@ def apps_show(app_id: str, database: str) -> None:
 
 
 def _endpoint_table(endpoints: list[dict[str, Any]]) -> Table:
-    table = _table("id", "url", "events", "state", "timeout")
+    table = _table("id", "url", "events", "state", "timeout", "headers")
     for e in endpoints:
         state = "[green]enabled[/]" if e["enabled"] else f"[red]disabled[/]: {e['disabled_reason']}"
-        table.add_row(e["id"], e["url"], _events(e["event_types"]), state, f"{e['timeout']:g} s")
+        # The store hands endpoints out with their header values masked already.
+        headers = "\n".join(f"{name}: {value}" for name, value in e["headers"].items())
+        table.add_row(
+            e["id"],
+            e["url"],
+            _events(e["event_types"]),
+            state,
+            f"{e['timeout']:g} s",
+            escape(headers),
+        )
     return table
+
+
+def _headers(
+    given: tuple[str, ...], basic: str | None, bearer: str | None
+) -> dict[str, str | None]:
+    """``--header 'Name: value'`` (as curl takes it), ``--basic-auth``, ``--bearer-token``:
+    all of them become the endpoint's headers."""
+    headers: dict[str, str | None] = {}
+    for item in given:
+        name, colon, value = item.partition(":")
+        if not colon:
+            raise click.BadParameter("write a header as 'Name: value'", param_hint="--header")
+        headers[name.strip()] = value.strip()
+    if basic is not None and ":" not in basic:
+        raise click.BadParameter("write it as USER:PASSWORD", param_hint="--basic-auth")
+    user, _, password = (basic or "").partition(":")
+    try:
+        return rules.with_authorization(
+            headers, basic=(user, password) if basic is not None else None, bearer=bearer
+        )
+    except HooklineError as exc:
+        raise click.UsageError(exc.message) from None
+
+
+header_options = [
+    click.option(
+        "--header",
+        "header_items",
+        multiple=True,
+        metavar="'NAME: VALUE'",
+        help="A header to send with every delivery (repeat for more); kept sealed.",
+    ),
+    click.option("--basic-auth", metavar="USER:PASSWORD", help="HTTP basic auth."),
+    click.option("--bearer-token", metavar="TOKEN", help="Authorization: Bearer TOKEN."),
+]
+
+
+def with_header_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(header_options):
+        command = option(command)
+    return command
 
 
 def _event_filter(events: tuple[str, ...]) -> list[str]:
@@ -256,6 +307,7 @@ event_option = click.option(
 @click.option("--url", required=True, help="The callback URL.")
 @event_option
 @click.option("--timeout", type=TIMEOUT, default=10.0, show_default=True)
+@with_header_options
 @private_option
 @database_option
 def endpoints_create(
@@ -263,16 +315,22 @@ def endpoints_create(
     url: str,
     events: tuple[str, ...],
     timeout: float,
+    header_items: tuple[str, ...],
+    basic_auth: str | None,
+    bearer_token: str | None,
     allow_private_targets: bool,
     database: str,
 ) -> None:
     """Register a callback URL for some event types (all of them without --event)."""
     event_types = _event_filter(events or (WILDCARD,))
     url = _checked_url(url, allow_private_targets)
+    headers = {
+        k: v for k, v in _headers(header_items, basic_auth, bearer_token).items() if v is not None
+    }
     row = _run(
         database,
         lambda store: store.create_endpoint(
-            app_id, url=url, event_types=event_types, timeout=timeout
+            app_id, url=url, event_types=event_types, timeout=timeout, headers=headers
         ),
     )
     _console().print(_endpoint_table([row]))
@@ -283,6 +341,10 @@ def endpoints_create(
 @click.option("--url", help="A new callback URL.")
 @event_option
 @click.option("--timeout", type=TIMEOUT)
+@with_header_options
+@click.option(
+    "--remove-header", "removed", multiple=True, metavar="NAME", help="A header to stop sending."
+)
 @private_option
 @database_option
 def endpoints_update(
@@ -290,11 +352,19 @@ def endpoints_update(
     url: str | None,
     events: tuple[str, ...],
     timeout: float | None,
+    header_items: tuple[str, ...],
+    basic_auth: str | None,
+    bearer_token: str | None,
+    removed: tuple[str, ...],
     allow_private_targets: bool,
     database: str,
 ) -> None:
-    """Change an endpoint's URL, event types or timeout; the rest stays."""
+    """Change an endpoint's URL, event types, timeout or headers; the rest stays."""
     changes: dict[str, Any] = {}
+    headers = _headers(header_items, basic_auth, bearer_token)
+    headers.update(dict.fromkeys(removed))
+    if headers:
+        changes["headers"] = headers
     if url is not None:
         changes["url"] = _checked_url(url, allow_private_targets)
     if events:
@@ -302,7 +372,9 @@ def endpoints_update(
     if timeout is not None:
         changes["timeout"] = timeout
     if not changes:
-        raise click.UsageError("nothing to change: give --url, --event or --timeout")
+        raise click.UsageError(
+            "nothing to change: give --url, --event, --timeout, --header or --remove-header"
+        )
     row = _run(database, lambda store: store.update_endpoint(endpoint_id, **changes))
     _console().print(_endpoint_table([row]))
 

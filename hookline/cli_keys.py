@@ -46,12 +46,13 @@ def rotate_master_key(database: str, old: str, new: str, decrypt: bool) -> None:
         raise click.UsageError(f"give the new master key ({MASTER_KEY_ENV} or --new), or --decrypt")
     if new and decrypt:
         raise click.UsageError("--decrypt stores the keys in the clear: give no new key with it")
-    total = asyncio.run(_reseal(database, old, None if decrypt else new))
+    total, endpoints = asyncio.run(_reseal(database, old, None if decrypt else new))
     how = "in the clear" if decrypt else "sealed with the new master key"
     click.echo(f"{total} app(s): verification keys now {how}", err=True)
+    click.echo(f"{endpoints} endpoint(s): headers now {how}", err=True)
 
 
-async def _reseal(url: str, old: str, new: str | None) -> int:
+async def _reseal(url: str, old: str, new: str | None) -> tuple[int, int]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from hookline.store import Store
@@ -68,7 +69,8 @@ async def _reseal(url: str, old: str, new: str | None) -> int:
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            return await store.reseal_keys(KeyBox(new), progress=advance)
+            apps = await store.reseal_keys(KeyBox(new), progress=advance)
+        return apps, await store.reseal_endpoint_secrets(KeyBox(new))
     finally:
         await store.close()
 

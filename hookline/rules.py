@@ -16,11 +16,12 @@ the others (a tab or newline in an id or a name) are mistakes, not data.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -29,26 +30,38 @@ from hookline.exceptions import ValidationError
 
 __all__ = [
     "APP_NAME",
+    "BASIC_PASSWORD",
+    "BASIC_USERNAME",
+    "BEARER_TOKEN",
     "EVENT_ID",
+    "HEADER_NAME",
+    "HEADER_VALUE",
     "INT64_MAX",
     "INT64_MIN",
     "IN_FLIGHT_MAX",
     "MAX_BODY_DEPTH",
     "MAX_DATA_DEPTH",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "RESERVED_HEADERS",
     "TIMEOUT_MAX",
     "TIME_MAX",
     "URL",
     "USER_ID",
     "InvalidJson",
     "TextRule",
+    "basic_auth",
+    "bearer_auth",
     "check_delivery_id",
     "check_event_filter",
     "check_event_type",
+    "check_headers",
     "check_time",
     "check_url",
     "check_url_shape",
     "event_data",
     "parse_json",
+    "with_authorization",
 ]
 
 #: Integers are signed 64-bit wherever they are stored or sent (PostgreSQL ``bigint``,
@@ -70,6 +83,8 @@ MAX_DATA_DEPTH = 254
 MAX_BODY_DEPTH = 1024
 
 _CONTROL = "\x00-\x1f\x7f"
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +225,126 @@ def _client_host(url: str) -> str:
         host = f"[{host}]"
     port = "" if parsed.explicit_port is None else f":{parsed.explicit_port}"
     return f"{scheme}://{host}{port}{rest[end:]}"
+
+
+#: An endpoint's own headers: at most this many, in at most this many bytes together.
+MAX_HEADERS = 20
+MAX_HEADER_BYTES = 8192
+HEADER_NAME = TextRule(
+    "header name",
+    64,
+    r"[!#$%&'*+.^_`|~0-9A-Za-z-]+",
+    "a header name has 1 to 64 characters, each a letter, a digit or one of "
+    "! # $ % & ' * + - . ^ _ ` | ~ (an RFC 9110 token)",
+)
+HEADER_VALUE = TextRule(
+    "header value",
+    4096,
+    # Visible ASCII with spaces inside: no line breaks (they would start another header).
+    r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?",
+    "a header value has 1 to 4096 characters of visible ASCII (spaces inside only)",
+)
+#: Headers hookline sets on every delivery itself (the body's framing and type, its
+#: signatures): an endpoint's own headers cannot replace them.
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "host",
+        "x-selz-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """An endpoint's own headers, sent with every delivery to it. The messages name the
+    header, never its value: values are secrets (tokens, passwords)."""
+    if len(headers) > MAX_HEADERS:
+        raise ValidationError(f"an endpoint has at most {MAX_HEADERS} headers")
+    seen: set[str] = set()
+    size = 0
+    for name, value in headers.items():
+        HEADER_NAME.check(name)
+        lower = name.lower()
+        if lower in RESERVED_HEADERS:
+            raise ValidationError(
+                f"the {name} header is set by hookline on every delivery and cannot be "
+                "replaced; remove it from headers"
+            )
+        if lower in seen:
+            raise ValidationError(f"the {name} header is given twice (names ignore case)")
+        seen.add(lower)
+        try:
+            HEADER_VALUE.check(value)
+        except ValidationError:
+            raise ValidationError(
+                f"the value of the {name} header: {HEADER_VALUE.message}"
+            ) from None
+        size += len(name) + len(value) + 4
+    if size > MAX_HEADER_BYTES:
+        raise ValidationError(
+            f"an endpoint's headers take at most {MAX_HEADER_BYTES} bytes together"
+        )
+    return headers
+
+
+BASIC_USERNAME = TextRule(
+    "basic auth username",
+    255,
+    rf"[^:{_CONTROL}]+",
+    "a basic auth username has 1 to 255 characters, no ':' and no control characters",
+)
+BASIC_PASSWORD = TextRule(
+    "basic auth password",
+    1024,
+    rf"[^{_CONTROL}]+",
+    "a basic auth password has 1 to 1024 characters and no control characters",
+)
+BEARER_TOKEN = TextRule(
+    "bearer token",
+    4000,
+    # RFC 6750's token68.
+    r"[A-Za-z0-9\-._~+/]+=*",
+    "a bearer token has 1 to 4000 characters: letters, digits and - . _ ~ + / then "
+    "optional '=' at the end",
+)
+
+
+def basic_auth(username: str, password: str) -> str:
+    """The ``Authorization`` value of HTTP basic auth (RFC 7617, UTF-8)."""
+    BASIC_USERNAME.check(username)
+    BASIC_PASSWORD.check(password)
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def bearer_auth(token: str) -> str:
+    """The ``Authorization`` value of a bearer token."""
+    return "Bearer " + BEARER_TOKEN.check(token)
+
+
+def with_authorization(
+    headers: dict[str, V], *, basic: tuple[str, str] | None = None, bearer: str | None = None
+) -> dict[str, V | str]:
+    """``headers`` with the ``Authorization`` header that basic or bearer auth make: both
+    are only a convenient way to write that one header, which is then kept like any other."""
+    given = []
+    if basic is not None:
+        given.append(basic_auth(*basic))
+    if bearer is not None:
+        given.append(bearer_auth(bearer))
+    if not given:
+        return dict(headers)
+    if len(given) > 1 or any(name.lower() == "authorization" for name in headers):
+        raise ValidationError(
+            "give the Authorization header one way only: basic auth, a bearer token, or in headers"
+        )
+    return {**headers, "Authorization": given[0]}
 
 
 def check_event_filter(event_types: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ from hookline.api.common import (
     wake_engine,
 )
 from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
-from hookline.rules import check_url
+from hookline.rules import check_url, with_authorization
 from hookline.samples import sample_data
 from hookline.store.manager import TEST_USER
 
@@ -48,6 +48,7 @@ async def create_endpoint(
         timeout=body.timeout,
         ordered=body.ordered,
         max_in_flight=body.max_in_flight,
+        headers=with_authorization(body.headers, **body.authorization()),
     )
     return endpoint_out(row)
 
@@ -80,16 +81,20 @@ async def get_endpoint(app_id: str, endpoint_id: str, request: Request, who: Aut
 async def update_endpoint(
     app_id: str, endpoint_id: str, body: s.EndpointPatch, request: Request, who: Auth
 ) -> Any:
-    """Change the URL, event types, timeout, ordering, in-flight cap, or turn it on/off.
+    """Change the URL, event types, timeout, ordering, in-flight cap, headers, or turn
+    it on/off.
 
     Enabled again, an endpoint sends its backlog at once, in order.
     """
     await endpoint_of(request, who, app_id, endpoint_id)
+    auth = body.authorization()
     changes = {
         k: v
-        for k, v in body.model_dump(exclude_unset=True).items()
+        for k, v in body.model_dump(exclude_unset=True, exclude={"auth"}).items()
         if v is not None or k == "max_in_flight"
     }
+    if body.headers is not None or any(auth.values()):
+        changes["headers"] = with_authorization(body.headers or {}, **auth)
     if "url" in changes:
         check_url(changes["url"], allow_private=request.app.state.settings.allow_private_targets)
     row = await store(request).update_endpoint(endpoint_id, **changes)

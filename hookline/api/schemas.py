@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from hookline import rules
 from hookline.api.types import (
     AppName,
+    BasicPassword,
+    BasicUsername,
+    BearerToken,
     EventData,
     EventFilter,
     EventId,
     EventType,
     EventTypes,
+    HeaderChanges,
+    Headers,
     TimeIn,
     Url,
     UserId,
@@ -108,7 +113,51 @@ class InstallationOut(BaseModel):
     created_at: Time
 
 
-class EndpointIn(Strict):
+HEADERS_DESCRIPTION = (
+    "Headers sent with every delivery to this endpoint (an API key of the receiver, "
+    "say). Values are sealed at rest and never shown back in full. Content-Type, "
+    "Content-Length, Host and the signature headers are hookline's own and refused."
+)
+
+
+class BasicAuthIn(Strict):
+    """HTTP basic auth."""
+
+    type: Literal["basic"]
+    username: BasicUsername
+    password: BasicPassword
+
+
+class BearerAuthIn(Strict):
+    """A bearer token."""
+
+    type: Literal["bearer"]
+    token: BearerToken
+
+
+AuthIn = Annotated[
+    BasicAuthIn | BearerAuthIn,
+    Field(
+        discriminator="type",
+        description="Writes the Authorization header (Basic ... or Bearer ...), which is "
+        "then kept like any other header: give no Authorization in headers with it.",
+    ),
+]
+
+
+class EndpointAuth(Strict):
+    auth: AuthIn | None = None
+
+    def authorization(self) -> dict[str, Any]:
+        """``rules.with_authorization``'s arguments."""
+        auth = self.auth
+        return {
+            "basic": (auth.username, auth.password) if isinstance(auth, BasicAuthIn) else None,
+            "bearer": auth.token if isinstance(auth, BearerAuthIn) else None,
+        }
+
+
+class EndpointIn(EndpointAuth):
     url: Url = Field(examples=["https://example.com/webhooks"])
     event_types: EventFilter
     timeout: float = Field(
@@ -122,6 +171,7 @@ class EndpointIn(Strict):
         True, strict=True, description="One delivery at a time per user, in event order."
     )
     max_in_flight: InFlight | None = None
+    headers: Headers = Field(default_factory=dict, description=HEADERS_DESCRIPTION)
 
 
 class EndpointOut(BaseModel):
@@ -134,12 +184,17 @@ class EndpointOut(BaseModel):
     max_in_flight: int | None
     enabled: bool
     disabled_reason: str | None
+    headers: dict[str, str] = Field(
+        description="The endpoint's headers, each value masked (its last four characters "
+        "at most): they are never shown back in full."
+    )
     created_at: Time
     updated_at: Time
 
 
-class EndpointPatch(Strict):
-    """Only what is given changes. ``max_in_flight: null`` means the engine's default."""
+class EndpointPatch(EndpointAuth):
+    """Only what is given changes. ``max_in_flight: null`` means the engine's default.
+    ``headers`` changes the headers it names only: a value sets one, null removes it."""
 
     url: Url | None = None
     event_types: EventFilter | None = None
@@ -147,6 +202,7 @@ class EndpointPatch(Strict):
     ordered: bool | None = Field(None, strict=True)
     max_in_flight: InFlight | None = None
     enabled: bool | None = Field(None, strict=True)
+    headers: HeaderChanges | None = Field(None, description=HEADERS_DESCRIPTION)
 
 
 class RecoverIn(Strict):

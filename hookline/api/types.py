@@ -102,6 +102,45 @@ EventId = Annotated[
     AfterValidator(_checked(rules.EVENT_ID.check)),
     WithJsonSchema(rules.EVENT_ID.json_schema()),
 ]
+
+
+def _headers_schema(value: dict[str, Any]) -> dict[str, Any]:
+    # What a schema can state; reserved names, names repeated in another case and the
+    # size of all of them together are checked by ``rules.check_headers`` alone.
+    return {
+        "type": "object",
+        "maxProperties": rules.MAX_HEADERS,
+        "propertyNames": rules.HEADER_NAME.json_schema(),
+        "additionalProperties": value,
+    }
+
+
+#: An endpoint's headers as given at registration, and as changed by a PATCH (where
+#: null removes one).
+Headers = Annotated[
+    dict[str, str], WithJsonSchema(_headers_schema(rules.HEADER_VALUE.json_schema()))
+]
+HeaderChanges = Annotated[
+    dict[str, str | None],
+    WithJsonSchema(
+        _headers_schema({"anyOf": [rules.HEADER_VALUE.json_schema(), {"type": "null"}]})
+    ),
+]
+BearerToken = Annotated[
+    str,
+    AfterValidator(_checked(rules.BEARER_TOKEN.check)),
+    WithJsonSchema(rules.BEARER_TOKEN.json_schema()),
+]
+BasicUsername = Annotated[
+    str,
+    AfterValidator(_checked(rules.BASIC_USERNAME.check)),
+    WithJsonSchema(rules.BASIC_USERNAME.json_schema()),
+]
+BasicPassword = Annotated[
+    str,
+    AfterValidator(_checked(rules.BASIC_PASSWORD.check)),
+    WithJsonSchema(rules.BASIC_PASSWORD.json_schema()),
+]
 #: An endpoint URL. The route checks it with ``rules.check_url``, address policy and
 #: all (the policy depends on the operator's settings), like every other front door.
 Url = Annotated[str, WithJsonSchema(rules.URL.json_schema())]

@@ -56,7 +56,8 @@ def build_request(job: Job, now: float) -> tuple[bytes, dict[str, str]]:
     """The body and headers of an attempt made at ``now``.
 
     ``token`` and ``event_id`` are the delivery's own and never change; ``timestamp`` and
-    the signatures belong to this attempt.
+    the signatures belong to this attempt. The endpoint's own headers come first, so
+    nothing of hookline's can be replaced by them (registration refuses those names too).
     """
     timestamp = format_timestamp(now)
     body = encode_envelope(
@@ -68,7 +69,8 @@ def build_request(job: Job, now: float) -> tuple[bytes, dict[str, str]]:
         user_id=job.user_id,
         data_json=job.data.encode(),
     )
-    headers = sign_headers(
+    headers = dict(job.headers)
+    headers |= sign_headers(
         job.keys,
         timestamp=timestamp,
         token=job.token,

@@ -167,4 +167,5 @@ def probe_job(endpoint: dict[str, Any], max_timeout: float) -> Job:
         url=endpoint["url"],
         timeout=min(float(endpoint["timeout"]), max_timeout),
         keys=endpoint["keys"],
+        headers=endpoint["headers"],
     )

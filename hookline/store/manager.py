@@ -33,7 +33,7 @@ from hookline.exceptions import (
 )
 from hookline.store.connector import Connection, Connector, Row, Subscription, connector_for
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
-from hookline.store.sealing import KeyBox
+from hookline.store.sealing import KeyBox, masked_header
 
 #: Notified by every publish that made deliveries (``notify_published``).
 PUBLISHED_CHANNEL = "hookline_published"
@@ -206,12 +206,15 @@ class Store:
         timeout: float,
         ordered: bool = True,
         max_in_flight: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Row:
         """Register an endpoint, within the limits on its settings and on how many
         endpoints one app may have (counted under a lock on the app, so creates racing
-        each other cannot pass it)."""
+        each other cannot pass it). ``headers`` go with every delivery to it, sealed at
+        rest; the rows returned show their values masked."""
         rules.check_url_shape(url)
         event_types = rules.check_event_filter(event_types)
+        rules.check_headers(headers or {})
         self._check_endpoint_settings(timeout, max_in_flight)
         await self.get_app(app_id)
         async with self.db.transaction() as tx:
@@ -232,9 +235,26 @@ class Store:
                 timeout=timeout,
                 ordered=int(ordered),
                 max_in_flight=max_in_flight,
+                headers=self._seal_headers(headers),
                 now=time.time(),
             )
         assert row is not None
+        return self._shown(row)
+
+    def _seal_headers(self, headers: dict[str, str] | None) -> str | None:
+        return self.keys.seal(_json(headers)) if headers else None
+
+    def _open_headers(self, stored: str | None) -> dict[str, str]:
+        found: dict[str, str] = orjson.loads(self.keys.open(stored)) if stored else {}
+        return found
+
+    def _shown(self, row: Row) -> Row:
+        """An endpoint as it leaves the store for people (API, dashboard, CLI): the
+        values of its headers masked. Only the engine's jobs carry them in full."""
+        row["headers"] = {
+            name: masked_header(name, value)
+            for name, value in self._open_headers(row["headers"]).items()
+        }
         return row
 
     def _check_endpoint_settings(self, timeout: float | None, max_in_flight: int | None) -> None:
@@ -253,12 +273,13 @@ class Store:
         row = await self.db.fetchrow("get_endpoint", id=endpoint_id)
         if row is None:
             raise NotFound(f"no endpoint with id {endpoint_id!r}")
-        return row
+        return self._shown(row)
 
     async def list_endpoints(
         self, app_id: str, *, after: PageKey | None = None, limit: int | None = None
     ) -> list[Row]:
-        return await self.db.fetch("list_endpoints", app_id=app_id, **_page(after, limit))
+        rows = await self.db.fetch("list_endpoints", app_id=app_id, **_page(after, limit))
+        return [self._shown(row) for row in rows]
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -464,7 +485,10 @@ class Store:
                 await tx.execute("clear_lanes", rows=_json(empty))
         for head in heads:
             head["timeout"] = min(float(head["timeout"]), max_timeout)
-        return [Job.from_row(h, signing_keys(self._opened(h), now)) for h in heads]
+        return [
+            Job.from_row(h, signing_keys(self._opened(h), now), self._open_headers(h["headers"]))
+            for h in heads
+        ]
 
     async def record(self, owner: str, results: Sequence[AttemptResult]) -> None:
         """Log each attempt and move its delivery, its lane and its endpoint on, all in
@@ -747,11 +771,32 @@ class Store:
             if progress is not None:
                 progress(done, max(total, done))
 
+    async def reseal_endpoint_secrets(self, keys: KeyBox, *, batch: int = 200) -> int:
+        """``reseal_keys`` for what endpoints keep sealed (their headers); returns how
+        many endpoints. Batches are transactions of their own, as there."""
+        done, after = 0, ""
+        while True:
+            rows = await self.db.fetch("endpoint_secrets_after", after=after, limit=batch)
+            if not rows:
+                return done
+            sealed = [
+                {"id": row["id"], "headers": keys.seal(self.keys.open(row["headers"]))}
+                for row in rows
+            ]
+            async with self.db.transaction() as tx:
+                await tx.execute("store_endpoint_secrets", rows=_json(sealed))
+            done += len(rows)
+            after = rows[-1]["id"]
+
     # -- endpoints: changes, recovery, tests, statistics, health ------------------------
 
     async def update_endpoint(self, endpoint_id: str, **changes: Any) -> Row:
         """Change the given settings (``url``, ``event_types``, ``timeout``, ``ordered``,
-        ``max_in_flight``, ``enabled``) and keep the rest.
+        ``max_in_flight``, ``enabled``, ``headers``) and keep the rest.
+
+        ``headers`` changes the headers it names and keeps the others: a value sets one,
+        None removes it (names ignore case). Their values are secrets no one can read
+        back, so a change never needs the ones it leaves alone.
 
         Disabling (or enabling) by hand clears the health record, so the health check
         neither probes nor re-enables it. Enabled again, the endpoint sends its backlog
@@ -771,7 +816,12 @@ class Store:
             if row is None:
                 raise NotFound(f"no endpoint with id {endpoint_id!r}")
             values = {k: row[k] for k in ENDPOINT_SETTINGS}
-            values.update({k: v for k, v in changes.items() if k in ENDPOINT_SETTINGS})
+            values.update(
+                {k: v for k, v in changes.items() if k in ENDPOINT_SETTINGS and k != "headers"}
+            )
+            if "headers" in changes:
+                merged = _merge_headers(self._open_headers(row["headers"]), changes["headers"])
+                values["headers"] = self._seal_headers(rules.check_headers(merged))
             if "event_types" in changes:
                 values["event_types"] = _json(changes["event_types"])
             enabled = bool(values["enabled"])
@@ -787,7 +837,7 @@ class Store:
             if enabled and not row["enabled"]:
                 await tx.execute("wake_endpoint_lanes", endpoint_id=endpoint_id, now=now)
         assert updated is not None
-        return updated
+        return self._shown(updated)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
         """Delete an endpoint with its deliveries, their attempts and its lanes."""
@@ -862,6 +912,8 @@ class Store:
         for row in rows:
             row["keys"] = signing_keys(self._opened(row), now)
             row["event_types"] = orjson.loads(row["event_types"])
+            # In full: a probe goes out with the endpoint's headers, as deliveries do.
+            row["headers"] = tuple(self._open_headers(row["headers"]).items())
         return rows
 
     async def enable_probed_endpoint(self, endpoint_id: str) -> bool:
@@ -1102,7 +1154,28 @@ _UNCAPPED = 2**31 - 1
 SUCCESS_STAMP = 0.25
 
 #: Endpoint columns ``update_endpoint`` may change.
-ENDPOINT_SETTINGS = ("url", "event_types", "timeout", "ordered", "max_in_flight", "enabled")
+ENDPOINT_SETTINGS = (
+    "url",
+    "event_types",
+    "timeout",
+    "ordered",
+    "max_in_flight",
+    "enabled",
+    "headers",
+)
+
+
+def _merge_headers(current: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
+    """``current`` with ``changes`` made: a value sets a header, None removes it; a name
+    replaces any other spelling of itself (HTTP header names ignore case)."""
+    rules.check_headers({name: "-" for name in changes})  # names: shape, repeats, reserved
+    merged = dict(current)
+    for name, value in changes.items():
+        for old in [k for k in merged if k.lower() == name.lower()]:
+            del merged[old]
+        if value is not None:
+            merged[name] = value
+    return merged
 
 
 def _lanes_of(rows: list[Row]) -> Counter[tuple[str, str]]:

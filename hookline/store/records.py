@@ -45,9 +45,13 @@ class Job:
     keys: tuple[str, ...]
     #: When the delivery was last attempted (None before its first attempt).
     last_attempt_at: float | None = None
+    #: The endpoint's own headers (custom, basic or bearer auth), in full.
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], keys: tuple[str, ...]) -> Job:
+    def from_row(
+        cls, row: dict[str, Any], keys: tuple[str, ...], headers: dict[str, str] | None = None
+    ) -> Job:
         return cls(
             delivery_id=int(row["id"]),
             token=row["token"],
@@ -63,6 +67,7 @@ class Job:
             timeout=float(row["timeout"]),
             keys=keys,
             last_attempt_at=float(row["updated_at"]) if int(row["attempts"]) else None,
+            headers=tuple((headers or {}).items()),
         )
 
 

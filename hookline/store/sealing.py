@@ -90,3 +90,19 @@ class KeyBox:
 
     def open_optional(self, stored: str | None) -> str | None:
         return None if stored is None else self.open(stored)
+
+
+def masked(secret: str) -> str:
+    """How a secret is shown back (API, dashboard, CLI): its last four characters only,
+    and not even those of a short one, whose end would give away too much of it."""
+    return "••••" + (secret[-4:] if len(secret) >= 16 else "")
+
+
+def masked_header(name: str, value: str) -> str:
+    """A header as shown back: ``masked``, but an Authorization header keeps its scheme
+    in sight (``Bearer ••••pR5s``), and basic credentials (a password in base64) show
+    nothing at all."""
+    if name.lower() != "authorization":
+        return masked(value)
+    scheme, _, credentials = value.partition(" ")
+    return f"{scheme} " + ("••••" if scheme.lower() == "basic" else masked(credentials))

@@ -93,6 +93,31 @@ def test_endpoints_create_update_disable_enable(db: str) -> None:
     assert "enabled" in hl(db, "endpoints", "enable", endpoint_id[0]).output
 
 
+def test_endpoint_headers_are_set_changed_and_shown_masked(db: str) -> None:
+    app_id = _new_app(db)
+    secret = "sk_live_0123456789abcdef"
+    created = hl(
+        db, "endpoints", "create", "--app", app_id, "--url", "https://example.com/hook",
+        "--header", f"X-Api-Key: {secret}", "--bearer-token", "tok-0123456789abcdefXYZ",
+    ).output  # fmt: skip
+    assert "X-Api-Key: ••••cdef" in created and "Authorization: Bearer ••••fXYZ" in created
+    endpoint_id = re.search(r"ep_[0-9a-f]+", created)
+    assert endpoint_id, created
+    updated = hl(
+        db, "endpoints", "update", endpoint_id[0], "--basic-auth", "ops:pa55word",
+    ).output  # fmt: skip
+    assert "Authorization: Basic ••••" in updated and "X-Api-Key: ••••cdef" in updated
+    removed = hl(db, "endpoints", "update", endpoint_id[0], "--remove-header", "x-api-key")
+    assert "X-Api-Key" not in removed.output and "Basic ••••" in removed.output
+    listed = hl(db, "endpoints", "list", "--app", app_id).output
+    assert secret not in listed and "pa55word" not in listed
+
+    args = ["endpoints", "update", endpoint_id[0], "--header", "Host: example.org"]
+    refused = CliRunner().invoke(main, [*args, "--database", db])
+    assert refused.exit_code != 0
+    assert "the Host header is set by hookline" in refused.output
+
+
 def test_private_targets_need_the_flag(db: str) -> None:
     app_id = _new_app(db)
     args = ["endpoints", "create", "--app", app_id, "--url", "http://127.0.0.1:9/x"]

@@ -101,3 +101,43 @@ async def test_keys_are_sealed_when_a_master_key_is_set_and_rotated_with_it(
 def test_a_master_key_that_is_not_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="not a master key"):
         KeyBox("too short")
+
+
+async def test_endpoint_headers_are_sealed_and_resealed_with_the_master_key(
+    database_url: str,
+) -> None:
+    """An endpoint's headers are kept like verification keys: sealed under the master
+    key, opened for the engine only, re-sealed by ``rotate-master-key``."""
+    first, second = new_master_key(), new_master_key()
+    secret = "sk_live_0123456789abcdef"
+    store = await Store.open(database_url, keys=KeyBox(first))
+    try:
+        app, _ = await store.create_app("shop")
+        await store.install(app["id"], "u1")
+        endpoint = await store.create_endpoint(
+            app["id"],
+            url="http://127.0.0.1:9/",
+            event_types=["*"],
+            timeout=1,
+            headers={"X-Api-Key": secret},
+        )
+        assert endpoint["headers"] == {"X-Api-Key": "••••cdef"}
+        (raw,) = await store.db.fetch("endpoint_secrets_after", after="", limit=10)
+        assert raw["headers"].startswith("fernet:") and secret not in raw["headers"]
+        await store.publish([NewEvent("e1", "order_completed", "u1", "{}")])
+        (job,) = await store.claim("w", limit=10, default_cap=10, lease_margin=5)
+        assert job.headers == (("X-Api-Key", secret),)
+    finally:
+        await store.close()
+
+    output = await rotate(
+        database_url, env={"HOOKLINE_MASTER_KEY_OLD": first, "HOOKLINE_MASTER_KEY": second}
+    )
+    assert "1 endpoint(s): headers now sealed with the new master key" in output
+    store = await Store.open(database_url, keys=KeyBox(second))
+    try:
+        (raw,) = await store.db.fetch("endpoint_secrets_after", after="", limit=10)
+        assert KeyBox(second).open(raw["headers"]) == f'{{"X-Api-Key":"{secret}"}}'
+        assert (await store.get_endpoint(endpoint["id"]))["headers"] == {"X-Api-Key": "••••cdef"}
+    finally:
+        await store.close()

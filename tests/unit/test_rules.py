@@ -85,3 +85,32 @@ def test_event_data_depth() -> None:
 def test_times_beyond_any_date(seconds: float) -> None:
     with pytest.raises(ValidationError):
         rules.check_time(seconds)
+
+
+def test_header_checks_name_the_header_never_its_value() -> None:
+    assert rules.check_headers({"X-Api-Key": "abc def"}) == {"X-Api-Key": "abc def"}
+    for headers, message in [
+        ({"Content-Length": "1"}, "Content-Length header is set by hookline"),
+        ({"X-Key": "secret\nX-Other: 1"}, "the value of the X-Key header"),
+        ({"X-Key": " secret"}, "the value of the X-Key header"),
+        ({"X-Key": "x" * 4097}, "the value of the X-Key header"),
+        ({"X:Key": "secret"}, "a header name"),
+        ({f"X-{i}": "v" * 1000 for i in range(10)}, "at most 8192 bytes"),
+    ]:
+        with pytest.raises(ValidationError, match=re.escape(message)) as raised:
+            rules.check_headers(headers)
+        assert "secret" not in raised.value.message
+
+
+def test_basic_and_bearer_auth_are_one_authorization_header() -> None:
+    assert rules.with_authorization({}, basic=("Aladdin", "open sesame")) == {
+        "Authorization": "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    }
+    assert rules.with_authorization({"X-A": "1"}, bearer="abc.DEF-123~+/==") == {
+        "X-A": "1",
+        "Authorization": "Bearer abc.DEF-123~+/==",
+    }
+    with pytest.raises(ValidationError, match="one way only"):
+        rules.with_authorization({}, basic=("a", "b"), bearer="t")
+    with pytest.raises(ValidationError, match="one way only"):
+        rules.with_authorization({"AUTHORIZATION": "x"}, bearer="t")

@@ -39,7 +39,8 @@ CREATE TABLE endpoints (
     last_success_at DOUBLE PRECISION, -- the start of the last attempt answered 2xx
     pace           DOUBLE PRECISION NOT NULL DEFAULT 0, -- seconds between requests; 0: unpaced
     pause_until    DOUBLE PRECISION,  -- no request to it before then (429/503, pace)
-    slowed_at      DOUBLE PRECISION   -- when its pace last grew
+    slowed_at      DOUBLE PRECISION,  -- when its pace last grew
+    headers        TEXT               -- sealed JSON {name: value}, NULL: none
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

@@ -38,7 +38,8 @@ CREATE TABLE endpoints (
     last_success_at REAL, -- the start of the last attempt answered 2xx
     pace           REAL NOT NULL DEFAULT 0, -- seconds between requests; 0: unpaced
     pause_until    REAL,  -- no request to it before then (429/503, pace)
-    slowed_at      REAL   -- when its pace last grew
+    slowed_at      REAL,  -- when its pace last grew
+    headers        TEXT   -- sealed JSON {name: value}, NULL: none
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

@@ -384,7 +384,8 @@ class InvalidJson(ValidationError):
         self.malformed = malformed
 
 
-_LONG_INTEGER = re.compile(rb"\d{19}")
+#: Where a number beyond 64 bits may hide: 19 digits in a row, or a positive exponent.
+_LONG_NUMBER = re.compile(rb"\d{19}|\d[eE]\+?\d")
 
 
 def parse_json(body: bytes | str) -> Any:
@@ -394,16 +395,18 @@ def parse_json(body: bytes | str) -> Any:
     double (``1e400``), which Python's own parser would let in as values that turn into
     ``null`` later. What orjson does not refuse is an integer beyond 64 bits: it reads
     one as a float, losing digits without a word. So a body with a run of 19 or more
-    digits anywhere (rare: it takes an integer near 2**63, or such a string) is read again
-    by the standard parser, whose hooks see every integer exactly.
+    digits anywhere, or an exponent (rare: it takes an integer near 2**63, a number such
+    as ``1e21``, or such a string), is read again by the standard parser, whose hooks see
+    every number exactly. A whole number is an integer however it is written (``1e21``
+    is one, as JSON Schema and the document count), so it must fit in 64 bits too.
     """
     raw = body.encode() if isinstance(body, str) else body
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _diagnose(raw, exc) from None
-    if _LONG_INTEGER.search(raw):
-        return json.loads(raw, parse_int=_int64, parse_constant=_no_constant)
+    if _LONG_NUMBER.search(raw):
+        return json.loads(raw, parse_int=_int64, parse_float=_float64, parse_constant=_no_constant)
     return value
 
 
@@ -412,6 +415,16 @@ def _int64(text: str) -> int:
     if not INT64_MIN <= number <= INT64_MAX:
         raise InvalidJson(
             f"{text} does not fit in a 64-bit integer ({INT64_MIN} to {INT64_MAX}); "
+            "send larger numbers as strings"
+        )
+    return number
+
+
+def _float64(text: str) -> float:
+    number = float(text)
+    if number.is_integer() and not INT64_MIN <= number <= INT64_MAX:
+        raise InvalidJson(
+            f"{text} is a whole number beyond 64 bits ({INT64_MIN} to {INT64_MAX}); "
             "send larger numbers as strings"
         )
     return number
@@ -430,7 +443,7 @@ def _diagnose(raw: bytes, error: orjson.JSONDecodeError) -> InvalidJson:
         )
     try:
         # Python's parser takes NaN and Infinity: the hook names them.
-        json.loads(raw, parse_int=_int64, parse_constant=_no_constant)
+        json.loads(raw, parse_int=_int64, parse_float=_float64, parse_constant=_no_constant)
     except InvalidJson as exc:
         return exc
     except (ValueError, RecursionError):

@@ -48,6 +48,9 @@ def test_app_names_refused(value: str) -> None:
         (b'{"a": 1e400}', "too large for a 64-bit float"),
         (b'{"a": 9223372036854775808}', "does not fit in a 64-bit integer"),
         (b'{"a": 18446744073709551616}', "does not fit in a 64-bit integer"),
+        (b'{"a": 2.5925899602944943e+222}', "is a whole number beyond 64 bits"),
+        (b'{"a": -1E19}', "is a whole number beyond 64 bits"),
+        (b'{"a": 12345678901234567890.0}', "is a whole number beyond 64 bits"),
         (b"[" * 1100 + b"]" * 1100, "nests deeper than 1024 levels"),
     ],
 )
@@ -61,6 +64,16 @@ def test_json_that_is_not_json() -> None:
     with pytest.raises(rules.InvalidJson, match="not valid JSON") as refused:
         rules.parse_json(b'{"a": ')
     assert refused.value.malformed
+
+
+def test_numbers_with_exponents_that_fit() -> None:
+    # Every float from 2**53 up is a whole number: beyond 2**63 none fits.
+    assert rules.parse_json(b'{"a": 1e18, "b": 2.5e-300, "c": "1e99", "d": 0.5e1}') == {
+        "a": 1e18,
+        "b": 2.5e-300,
+        "c": "1e99",
+        "d": 5.0,
+    }
 
 
 def test_long_digit_runs_in_strings_and_exact_integers() -> None:

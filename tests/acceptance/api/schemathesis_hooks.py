@@ -9,12 +9,20 @@ An endpoint's headers are partly beyond a schema too: a reserved name (Content-T
 signature headers, in any case), a name repeated in another case, more bytes together
 than allowed, and a PATCH that would bring the stored ones past the limits are refused
 (422). Valid requests leave out headers the rules refuse, and PATCHes send none.
+
+schemathesis judges an "invalid" body by the mutation it made, and a mutation inside an
+``anyOf`` (a boolean in event data made an array, an optional ``event_id`` made null)
+can leave the body valid all the same. A "schema-violating request accepted" failure
+stands only if the body really breaks the document (checked with jsonschema-rs, which
+schemathesis itself uses). A "schema-valid request rejected" for a number beyond 64 bits
+is where the document states event data loosely on purpose (arrays within arrays).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jsonschema_rs
 import schemathesis
 
 from hookline import rules
@@ -45,3 +53,27 @@ def _keep_valid_headers(case: Any) -> None:
         )
     except ValidationError:
         body.pop("headers")
+
+
+@schemathesis.hook
+def filter_failure(_context: Any, failure: Any, case: Any, response: Any) -> bool:
+    code = getattr(failure, "code", None)
+    if code == "ST201" and isinstance(case.body, dict | list):
+        return not _body_schema(case).is_valid(case.body)
+    if code == "ST202" and response.status_code == 422:
+        # Inside an array within an array the document allows any JSON (see
+        # docs/operations.md, Input rules); the server still holds numbers to 64 bits.
+        return not any(rule in response.text for rule in _NUMBER_RULES)
+    return True
+
+
+_NUMBER_RULES = ("is a whole number beyond 64 bits", "does not fit in a 64-bit integer")
+
+
+def _body_schema(case: Any) -> Any:
+    """The operation's JSON body schema, its references resolved in the whole document."""
+    path = case.operation.path.replace("~", "~0").replace("/", "~1")
+    method = case.method.lower()
+    document = dict(case.operation.schema.raw_schema)
+    document["$ref"] = f"#/paths/{path}/{method}/requestBody/content/application~1json/schema"
+    return jsonschema_rs.Draft202012Validator(document)

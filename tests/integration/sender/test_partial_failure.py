@@ -24,7 +24,7 @@ import pytest
 
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.sender import Engine
-from hookline.store import NewEvent, Store
+from hookline.store import AttemptResult, Job, NewEvent, Store
 from tests.support.hookline_proc import wait_until
 from tests.support.recorder import Answer, Hit, Recorder
 
@@ -331,3 +331,47 @@ async def test_a_timeout_storm_on_one_endpoint_never_delays_another_of_the_same_
     assert len(held) == cap, "nothing beyond the endpoint's cap went to the tarpit"
     # Every one of the other endpoint's deliveries landed while all of them still hung.
     assert all(h.ended is None or h.ended > last_landed for h in held)
+
+
+async def test_the_pace_doubles_once_per_slow_down_and_shrinks_with_good_answers(
+    stores: list[Store],
+) -> None:
+    store = stores[0]
+    app, _ = await store.create_app("shop")
+    ep = await store.create_endpoint(
+        app["id"], url="http://127.0.0.1:9/", event_types=["*"], timeout=2
+    )
+    job = Job(1, "t", 0, ep["id"], "u", "u", app["id"], "order_completed", "e", "{}",
+              ep["url"], 2.0, ("k",))  # fmt: skip
+
+    async def answer(now: float, *results: AttemptResult) -> dict[str, Any]:
+        async with store.db.transaction() as tx:
+            await store._track_endpoints(tx, list(results), now)
+        return await store.get_endpoint(ep["id"])
+
+    def slow(sent: float, asked: float = 0.0) -> AttemptResult:
+        return AttemptResult(job, "retry", sent, status_code=429, throttle_for=asked)
+
+    def good(sent: float) -> AttemptResult:
+        return AttemptResult(job, "delivered", sent, status_code=200)
+
+    row = await answer(100.0, slow(99.0, asked=3.0))
+    assert (row["pace"], row["pause_until"]) == (0.1, 103.0)  # Retry-After over the pace
+    # A burst sent before that slow-down slows it no further.
+    row = await answer(100.5, slow(99.5), slow(99.9))
+    assert row["pace"] == 0.1
+    # Sent after it: doubled, and paused for the pace when no Retry-After is given.
+    row = await answer(104.0, slow(103.5))
+    assert (row["pace"], row["pause_until"]) == (0.2, 104.2)
+    row = await answer(105.0, slow(104.5))
+    assert row["pace"] == pytest.approx(0.4)
+    # Each good answer adds a request a second to the rate: 2.5/s, 3.5/s, ... unpaced
+    # below PACE_MIN.
+    paces = []
+    for n in range(10):
+        row = await answer(106.0 + n, good(105.5 + n))
+        paces.append(row["pace"])
+    assert paces[0] == pytest.approx(0.4 / 1.4)
+    assert paces == sorted(paces, reverse=True)
+    assert paces[-1] == 0
+    assert row["failing_since"] is None

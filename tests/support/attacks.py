@@ -109,7 +109,7 @@ while True:
             sock.sendall(request)
             answer = sock.recv(65536)
         status = answer[9:12].decode() if answer.startswith(b"HTTP/1.1 ") else "none"
-        print(status, time.perf_counter() - started, flush=True)
+        print(f"{status} {time.perf_counter() - started}", flush=True)
     except OSError as exc:
         print("fail", repr(exc).replace("\n", " "), flush=True)
     time.sleep(interval)
@@ -133,7 +133,9 @@ class Probe:
         return len(self.latencies) + len(self.failures)
 
     async def _read(self, stdout: asyncio.StreamReader) -> None:
-        while line := (await stdout.readline()).decode().strip():
+        # Only whole lines: the monitor is killed at the end, possibly mid-line.
+        while (raw := await stdout.readline()).endswith(b"\n"):
+            line = raw.decode().strip()
             status, _, rest = line.partition(" ")
             if status.isdigit() and int(status) < 500:
                 self.latencies.append(float(rest))

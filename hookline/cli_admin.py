@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 import orjson
@@ -248,7 +248,25 @@ header_options = [
     ),
     click.option("--basic-auth", metavar="USER:PASSWORD", help="HTTP basic auth."),
     click.option("--bearer-token", metavar="TOKEN", help="Authorization: Bearer TOKEN."),
+    click.option(
+        "--client-cert",
+        type=click.File("r"),
+        help="A PEM client certificate, for endpoints that require mutual TLS.",
+    ),
+    click.option(
+        "--client-key",
+        type=click.File("r"),
+        help="The PEM private key of --client-cert (kept sealed).",
+    ),
 ]
+
+
+def _client_tls(cert: TextIO | None, key: TextIO | None) -> dict[str, Any]:
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        raise click.UsageError("give --client-cert and --client-key together")
+    return {"client_cert": cert.read(), "client_key": key.read()}
 
 
 def with_header_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -318,6 +336,8 @@ def endpoints_create(
     header_items: tuple[str, ...],
     basic_auth: str | None,
     bearer_token: str | None,
+    client_cert: TextIO | None,
+    client_key: TextIO | None,
     allow_private_targets: bool,
     database: str,
 ) -> None:
@@ -330,7 +350,12 @@ def endpoints_create(
     row = _run(
         database,
         lambda store: store.create_endpoint(
-            app_id, url=url, event_types=event_types, timeout=timeout, headers=headers
+            app_id,
+            url=url,
+            event_types=event_types,
+            timeout=timeout,
+            headers=headers,
+            **_client_tls(client_cert, client_key),
         ),
     )
     _console().print(_endpoint_table([row]))
@@ -355,6 +380,8 @@ def endpoints_update(
     header_items: tuple[str, ...],
     basic_auth: str | None,
     bearer_token: str | None,
+    client_cert: TextIO | None,
+    client_key: TextIO | None,
     removed: tuple[str, ...],
     allow_private_targets: bool,
     database: str,
@@ -365,6 +392,7 @@ def endpoints_update(
     headers.update(dict.fromkeys(removed))
     if headers:
         changes["headers"] = headers
+    changes.update(_client_tls(client_cert, client_key))
     if url is not None:
         changes["url"] = _checked_url(url, allow_private_targets)
     if events:
@@ -373,7 +401,8 @@ def endpoints_update(
         changes["timeout"] = timeout
     if not changes:
         raise click.UsageError(
-            "nothing to change: give --url, --event, --timeout, --header or --remove-header"
+            "nothing to change: give --url, --event, --timeout, --header, --remove-header "
+            "or --client-cert"
         )
     row = _run(database, lambda store: store.update_endpoint(endpoint_id, **changes))
     _console().print(_endpoint_table([row]))

@@ -210,6 +210,9 @@ class EngineSettings:
     probe_timeout: float = 5.0
     #: Endpoints probed per round; those probed longest ago go first.
     probe_batch: int = 100
+    #: A PEM file of CAs trusted besides the system's, for endpoints whose certificates
+    #: a private CA signed (their own, or an intranet's).
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         _require_positive(self, _ENGINE_SECONDS)
@@ -296,6 +299,7 @@ ENGINE_ENV: EnvTable = {
     "health_interval": ("HOOKLINE_HEALTH_INTERVAL", parse_seconds),
     "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", parse_count),
     "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", parse_seconds),
+    "ca_bundle": ("HOOKLINE_CA_BUNDLE", lambda _, value: value or None),
 }
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_DATA_DEPTH",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
+    "MAX_PEM",
     "RESERVED_HEADERS",
     "TIMEOUT_MAX",
     "TIME_MAX",
@@ -52,6 +53,7 @@ __all__ = [
     "TextRule",
     "basic_auth",
     "bearer_auth",
+    "check_client_tls",
     "check_delivery_id",
     "check_event_filter",
     "check_event_type",
@@ -345,6 +347,40 @@ def with_authorization(
             "give the Authorization header one way only: basic auth, a bearer token, or in headers"
         )
     return {**headers, "Authorization": given[0]}
+
+
+#: The longest client certificate (a chain) or private key taken, in PEM.
+MAX_PEM = 16 * 1024
+
+
+def check_client_tls(cert: str | None, key: str | None) -> None:
+    """An endpoint's client certificate for mutual TLS: a PEM certificate (or a chain,
+    the endpoint's own first) and the unencrypted PEM private key that goes with it.
+    Messages never quote the key."""
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        raise ValidationError("give client_cert and client_key together, or neither")
+    if len(cert) > MAX_PEM or len(key) > MAX_PEM:
+        raise ValidationError(f"client_cert and client_key have at most {MAX_PEM} characters each")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certificate = x509.load_pem_x509_certificates(cert.encode())[0]
+    except ValueError:
+        raise ValidationError(
+            "client_cert is not a certificate in PEM (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    try:
+        private = serialization.load_pem_private_key(key.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValidationError(
+            "client_key is not an unencrypted private key in PEM (-----BEGIN PRIVATE KEY-----)"
+        ) from None
+    public = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*public) != certificate.public_key().public_bytes(*public):
+        raise ValidationError("client_key is not the private key of client_cert")
 
 
 def check_event_filter(event_types: list[str]) -> list[str]:

@@ -28,6 +28,9 @@ from hookline.store.manager import TEST_USER
 
 router = APIRouter(tags=["endpoints"], route_class=JsonRoute)
 
+#: Settings a PATCH may set to null (the engine's default; no client certificate).
+NULLABLE = frozenset({"max_in_flight", "client_cert", "client_key"})
+
 
 @router.post(
     "/apps/{app_id}/endpoints",
@@ -49,6 +52,8 @@ async def create_endpoint(
         ordered=body.ordered,
         max_in_flight=body.max_in_flight,
         headers=with_authorization(body.headers, **body.authorization()),
+        client_cert=body.client_cert,
+        client_key=body.client_key,
     )
     return endpoint_out(row)
 
@@ -91,7 +96,7 @@ async def update_endpoint(
     changes = {
         k: v
         for k, v in body.model_dump(exclude_unset=True, exclude={"auth"}).items()
-        if v is not None or k == "max_in_flight"
+        if v is not None or k in NULLABLE
     }
     if body.headers is not None or any(auth.values()):
         changes["headers"] = with_authorization(body.headers or {}, **auth)

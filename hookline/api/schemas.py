@@ -157,6 +157,15 @@ class EndpointAuth(Strict):
         }
 
 
+CLIENT_CERT_DESCRIPTION = (
+    "For endpoints that require mutual TLS: the client certificate hookline presents, in "
+    "PEM (a chain: the endpoint's own first). Give client_key with it."
+)
+CLIENT_KEY_DESCRIPTION = (
+    "The unencrypted PEM private key of client_cert. Sealed at rest; never shown back."
+)
+
+
 class EndpointIn(EndpointAuth):
     url: Url = Field(examples=["https://example.com/webhooks"])
     event_types: EventFilter
@@ -172,6 +181,12 @@ class EndpointIn(EndpointAuth):
     )
     max_in_flight: InFlight | None = None
     headers: Headers = Field(default_factory=dict, description=HEADERS_DESCRIPTION)
+    client_cert: str | None = Field(
+        None, max_length=rules.MAX_PEM, description=CLIENT_CERT_DESCRIPTION
+    )
+    client_key: str | None = Field(
+        None, max_length=rules.MAX_PEM, description=CLIENT_KEY_DESCRIPTION
+    )
 
 
 class EndpointOut(BaseModel):
@@ -188,6 +203,9 @@ class EndpointOut(BaseModel):
         description="The endpoint's headers, each value masked (its last four characters "
         "at most): they are never shown back in full."
     )
+    client_cert: str | None = Field(
+        description="The client certificate presented for mutual TLS (its key is never shown)."
+    )
     created_at: Time
     updated_at: Time
 
@@ -203,6 +221,14 @@ class EndpointPatch(EndpointAuth):
     max_in_flight: InFlight | None = None
     enabled: bool | None = Field(None, strict=True)
     headers: HeaderChanges | None = Field(None, description=HEADERS_DESCRIPTION)
+    client_cert: str | None = Field(
+        None,
+        max_length=rules.MAX_PEM,
+        description=CLIENT_CERT_DESCRIPTION + " null with client_key null removes both.",
+    )
+    client_key: str | None = Field(
+        None, max_length=rules.MAX_PEM, description=CLIENT_KEY_DESCRIPTION
+    )
 
 
 class RecoverIn(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import ssl
 import time
 from email.utils import parsedate_to_datetime
 
@@ -15,6 +16,7 @@ from hookline import __version__
 from hookline.config import THROTTLE_STATUSES, RetryPolicy
 from hookline.events import encode_envelope, format_timestamp
 from hookline.sender.addresses import ForbiddenTarget, guarded_socket
+from hookline.sender.tls import ClientTls, client_certificate_error
 from hookline.signing import sign_headers
 from hookline.store.records import AttemptResult, Job
 
@@ -28,14 +30,18 @@ _DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 
 def new_session(
-    *, allow_private: bool, resolver: AbstractResolver | None = None
+    *,
+    allow_private: bool,
+    resolver: AbstractResolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientSession:
     """The one HTTP client of an engine (deliveries, test notifications and health
     probes alike): keep-alive connections, every new one checked by the address policy
     on the address it is about to connect to.
 
     The engine bounds concurrency itself (globally and per endpoint), so the
-    connector's own limits are off. ``resolver`` replaces DNS in tests.
+    connector's own limits are off. ``resolver`` replaces DNS in tests. ``ssl_context``
+    is the default TLS of requests (the CAs trusted: ``ClientTls.default``).
     """
     connector = aiohttp.TCPConnector(
         limit=0,
@@ -43,6 +49,7 @@ def new_session(
         resolver=resolver,
         keepalive_timeout=30,
         socket_factory=None if allow_private else guarded_socket,
+        ssl=ssl_context if ssl_context is not None else True,
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -115,7 +122,9 @@ def connection_error(exc: aiohttp.ClientConnectorError) -> str:
     return f"cannot connect to {target}: {reason}"
 
 
-async def attempt(session: aiohttp.ClientSession, job: Job, retry: RetryPolicy) -> AttemptResult:
+async def attempt(
+    session: aiohttp.ClientSession, job: Job, retry: RetryPolicy, tls: ClientTls | None = None
+) -> AttemptResult:
     """Make one attempt and judge it; never raises (but for cancellation).
 
     Whatever goes wrong, even a bug of ours, becomes a failed attempt with a message: it
@@ -137,6 +146,7 @@ async def attempt(session: aiohttp.ClientSession, job: Job, retry: RetryPolicy) 
             headers=headers,
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=job.timeout),
+            ssl=tls.context(job) if tls is not None else True,
         ) as response:
             status = response.status
             excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
@@ -146,7 +156,7 @@ async def attempt(session: aiohttp.ClientSession, job: Job, retry: RetryPolicy) 
     except TimeoutError:
         error = f"no answer within the endpoint's timeout of {job.timeout:g} s"
     except aiohttp.ClientConnectorError as exc:
-        error = connection_error(exc)
+        error = client_certificate_error(exc, job) or connection_error(exc)
     except (aiohttp.ClientError, OSError) as exc:
         error = _describe(exc)
     except Exception as exc:

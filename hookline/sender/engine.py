@@ -34,6 +34,7 @@ from hookline.config import EngineSettings
 from hookline.exceptions import StorageError
 from hookline.sender.attempt import attempt, new_session
 from hookline.sender.health import HealthMonitor
+from hookline.sender.tls import ClientTls
 from hookline.store import AttemptResult, Job, Store
 from hookline.store.connector import Subscription
 
@@ -56,6 +57,7 @@ class Engine:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._session = session
         self._own_session = session is None
+        self._tls = ClientTls(settings.ca_bundle)
         self._observers = observers or []
         self._wakeup = asyncio.Event()
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
@@ -68,7 +70,9 @@ class Engine:
 
     async def start(self) -> None:
         if self._session is None:
-            self._session = new_session(allow_private=self.settings.allow_private_targets)
+            self._session = new_session(
+                allow_private=self.settings.allow_private_targets, ssl_context=self._tls.default
+            )
         # Publishes in other processes (other API servers) wake this engine too.
         self._subscription = await self.store.on_published(self.wake)
         self._tasks = [
@@ -77,7 +81,9 @@ class Engine:
         ]
         if self.settings.retention_days > 0:
             self._tasks.append(asyncio.create_task(self._prune_loop(), name="hookline-pruner"))
-        health = HealthMonitor(self.store, self.settings, self._session, self._observers, self.wake)
+        health = HealthMonitor(
+            self.store, self.settings, self._session, self._observers, self.wake, self._tls
+        )
         self._tasks += [
             asyncio.create_task(health.run_checks(), name="hookline-health"),
             asyncio.create_task(health.run_probes(), name="hookline-probes"),
@@ -166,7 +172,7 @@ class Engine:
             return
         for observer in self._observers:
             _safely(observer.before_attempt, job)
-        result = await attempt(self._session, job, self.settings.retry)
+        result = await attempt(self._session, job, self.settings.retry, self._tls)
         self._results.put_nowait(result)
 
     # -- recording ----------------------------------------------------------------------

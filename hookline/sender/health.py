@@ -35,6 +35,7 @@ from hookline.events import EVENT_TYPES, new_token
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
 from hookline.sender.attempt import attempt
+from hookline.sender.tls import ClientTls
 from hookline.store import Job, Store
 
 log = logging.getLogger("hookline.health")
@@ -58,8 +59,10 @@ class HealthMonitor:
         session: aiohttp.ClientSession | None,
         observers: Sequence[HealthObserver] = (),
         on_enabled: Callable[[], None] | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.store = store
+        self.tls = tls if tls is not None else ClientTls(settings.ca_bundle)
         self.settings = settings
         self.session = session
         self.observers = observers
@@ -117,7 +120,7 @@ class HealthMonitor:
     async def _probe_one(self, endpoint: dict[str, Any]) -> str | None:
         assert self.session is not None
         job = probe_job(endpoint, self.settings.probe_timeout)
-        result = await attempt(self.session, job, _ONE_TRY)
+        result = await attempt(self.session, job, _ONE_TRY, self.tls)
         if result.outcome != "delivered":
             log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
             return None
@@ -168,4 +171,7 @@ def probe_job(endpoint: dict[str, Any], max_timeout: float) -> Job:
         timeout=min(float(endpoint["timeout"]), max_timeout),
         keys=endpoint["keys"],
         headers=endpoint["headers"],
+        client_cert=endpoint["client_cert"],
+        client_key=endpoint["client_key"],
+        endpoint_version=float(endpoint["endpoint_updated_at"]),
     )

@@ -207,14 +207,18 @@ class Store:
         ordered: bool = True,
         max_in_flight: int | None = None,
         headers: dict[str, str] | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> Row:
         """Register an endpoint, within the limits on its settings and on how many
         endpoints one app may have (counted under a lock on the app, so creates racing
-        each other cannot pass it). ``headers`` go with every delivery to it, sealed at
-        rest; the rows returned show their values masked."""
+        each other cannot pass it). ``headers`` go with every delivery to it, and
+        ``client_cert`` with ``client_key`` make its TLS mutual; the secrets are sealed at
+        rest, and the rows returned show header values masked and no key."""
         rules.check_url_shape(url)
         event_types = rules.check_event_filter(event_types)
         rules.check_headers(headers or {})
+        rules.check_client_tls(client_cert, client_key)
         self._check_endpoint_settings(timeout, max_in_flight)
         await self.get_app(app_id)
         async with self.db.transaction() as tx:
@@ -236,6 +240,8 @@ class Store:
                 ordered=int(ordered),
                 max_in_flight=max_in_flight,
                 headers=self._seal_headers(headers),
+                client_cert=client_cert,
+                client_key=self.keys.seal(client_key) if client_key else None,
                 now=time.time(),
             )
         assert row is not None
@@ -255,6 +261,7 @@ class Store:
             name: masked_header(name, value)
             for name, value in self._open_headers(row["headers"]).items()
         }
+        row.pop("client_key", None)
         return row
 
     def _check_endpoint_settings(self, timeout: float | None, max_in_flight: int | None) -> None:
@@ -486,7 +493,12 @@ class Store:
         for head in heads:
             head["timeout"] = min(float(head["timeout"]), max_timeout)
         return [
-            Job.from_row(h, signing_keys(self._opened(h), now), self._open_headers(h["headers"]))
+            Job.from_row(
+                h,
+                signing_keys(self._opened(h), now),
+                self._open_headers(h["headers"]),
+                self.keys.open_optional(h["client_key"]),
+            )
             for h in heads
         ]
 
@@ -772,15 +784,19 @@ class Store:
                 progress(done, max(total, done))
 
     async def reseal_endpoint_secrets(self, keys: KeyBox, *, batch: int = 200) -> int:
-        """``reseal_keys`` for what endpoints keep sealed (their headers); returns how
-        many endpoints. Batches are transactions of their own, as there."""
+        """``reseal_keys`` for what endpoints keep sealed (headers, client keys); returns
+        how many endpoints. Batches are transactions of their own, as there."""
         done, after = 0, ""
         while True:
             rows = await self.db.fetch("endpoint_secrets_after", after=after, limit=batch)
             if not rows:
                 return done
             sealed = [
-                {"id": row["id"], "headers": keys.seal(self.keys.open(row["headers"]))}
+                {
+                    name: keys.seal(self.keys.open(row[name])) if row[name] else None
+                    for name in ("headers", "client_key")
+                }
+                | {"id": row["id"]}
                 for row in rows
             ]
             async with self.db.transaction() as tx:
@@ -796,7 +812,8 @@ class Store:
 
         ``headers`` changes the headers it names and keeps the others: a value sets one,
         None removes it (names ignore case). Their values are secrets no one can read
-        back, so a change never needs the ones it leaves alone.
+        back, so a change never needs the ones it leaves alone. ``client_cert`` and
+        ``client_key`` change together (both None: no client certificate any more).
 
         Disabling (or enabling) by hand clears the health record, so the health check
         neither probes nor re-enables it. Enabled again, the endpoint sends its backlog
@@ -816,12 +833,18 @@ class Store:
             if row is None:
                 raise NotFound(f"no endpoint with id {endpoint_id!r}")
             values = {k: row[k] for k in ENDPOINT_SETTINGS}
+            # The sealed settings are merged and checked below, not taken as given.
             values.update(
-                {k: v for k, v in changes.items() if k in ENDPOINT_SETTINGS and k != "headers"}
+                {k: v for k, v in changes.items() if k in ENDPOINT_SETTINGS and k not in SEALED}
             )
             if "headers" in changes:
                 merged = _merge_headers(self._open_headers(row["headers"]), changes["headers"])
                 values["headers"] = self._seal_headers(rules.check_headers(merged))
+            if "client_cert" in changes or "client_key" in changes:
+                cert, key = changes.get("client_cert"), changes.get("client_key")
+                rules.check_client_tls(cert, key)
+                values["client_cert"] = cert
+                values["client_key"] = self.keys.seal(key) if key else None
             if "event_types" in changes:
                 values["event_types"] = _json(changes["event_types"])
             enabled = bool(values["enabled"])
@@ -914,6 +937,7 @@ class Store:
             row["event_types"] = orjson.loads(row["event_types"])
             # In full: a probe goes out with the endpoint's headers, as deliveries do.
             row["headers"] = tuple(self._open_headers(row["headers"]).items())
+            row["client_key"] = self.keys.open_optional(row["client_key"])
         return rows
 
     async def enable_probed_endpoint(self, endpoint_id: str) -> bool:
@@ -1162,7 +1186,11 @@ ENDPOINT_SETTINGS = (
     "max_in_flight",
     "enabled",
     "headers",
+    "client_cert",
+    "client_key",
 )
+#: Of those, the ones that hold secrets (or go with one).
+SEALED = ("headers", "client_cert", "client_key")
 
 
 def _merge_headers(current: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:

@@ -47,10 +47,19 @@ class Job:
     last_attempt_at: float | None = None
     #: The endpoint's own headers (custom, basic or bearer auth), in full.
     headers: tuple[tuple[str, str], ...] = ()
+    #: The endpoint's client certificate and its private key (PEM), for mutual TLS.
+    client_cert: str | None = None
+    client_key: str | None = None
+    #: When the endpoint last changed: what its TLS context is cached under.
+    endpoint_version: float = 0.0
 
     @classmethod
     def from_row(
-        cls, row: dict[str, Any], keys: tuple[str, ...], headers: dict[str, str] | None = None
+        cls,
+        row: dict[str, Any],
+        keys: tuple[str, ...],
+        headers: dict[str, str] | None = None,
+        client_key: str | None = None,
     ) -> Job:
         return cls(
             delivery_id=int(row["id"]),
@@ -68,6 +77,9 @@ class Job:
             keys=keys,
             last_attempt_at=float(row["updated_at"]) if int(row["attempts"]) else None,
             headers=tuple((headers or {}).items()),
+            client_cert=row.get("client_cert"),
+            client_key=client_key,
+            endpoint_version=float(row.get("endpoint_updated_at") or 0.0),
         )
 
 

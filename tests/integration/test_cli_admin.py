@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from hookline.cli import main
 from hookline.cli_admin import parse_since
 from hookline.store import AttemptResult, Store
+from tests.support.pki import TestCa
 
 
 @pytest.fixture
@@ -116,6 +117,24 @@ def test_endpoint_headers_are_set_changed_and_shown_masked(db: str) -> None:
     refused = CliRunner().invoke(main, [*args, "--database", db])
     assert refused.exit_code != 0
     assert "the Host header is set by hookline" in refused.output
+
+
+def test_an_endpoint_gets_a_client_certificate_from_files(db: str, tmp_path: Path) -> None:
+    issued = TestCa().issue("client-a")
+    (tmp_path / "cert.pem").write_text(issued.cert)
+    (tmp_path / "key.pem").write_text(issued.key)
+    app_id = _new_app(db)
+    created = hl(
+        db, "endpoints", "create", "--app", app_id, "--url", "https://example.com/hook",
+        "--client-cert", str(tmp_path / "cert.pem"), "--client-key", str(tmp_path / "key.pem"),
+    ).output  # fmt: skip
+    assert issued.key.splitlines()[1] not in created
+    args = ["endpoints", "create", "--app", app_id, "--url", "https://example.com/hook"]
+    refused = CliRunner().invoke(
+        main, [*args, "--client-cert", str(tmp_path / "key.pem"), "--client-key",
+               str(tmp_path / "key.pem"), "--database", db],
+    )  # fmt: skip
+    assert refused.exit_code != 0 and "client_cert is not a certificate" in refused.output
 
 
 def test_private_targets_need_the_flag(db: str) -> None:

@@ -48,9 +48,9 @@ SELECT COUNT(*) AS n FROM endpoints WHERE app_id = :app_id;
 
 -- create_endpoint --
 INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
-                       headers, enabled, created_at, updated_at)
-VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, :headers, 1,
-        :now, :now)
+                       headers, client_cert, client_key, enabled, created_at, updated_at)
+VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, :headers,
+        :client_cert, :client_key, 1, :now, :now)
 RETURNING *;
 
 -- get_endpoint --
@@ -204,6 +204,7 @@ WHERE pace > 0 AND id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
 -- lane_heads --
 SELECT d.id, d.token, d.attempts, d.updated_at, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
        ev.id AS event_id, ev.data, e.url, e.timeout, e.headers,
+       e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
        a.verification_key, a.next_verification_key, a.key_switch_at
 FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text)
 CROSS JOIN LATERAL (
@@ -456,19 +457,21 @@ WHERE apps.id = j.id;
 
 -- endpoint_secrets_after --
 -- The endpoints that hold sealed values, a page at a time (rotate-master-key).
-SELECT id, headers FROM endpoints
-WHERE id > :after AND headers IS NOT NULL ORDER BY id LIMIT :limit;
+SELECT id, headers, client_key FROM endpoints
+WHERE id > :after AND (headers IS NOT NULL OR client_key IS NOT NULL)
+ORDER BY id LIMIT :limit;
 
 -- store_endpoint_secrets --
-UPDATE endpoints SET headers = j.headers
-FROM jsonb_to_recordset(:rows::jsonb) AS j(id text, headers text)
+UPDATE endpoints SET headers = j.headers, client_key = j.client_key
+FROM jsonb_to_recordset(:rows::jsonb) AS j(id text, headers text, client_key text)
 WHERE endpoints.id = j.id;
 
 -- update_endpoint --
 UPDATE endpoints
 SET url = :url, event_types = :event_types, timeout = :timeout, ordered = :ordered,
     max_in_flight = :max_in_flight, enabled = :enabled, disabled_reason = :disabled_reason,
-    failing_since = :failing_since, headers = :headers, updated_at = :now
+    failing_since = :failing_since, headers = :headers, client_cert = :client_cert,
+    client_key = :client_key, updated_at = :now
 WHERE id = :id
 RETURNING *;
 
@@ -568,6 +571,7 @@ RETURNING id, app_id, url, failing_since;
 -- Those probed longest ago (or never) first; mark_probed then moves them to the back.
 -- Rows another engine is taking for its probes right now are skipped.
 SELECT e.id, e.app_id, e.url, e.timeout, e.event_types, e.headers,
+       e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
        a.verification_key, a.next_verification_key, a.key_switch_at
 FROM endpoints AS e
 JOIN apps AS a ON a.id = e.app_id

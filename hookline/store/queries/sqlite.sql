@@ -46,9 +46,9 @@ SELECT COUNT(*) AS n FROM endpoints WHERE app_id = :app_id;
 
 -- create_endpoint --
 INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
-                       headers, enabled, created_at, updated_at)
-VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, :headers, 1,
-        :now, :now)
+                       headers, client_cert, client_key, enabled, created_at, updated_at)
+VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, :headers,
+        :client_cert, :client_key, 1, :now, :now)
 RETURNING *;
 
 -- get_endpoint --
@@ -175,6 +175,7 @@ WHERE pace > 0 AND id IN (SELECT value FROM json_each(:ids));
 -- lane_heads --
 SELECT d.id, d.token, d.attempts, d.updated_at, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
        ev.id AS event_id, ev.data, e.url, e.timeout, e.headers,
+       e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
        a.verification_key, a.next_verification_key, a.key_switch_at
 FROM json_each(:rows) AS j
 JOIN deliveries AS d ON d.id = (
@@ -424,11 +425,12 @@ WHERE apps.id = j.value ->> 'id';
 
 -- endpoint_secrets_after --
 -- The endpoints that hold sealed values, a page at a time (rotate-master-key).
-SELECT id, headers FROM endpoints
-WHERE id > :after AND headers IS NOT NULL ORDER BY id LIMIT :limit;
+SELECT id, headers, client_key FROM endpoints
+WHERE id > :after AND (headers IS NOT NULL OR client_key IS NOT NULL)
+ORDER BY id LIMIT :limit;
 
 -- store_endpoint_secrets --
-UPDATE endpoints SET headers = j.value ->> 'headers'
+UPDATE endpoints SET headers = j.value ->> 'headers', client_key = j.value ->> 'client_key'
 FROM json_each(:rows) AS j
 WHERE endpoints.id = j.value ->> 'id';
 
@@ -436,7 +438,8 @@ WHERE endpoints.id = j.value ->> 'id';
 UPDATE endpoints
 SET url = :url, event_types = :event_types, timeout = :timeout, ordered = :ordered,
     max_in_flight = :max_in_flight, enabled = :enabled, disabled_reason = :disabled_reason,
-    failing_since = :failing_since, headers = :headers, updated_at = :now
+    failing_since = :failing_since, headers = :headers, client_cert = :client_cert,
+    client_key = :client_key, updated_at = :now
 WHERE id = :id
 RETURNING *;
 
@@ -525,6 +528,7 @@ RETURNING id, app_id, url, failing_since;
 -- endpoints_to_probe --
 -- Those probed longest ago (or never) first; mark_probed then moves them to the back.
 SELECT e.id, e.app_id, e.url, e.timeout, e.event_types, e.headers,
+       e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
        a.verification_key, a.next_verification_key, a.key_switch_at
 FROM endpoints AS e
 JOIN apps AS a ON a.id = e.app_id

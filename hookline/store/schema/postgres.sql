@@ -40,7 +40,9 @@ CREATE TABLE endpoints (
     pace           DOUBLE PRECISION NOT NULL DEFAULT 0, -- seconds between requests; 0: unpaced
     pause_until    DOUBLE PRECISION,  -- no request to it before then (429/503, pace)
     slowed_at      DOUBLE PRECISION,  -- when its pace last grew
-    headers        TEXT               -- sealed JSON {name: value}, NULL: none
+    headers        TEXT,              -- sealed JSON {name: value}, NULL: none
+    client_cert    TEXT,  -- PEM, NULL: no client certificate
+    client_key     TEXT   -- sealed PEM private key of client_cert
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

@@ -39,7 +39,9 @@ CREATE TABLE endpoints (
     pace           REAL NOT NULL DEFAULT 0, -- seconds between requests; 0: unpaced
     pause_until    REAL,  -- no request to it before then (429/503, pace)
     slowed_at      REAL,  -- when its pace last grew
-    headers        TEXT   -- sealed JSON {name: value}, NULL: none
+    headers        TEXT,  -- sealed JSON {name: value}, NULL: none
+    client_cert    TEXT,  -- PEM, NULL: no client certificate
+    client_key     TEXT   -- sealed PEM private key of client_cert
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

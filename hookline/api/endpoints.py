@@ -54,6 +54,7 @@ async def create_endpoint(
         headers=with_authorization(body.headers, **body.authorization()),
         client_cert=body.client_cert,
         client_key=body.client_key,
+        own_verification_key=body.own_verification_key,
     )
     return endpoint_out(row)
 
@@ -106,6 +107,26 @@ async def update_endpoint(
     if row["enabled"]:
         wake_engine(request)
     return endpoint_out(row)
+
+
+@router.post(
+    "/apps/{app_id}/endpoints/{endpoint_id}/rotate-key",
+    response_model=s.EndpointOut,
+    responses=errors(403, 404, 409, *BODY),
+)
+async def rotate_endpoint_key(
+    app_id: str, endpoint_id: str, request: Request, who: Auth, body: s.KeyRotationIn | None = None
+) -> Any:
+    """Give the endpoint a new verification key of its own, without a rejected delivery.
+
+    The same rotation as an app's: the answer shows the new key
+    (``next_verification_key``) and ``key_switch_at``; until then ``X-Selz-Signature``
+    stays on the current key (the app's, for an endpoint without one of its own yet) and
+    ``webhook-signature`` carries both. 409 while a rotation is in its grace period.
+    """
+    await endpoint_of(request, who, app_id, endpoint_id)
+    grace = body.grace_seconds if body else s.DEFAULT_GRACE_SECONDS
+    return endpoint_out(await store(request).rotate_endpoint_key(endpoint_id, grace))
 
 
 @router.delete(

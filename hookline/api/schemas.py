@@ -187,6 +187,12 @@ class EndpointIn(EndpointAuth):
     client_key: str | None = Field(
         None, max_length=rules.MAX_PEM, description=CLIENT_KEY_DESCRIPTION
     )
+    own_verification_key: bool = Field(
+        False,
+        strict=True,
+        description="Sign this endpoint's deliveries with a key of its own instead of the "
+        "app's (shown in verification_key).",
+    )
 
 
 class EndpointOut(BaseModel):
@@ -205,6 +211,17 @@ class EndpointOut(BaseModel):
     )
     client_cert: str | None = Field(
         description="The client certificate presented for mutual TLS (its key is never shown)."
+    )
+    verification_key: str | None = Field(
+        description="The endpoint's own key that signs X-Selz-Signature now; null: the "
+        "app's key signs."
+    )
+    next_verification_key: str | None = Field(
+        description="During a rotation of the endpoint's key: the new key. Add it to the "
+        "receiver now."
+    )
+    key_switch_at: Time | None = Field(
+        description="During a rotation: when X-Selz-Signature switches to the new key."
     )
     created_at: Time
     updated_at: Time

@@ -244,14 +244,27 @@ def create_endpoint(
     timeout: float | NotGiven = NOT_GIVEN,
     ordered: bool | NotGiven = NOT_GIVEN,
     max_in_flight: int | NotGiven | None = NOT_GIVEN,
+    headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+    auth: Mapping[str, str] | NotGiven = NOT_GIVEN,
+    client_cert: str | NotGiven = NOT_GIVEN,
+    client_key: str | NotGiven = NOT_GIVEN,
+    own_verification_key: bool | NotGiven = NOT_GIVEN,
 ) -> Parts:
-    """Register ``url`` for ``event_types`` (``["*"]``: all of them)."""
+    """Register ``url`` for ``event_types`` (``["*"]``: all of them). ``headers`` and
+    ``auth`` (``{"type": "bearer", "token": ...}`` or ``{"type": "basic", "username":
+    ..., "password": ...}``) go with every delivery; ``client_cert`` and ``client_key``
+    (PEM) for mutual TLS; ``own_verification_key`` signs with a key of its own."""
     body = {
         "url": url,
         "event_types": list(event_types),
         "timeout": timeout,
         "ordered": ordered,
         "max_in_flight": max_in_flight,
+        "headers": headers if isinstance(headers, NotGiven) else dict(headers),
+        "auth": auth if isinstance(auth, NotGiven) else dict(auth),
+        "client_cert": client_cert,
+        "client_key": client_key,
+        "own_verification_key": own_verification_key,
     }
     return Parts(path={"app_id": app_id}, body=body)
 
@@ -279,9 +292,14 @@ def update_endpoint(
     ordered: bool | NotGiven = NOT_GIVEN,
     max_in_flight: int | NotGiven | None = NOT_GIVEN,
     enabled: bool | NotGiven = NOT_GIVEN,
+    headers: Mapping[str, str | None] | NotGiven = NOT_GIVEN,
+    auth: Mapping[str, str] | NotGiven = NOT_GIVEN,
+    client_cert: str | NotGiven | None = NOT_GIVEN,
+    client_key: str | NotGiven | None = NOT_GIVEN,
 ) -> Parts:
-    """Change only what is given (``max_in_flight=None``: the engine's default);
-    enabled again, the endpoint sends its backlog at once, in order."""
+    """Change only what is given (``max_in_flight=None``: the engine's default;
+    ``headers``: the named ones, None removes one); enabled again, the endpoint sends
+    its backlog at once, in order."""
     if not isinstance(event_types, NotGiven):
         event_types = list(event_types)
     body = {
@@ -291,8 +309,26 @@ def update_endpoint(
         "ordered": ordered,
         "max_in_flight": max_in_flight,
         "enabled": enabled,
+        "headers": headers if isinstance(headers, NotGiven) else dict(headers),
+        "auth": auth if isinstance(auth, NotGiven) else dict(auth),
+        "client_cert": client_cert,
+        "client_key": client_key,
     }
     return Parts(path={"app_id": app_id, "endpoint_id": endpoint_id}, body=body)
+
+
+@operation(
+    "POST", "/api/v1/apps/{app_id}/endpoints/{endpoint_id}/rotate-key", _model(s.EndpointOut)
+)
+def rotate_endpoint_key(
+    app_id: str, endpoint_id: str, *, grace_seconds: float | None = None
+) -> Parts:
+    """Give the endpoint a new key of its own, rotated as an app's key is (from the app's
+    key, for an endpoint without one yet). ``Conflict`` during a rotation."""
+    return Parts(
+        path={"app_id": app_id, "endpoint_id": endpoint_id},
+        body={"grace_seconds": NOT_GIVEN if grace_seconds is None else grace_seconds},
+    )
 
 
 @operation("DELETE", "/api/v1/apps/{app_id}/endpoints/{endpoint_id}", _nothing)

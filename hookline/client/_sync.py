@@ -157,6 +157,7 @@ class Endpoints(_Resource):
     get = _Method(ops.get_endpoint)
     update = _Method(ops.update_endpoint)
     delete = _Method(ops.delete_endpoint)
+    rotate_key = _Method(ops.rotate_endpoint_key)
     recover = _Method(ops.recover_endpoint)
     send_test = _Method(ops.send_test_notification)
     stats = _Method(ops.get_endpoint_stats)

@@ -209,6 +209,7 @@ class Store:
         headers: dict[str, str] | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
+        own_verification_key: bool = False,
     ) -> Row:
         """Register an endpoint, within the limits on its settings and on how many
         endpoints one app may have (counted under a lock on the app, so creates racing
@@ -242,6 +243,9 @@ class Store:
                 headers=self._seal_headers(headers),
                 client_cert=client_cert,
                 client_key=self.keys.seal(client_key) if client_key else None,
+                verification_key=(
+                    self.keys.seal(new_verification_key()) if own_verification_key else None
+                ),
                 now=time.time(),
             )
         assert row is not None
@@ -262,6 +266,9 @@ class Store:
             for name, value in self._open_headers(row["headers"]).items()
         }
         row.pop("client_key", None)
+        # Its own verification keys are the app's to see, as the app's keys are.
+        row["verification_key"] = self.keys.open_optional(row["verification_key"])
+        row["next_verification_key"] = self.keys.open_optional(row["next_verification_key"])
         return row
 
     def _check_endpoint_settings(self, timeout: float | None, max_in_flight: int | None) -> None:
@@ -727,28 +734,62 @@ class Store:
             stored = await tx.fetchrow("get_app", id=app_id)
             if stored is None:
                 raise NotFound(f"no app with id {app_id!r}")
-            current, upcoming = stored["verification_key"], stored["next_verification_key"]
-            if upcoming is not None:
-                if stored["key_switch_at"] is not None and stored["key_switch_at"] > now:
-                    raise Conflict(
-                        "a key rotation is under way; signing switches to its key at "
-                        f"{stored['key_switch_at']:.0f} (seconds since the epoch)"
-                    )
-                current = upcoming
             row = await tx.fetchrow(
-                "set_verification_keys",
-                id=app_id,
-                verification_key=current,
-                next_verification_key=self.keys.seal(new_verification_key()),
-                key_switch_at=now + grace,
+                "set_verification_keys", id=app_id, **self._rotated(stored, now, grace)
             )
         assert row is not None
         return self._opened(row)
 
-    async def retire_switched_keys(self) -> int:
-        """Drop the old key of every app whose signing has switched to its new one."""
+    async def rotate_endpoint_key(self, endpoint_id: str, grace: float) -> Row:
+        """``rotate_verification_key`` for an endpoint: its next key of its own. One that
+        has none yet starts from its app's key, so its receiver, which knows that key,
+        rejects nothing either; from the switch on, the endpoint's own key signs."""
+        now = time.time()
         async with self.db.transaction() as tx:
-            return len(await tx.fetch("retire_switched_keys", now=time.time()))
+            stored = await tx.fetchrow("get_endpoint", id=endpoint_id)
+            if stored is None:
+                raise NotFound(f"no endpoint with id {endpoint_id!r}")
+            if stored["verification_key"] is None:
+                app = await tx.fetchrow("get_app", id=stored["app_id"])
+                assert app is not None
+                if app["next_verification_key"] is not None:
+                    raise Conflict(
+                        "the app's own key rotation is under way; give the endpoint a key "
+                        "of its own once it is over"
+                    )
+                stored = {**stored, "verification_key": app["verification_key"]}
+            row = await tx.fetchrow(
+                "set_endpoint_keys", id=endpoint_id, now=now, **self._rotated(stored, now, grace)
+            )
+        assert row is not None
+        return self._shown(row)
+
+    def _rotated(self, stored: Row, now: float, grace: float) -> dict[str, Any]:
+        """The keys of an app or an endpoint once a rotation starts: a new next key,
+        signing from ``now + grace``. A rotation still in its grace period is a
+        ``Conflict``; one whose switch has passed is completed first."""
+        current, upcoming = stored["verification_key"], stored["next_verification_key"]
+        if upcoming is not None:
+            if stored["key_switch_at"] is not None and stored["key_switch_at"] > now:
+                raise Conflict(
+                    "a key rotation is under way; signing switches to its key at "
+                    f"{stored['key_switch_at']:.0f} (seconds since the epoch)"
+                )
+            current = upcoming
+        return {
+            "verification_key": current,
+            "next_verification_key": self.keys.seal(new_verification_key()),
+            "key_switch_at": now + grace,
+        }
+
+    async def retire_switched_keys(self) -> int:
+        """Drop the old key of every app and endpoint whose signing has switched to its
+        new one."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            apps = await tx.fetch("retire_switched_keys", now=now)
+            endpoints = await tx.fetch("retire_switched_endpoint_keys", now=now)
+        return len(apps) + len(endpoints)
 
     async def reseal_keys(
         self, keys: KeyBox, *, batch: int = 200, progress: Callable[[int, int], None] | None = None
@@ -784,8 +825,9 @@ class Store:
                 progress(done, max(total, done))
 
     async def reseal_endpoint_secrets(self, keys: KeyBox, *, batch: int = 200) -> int:
-        """``reseal_keys`` for what endpoints keep sealed (headers, client keys); returns
-        how many endpoints. Batches are transactions of their own, as there."""
+        """``reseal_keys`` for what endpoints keep sealed (headers, client keys, their
+        own verification keys); returns how many endpoints. Batches are transactions of
+        their own, as there."""
         done, after = 0, ""
         while True:
             rows = await self.db.fetch("endpoint_secrets_after", after=after, limit=batch)
@@ -794,7 +836,12 @@ class Store:
             sealed = [
                 {
                     name: keys.seal(self.keys.open(row[name])) if row[name] else None
-                    for name in ("headers", "client_key")
+                    for name in (
+                        "headers",
+                        "client_key",
+                        "verification_key",
+                        "next_verification_key",
+                    )
                 }
                 | {"id": row["id"]}
                 for row in rows

@@ -120,13 +120,18 @@ async def test_endpoint_headers_are_sealed_and_resealed_with_the_master_key(
             event_types=["*"],
             timeout=1,
             headers={"X-Api-Key": secret},
+            own_verification_key=True,
         )
         assert endpoint["headers"] == {"X-Api-Key": "••••cdef"}
+        own_key = endpoint["verification_key"]
+        assert own_key and own_key != app["verification_key"]
         (raw,) = await store.db.fetch("endpoint_secrets_after", after="", limit=10)
         assert raw["headers"].startswith("fernet:") and secret not in raw["headers"]
         await store.publish([NewEvent("e1", "order_completed", "u1", "{}")])
         (job,) = await store.claim("w", limit=10, default_cap=10, lease_margin=5)
         assert job.headers == (("X-Api-Key", secret),)
+        assert job.keys == (own_key,)  # the endpoint's own key signs, not the app's
+        assert raw["verification_key"].startswith("fernet:")
     finally:
         await store.close()
 
@@ -138,6 +143,8 @@ async def test_endpoint_headers_are_sealed_and_resealed_with_the_master_key(
     try:
         (raw,) = await store.db.fetch("endpoint_secrets_after", after="", limit=10)
         assert KeyBox(second).open(raw["headers"]) == f'{{"X-Api-Key":"{secret}"}}'
-        assert (await store.get_endpoint(endpoint["id"]))["headers"] == {"X-Api-Key": "••••cdef"}
+        reread = await store.get_endpoint(endpoint["id"])
+        assert reread["headers"] == {"X-Api-Key": "••••cdef"}
+        assert reread["verification_key"] == own_key
     finally:
         await store.close()

@@ -46,9 +46,10 @@ SELECT COUNT(*) AS n FROM endpoints WHERE app_id = :app_id;
 
 -- create_endpoint --
 INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
-                       headers, client_cert, client_key, enabled, created_at, updated_at)
+                       headers, client_cert, client_key, verification_key, enabled,
+                       created_at, updated_at)
 VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, :headers,
-        :client_cert, :client_key, 1, :now, :now)
+        :client_cert, :client_key, :verification_key, 1, :now, :now)
 RETURNING *;
 
 -- get_endpoint --
@@ -176,7 +177,13 @@ WHERE pace > 0 AND id IN (SELECT value FROM json_each(:ids));
 SELECT d.id, d.token, d.attempts, d.updated_at, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
        ev.id AS event_id, ev.data, e.url, e.timeout, e.headers,
        e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
-       a.verification_key, a.next_verification_key, a.key_switch_at
+       -- The endpoint's own key when it has one, else its app's (with their rotations).
+       CASE WHEN e.verification_key IS NULL THEN a.verification_key
+            ELSE e.verification_key END AS verification_key,
+       CASE WHEN e.verification_key IS NULL THEN a.next_verification_key
+            ELSE e.next_verification_key END AS next_verification_key,
+       CASE WHEN e.verification_key IS NULL THEN a.key_switch_at
+            ELSE e.key_switch_at END AS key_switch_at
 FROM json_each(:rows) AS j
 JOIN deliveries AS d ON d.id = (
     SELECT id FROM deliveries
@@ -401,6 +408,20 @@ SET verification_key = :verification_key, next_verification_key = :next_verifica
 WHERE id = :id
 RETURNING *;
 
+-- set_endpoint_keys --
+UPDATE endpoints
+SET verification_key = :verification_key, next_verification_key = :next_verification_key,
+    key_switch_at = :key_switch_at, updated_at = :now
+WHERE id = :id
+RETURNING *;
+
+-- retire_switched_endpoint_keys --
+UPDATE endpoints
+SET verification_key = next_verification_key, next_verification_key = NULL,
+    key_switch_at = NULL
+WHERE next_verification_key IS NOT NULL AND key_switch_at <= :now
+RETURNING id;
+
 -- retire_switched_keys --
 -- Once signing has switched to the next key, it becomes the only key.
 UPDATE apps
@@ -425,12 +446,16 @@ WHERE apps.id = j.value ->> 'id';
 
 -- endpoint_secrets_after --
 -- The endpoints that hold sealed values, a page at a time (rotate-master-key).
-SELECT id, headers, client_key FROM endpoints
-WHERE id > :after AND (headers IS NOT NULL OR client_key IS NOT NULL)
+SELECT id, headers, client_key, verification_key, next_verification_key FROM endpoints
+WHERE id > :after
+  AND (headers IS NOT NULL OR client_key IS NOT NULL OR verification_key IS NOT NULL)
 ORDER BY id LIMIT :limit;
 
 -- store_endpoint_secrets --
-UPDATE endpoints SET headers = j.value ->> 'headers', client_key = j.value ->> 'client_key'
+UPDATE endpoints
+SET headers = j.value ->> 'headers', client_key = j.value ->> 'client_key',
+    verification_key = j.value ->> 'verification_key',
+    next_verification_key = j.value ->> 'next_verification_key'
 FROM json_each(:rows) AS j
 WHERE endpoints.id = j.value ->> 'id';
 
@@ -529,7 +554,13 @@ RETURNING id, app_id, url, failing_since;
 -- Those probed longest ago (or never) first; mark_probed then moves them to the back.
 SELECT e.id, e.app_id, e.url, e.timeout, e.event_types, e.headers,
        e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
-       a.verification_key, a.next_verification_key, a.key_switch_at
+       -- The endpoint's own key when it has one, else its app's (with their rotations).
+       CASE WHEN e.verification_key IS NULL THEN a.verification_key
+            ELSE e.verification_key END AS verification_key,
+       CASE WHEN e.verification_key IS NULL THEN a.next_verification_key
+            ELSE e.next_verification_key END AS next_verification_key,
+       CASE WHEN e.verification_key IS NULL THEN a.key_switch_at
+            ELSE e.key_switch_at END AS key_switch_at
 FROM endpoints AS e
 JOIN apps AS a ON a.id = e.app_id
 WHERE e.enabled = 0 AND e.failing_since IS NOT NULL

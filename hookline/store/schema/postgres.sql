@@ -42,7 +42,10 @@ CREATE TABLE endpoints (
     slowed_at      DOUBLE PRECISION,  -- when its pace last grew
     headers        TEXT,              -- sealed JSON {name: value}, NULL: none
     client_cert    TEXT,  -- PEM, NULL: no client certificate
-    client_key     TEXT   -- sealed PEM private key of client_cert
+    client_key     TEXT,  -- sealed PEM private key of client_cert
+    verification_key TEXT,       -- sealed; NULL: the app's key signs
+    next_verification_key TEXT,  -- during a rotation of its own key
+    key_switch_at  DOUBLE PRECISION
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

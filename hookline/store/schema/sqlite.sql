@@ -41,7 +41,10 @@ CREATE TABLE endpoints (
     slowed_at      REAL,  -- when its pace last grew
     headers        TEXT,  -- sealed JSON {name: value}, NULL: none
     client_cert    TEXT,  -- PEM, NULL: no client certificate
-    client_key     TEXT   -- sealed PEM private key of client_cert
+    client_key     TEXT,  -- sealed PEM private key of client_cert
+    verification_key TEXT,       -- sealed; NULL: the app's key signs
+    next_verification_key TEXT,  -- during a rotation of its own key
+    key_switch_at  REAL
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 

@@ -71,6 +71,7 @@ async def test_a_405_names_every_method_of_the_path(sqlite_url: str) -> None:
 CONFLICTS = {
     "create_endpoint",  # the app has the most endpoints it may have
     "rotate_verification_key",  # a rotation is in its grace period
+    "rotate_endpoint_key",  # the same, for an endpoint's own key
     "publish_event",  # the same event_id with other data
     "publish_events",
     "retry_delivery",  # the delivery is still pending

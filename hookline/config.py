@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,20 @@ def parse_seconds(name: str, value: str) -> float:
     if seconds <= 0:
         raise ConfigError(f"{name}={value!r} must be more than 0 seconds")
     return seconds
+
+
+def parse_ca_bundle(name: str, value: str) -> str | None:
+    """A PEM file of CA certificates, read once here so that a wrong path stops the
+    process at its start, in one line, rather than its first delivery."""
+    if not value:
+        return None
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=value)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"{name}={value}: not a readable file of PEM certificates ({exc})"
+        ) from None
+    return value
 
 
 def parse_count(name: str, value: str) -> int:
@@ -299,7 +314,7 @@ ENGINE_ENV: EnvTable = {
     "health_interval": ("HOOKLINE_HEALTH_INTERVAL", parse_seconds),
     "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", parse_count),
     "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", parse_seconds),
-    "ca_bundle": ("HOOKLINE_CA_BUNDLE", lambda _, value: value or None),
+    "ca_bundle": ("HOOKLINE_CA_BUNDLE", lambda name, value: parse_ca_bundle(name, value)),
 }
 
 

@@ -102,6 +102,8 @@ def test_settings_from_env() -> None:
         {"HOOKLINE_PROBE_TIMEOUT": "0"},  # aiohttp would wait for a probe forever
         {"HOOKLINE_POLL_INTERVAL": "0"},
         {"HOOKLINE_HEALTH_INTERVAL": "0"},
+        {"HOOKLINE_CA_BUNDLE": "/nonexistent/cas.pem"},
+        {"HOOKLINE_CA_BUNDLE": __file__},  # a file, but no certificate in it
     ],
 )
 def test_settings_refuse_bad_values(env: dict[str, str]) -> None:

@@ -10,24 +10,19 @@ dashboard route made-up values (any text, NUL and control characters, numbers be
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
 import requests
-import uvicorn
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookline.api.app import create_api
-from hookline.config import EngineSettings, RateLimits
 from hookline.events import EVENT_TYPES
 from hookline.web import routes as web_routes
-from tests.support.api_server import ADMIN, bound_socket
+from tests.support.api_server import ADMIN, api_in_thread
 
 FUZZ = settings(
     max_examples=60,
@@ -93,33 +88,9 @@ def _csrf(page: str) -> str:
     return found[1]
 
 
-def _serve(database_url: str) -> Iterator[str]:
-    app = create_api(
-        database_url=database_url,
-        admin_token=ADMIN,
-        settings=EngineSettings(allow_private_targets=False),
-        rate_limits=RateLimits(auth_failures=None, tests=None, recovers=None, new_endpoints=None),
-        deliver=False,
-    )
-    sock = bound_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the sender did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def site(module_database_url: str) -> Iterator[Site]:
-    for base in _serve(module_database_url):
+    with api_in_thread(module_database_url, allow_private_targets=False) as base:
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {ADMIN}"
         app = api.post(f"{base}/api/v1/apps", json={"name": "shop"}).json()

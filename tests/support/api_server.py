@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import uvicorn
 
@@ -51,6 +53,38 @@ async def running_api(
         server.should_exit = True
         await task
         sock.close()
+
+
+#: Rate limits off: throttled guessing answers 429 by design, which would hide the 401s
+#: and the other answers that fuzzing tests expect.
+NO_RATE_LIMITS = RateLimits(auth_failures=None, tests=None, recovers=None, new_endpoints=None)
+
+
+@contextmanager
+def api_in_thread(database_url: str, *, allow_private_targets: bool) -> Iterator[str]:
+    """``create_api`` (no deliveries, no rate limits) on a loopback port in a thread of
+    its own, for tests whose clients block (schemathesis, requests)."""
+    app = create_api(
+        database_url=database_url,
+        admin_token=ADMIN,
+        settings=EngineSettings(allow_private_targets=allow_private_targets),
+        rate_limits=NO_RATE_LIMITS,
+        deliver=False,
+    )
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def bound_socket() -> socket.socket:

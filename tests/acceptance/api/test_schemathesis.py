@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,48 +27,19 @@ from typing import Any
 
 import pytest
 import requests
-import uvicorn
 
-from hookline.api.app import create_api
-from hookline.config import EngineSettings, RateLimits
-from tests.support.api_server import bound_socket
+from tests.support.api_server import ADMIN, api_in_thread
 
-ADMIN = "schemathesis-admin-" + "x" * 24
 #: Per operation and phase; keeps each run well under a minute on a small machine.
 MAX_EXAMPLES = 25
 ST = Path(sys.executable).with_name("st")
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _serve(database_url: str) -> Iterator[str]:
-    app = create_api(
-        database_url=database_url,
-        admin_token=ADMIN,
-        settings=EngineSettings(allow_private_targets=True),
-        # Throttled guessing answers 429 (by design); here it would hide the 401s that
-        # the invalid-credentials check expects.
-        rate_limits=RateLimits(auth_failures=None, tests=None, recovers=None, new_endpoints=None),
-        deliver=False,
-    )
-    sock = bound_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def base_url(module_database_url: str) -> Iterator[str]:
-    yield from _serve(module_database_url)
+    with api_in_thread(module_database_url, allow_private_targets=True) as base:
+        yield base
 
 
 def _seed(base_url: str) -> dict[str, str]:

@@ -800,56 +800,56 @@ class Store:
         transaction: an interrupted run is simply run again. Returns how many apps."""
         count = await self.db.fetchrow("count_apps")
         total = int(count["n"]) if count else 0
-        done, after = 0, ""
-        while True:
-            rows = await self.db.fetch("app_keys_after", after=after, limit=batch)
-            if not rows:
-                return done
-            sealed = [
-                {
-                    "id": row["id"],
-                    "verification_key": keys.seal(self.keys.open(row["verification_key"])),
-                    "next_verification_key": (
-                        keys.seal(self.keys.open(row["next_verification_key"]))
-                        if row["next_verification_key"] is not None
-                        else None
-                    ),
-                }
-                for row in rows
-            ]
-            async with self.db.transaction() as tx:
-                await tx.execute("store_app_keys", rows=_json(sealed))
-            done += len(rows)
-            after = rows[-1]["id"]
-            if progress is not None:
-                progress(done, max(total, done))
+        return await self._reseal(
+            keys,
+            ("app_keys_after", "store_app_keys"),
+            ("verification_key", "next_verification_key"),
+            batch=batch,
+            progress=None if progress is None else lambda done: progress(done, max(total, done)),
+        )
 
     async def reseal_endpoint_secrets(self, keys: KeyBox, *, batch: int = 200) -> int:
         """``reseal_keys`` for what endpoints keep sealed (headers, client keys, their
         own verification keys); returns how many endpoints. Batches are transactions of
         their own, as there."""
+        return await self._reseal(
+            keys,
+            ("endpoint_secrets_after", "store_endpoint_secrets"),
+            ("headers", "client_key", "verification_key", "next_verification_key"),
+            batch=batch,
+        )
+
+    async def _reseal(
+        self,
+        keys: KeyBox,
+        queries: tuple[str, str],
+        columns: tuple[str, ...],
+        *,
+        batch: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Read rows ``batch`` at a time in id order (``queries``: the read, the write),
+        open each sealed column with this store's box and seal it with ``keys``."""
+        read, write = queries
         done, after = 0, ""
         while True:
-            rows = await self.db.fetch("endpoint_secrets_after", after=after, limit=batch)
+            rows = await self.db.fetch(read, after=after, limit=batch)
             if not rows:
                 return done
             sealed = [
                 {
                     name: keys.seal(self.keys.open(row[name])) if row[name] else None
-                    for name in (
-                        "headers",
-                        "client_key",
-                        "verification_key",
-                        "next_verification_key",
-                    )
+                    for name in columns
                 }
                 | {"id": row["id"]}
                 for row in rows
             ]
             async with self.db.transaction() as tx:
-                await tx.execute("store_endpoint_secrets", rows=_json(sealed))
+                await tx.execute(write, rows=_json(sealed))
             done += len(rows)
             after = rows[-1]["id"]
+            if progress is not None:
+                progress(done)
 
     # -- endpoints: changes, recovery, tests, statistics, health ------------------------
 

@@ -2,61 +2,22 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
-import ssl
 import time
 from email.utils import parsedate_to_datetime
 
-import aiohttp
-from aiohttp.abc import AbstractResolver
-
-from hookline import __version__
 from hookline.config import THROTTLE_STATUSES, RetryPolicy
 from hookline.events import encode_envelope, format_timestamp
-from hookline.sender.addresses import ForbiddenTarget, guarded_socket
-from hookline.sender.tls import ClientTls, client_certificate_error
+from hookline.sender.transport import Transport
+from hookline.sender.transport.base import describe
 from hookline.signing import sign_headers
 from hookline.store.records import AttemptResult, Job
-
-EXCERPT_BYTES = 1024
-USER_AGENT = f"hookline/{__version__}"
 
 log = logging.getLogger("hookline.engine")
 
 #: RFC 9110 delta-seconds: ASCII digits only (``str.isdigit`` also takes "²").
 _DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
-
-
-def new_session(
-    *,
-    allow_private: bool,
-    resolver: AbstractResolver | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-) -> aiohttp.ClientSession:
-    """The one HTTP client of an engine (deliveries, test notifications and health
-    probes alike): keep-alive connections, every new one checked by the address policy
-    on the address it is about to connect to.
-
-    The engine bounds concurrency itself (globally and per endpoint), so the
-    connector's own limits are off. ``resolver`` replaces DNS in tests. ``ssl_context``
-    is the default TLS of requests (the CAs trusted: ``ClientTls.default``).
-    """
-    connector = aiohttp.TCPConnector(
-        limit=0,
-        ttl_dns_cache=60,
-        resolver=resolver,
-        keepalive_timeout=30,
-        socket_factory=None if allow_private else guarded_socket,
-        ssl=ssl_context if ssl_context is not None else True,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        headers={"User-Agent": USER_AGENT},
-        auto_decompress=False,
-        skip_auto_headers=("Accept-Encoding",),
-    )
 
 
 def build_request(job: Job, now: float) -> tuple[bytes, dict[str, str]]:
@@ -103,28 +64,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-def connection_error(exc: aiohttp.ClientConnectorError) -> str:
-    """What went wrong, without aiohttp's ``Cannot connect to host ... ssl:default``."""
-    target = f"{exc.host}:{exc.port}"
-    os_error = exc.os_error
-    reason = os_error.strerror or str(os_error)
-    if isinstance(os_error, ForbiddenTarget):
-        # Named when the URL held a name: which name led to the refused address.
-        return reason if os_error.address == exc.host else f"{exc.host}: {reason}"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve {exc.host}: {reason}"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"the TLS certificate of {target} is not valid: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return f"TLS with {target} failed: {reason}"
-    if os_error.errno == errno.ECONNREFUSED:
-        return f"connection refused by {target}"
-    return f"cannot connect to {target}: {reason}"
-
-
-async def attempt(
-    session: aiohttp.ClientSession, job: Job, retry: RetryPolicy, tls: ClientTls | None = None
-) -> AttemptResult:
+async def attempt(transport: Transport, job: Job, retry: RetryPolicy) -> AttemptResult:
     """Make one attempt and judge it; never raises (but for cancellation).
 
     Whatever goes wrong, even a bug of ours, becomes a failed attempt with a message: it
@@ -134,40 +74,17 @@ async def attempt(
     """
     now = time.time()
     started = time.perf_counter()
-    status: int | None = None
-    excerpt: str | None = None
-    error: str | None = None
-    retry_after: float | None = None
     try:
         body, headers = build_request(job, now)
-        async with session.post(
-            job.url,
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=job.timeout),
-            ssl=tls.context(job) if tls is not None else True,
-        ) as response:
-            status = response.status
-            excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
-            # PostgreSQL text cannot hold NUL; an answer with one must still be recorded.
-            excerpt = excerpt.replace("\x00", "\ufffd")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
-    except TimeoutError:
-        error = f"no answer within the endpoint's timeout of {job.timeout:g} s"
-    except aiohttp.ClientConnectorError as exc:
-        error = client_certificate_error(exc, job) or connection_error(exc)
-    except (aiohttp.ClientError, OSError) as exc:
-        error = _describe(exc)
+        reply = await transport.post(job, body, headers)
+        retry_after = parse_retry_after(reply.retry_after, now)
+        status, excerpt, error = reply.status, reply.excerpt, reply.error
     except Exception as exc:
         log.exception("delivery %d: the attempt failed unexpectedly", job.delivery_id)
-        status, error = None, f"hookline could not complete the attempt: {_describe(exc)}"
+        status, excerpt, retry_after = None, None, None
+        error = f"hookline could not complete the attempt: {describe(exc)}"
     latency_ms = (time.perf_counter() - started) * 1000
     return judge(job, retry, now, status, latency_ms, excerpt, error, retry_after)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def judge(
@@ -220,11 +137,4 @@ def judge(
     )
 
 
-__all__ = [
-    "attempt",
-    "build_request",
-    "connection_error",
-    "judge",
-    "new_session",
-    "parse_retry_after",
-]
+__all__ = ["attempt", "build_request", "judge", "parse_retry_after"]

@@ -28,13 +28,11 @@ import socket
 import time
 from typing import Any
 
-import aiohttp
-
 from hookline.config import EngineSettings
 from hookline.exceptions import StorageError
-from hookline.sender.attempt import attempt, new_session
+from hookline.sender.attempt import attempt
 from hookline.sender.health import HealthMonitor
-from hookline.sender.tls import ClientTls
+from hookline.sender.transport import Transport, new_transport
 from hookline.store import AttemptResult, Job, Store
 from hookline.store.connector import Subscription
 
@@ -49,15 +47,14 @@ class Engine:
         store: Store,
         settings: EngineSettings,
         *,
-        session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
         observers: list[EngineObserver] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._session = session
-        self._own_session = session is None
-        self._tls = ClientTls(settings.ca_bundle)
+        self._transport = transport
+        self._own_transport = transport is None
         self._observers = observers or []
         self._wakeup = asyncio.Event()
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
@@ -69,9 +66,10 @@ class Engine:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._session is None:
-            self._session = new_session(
-                allow_private=self.settings.allow_private_targets, ssl_context=self._tls.default
+        if self._transport is None:
+            self._transport = new_transport(
+                allow_private=self.settings.allow_private_targets,
+                ca_bundle=self.settings.ca_bundle,
             )
         # Publishes in other processes (other API servers) wake this engine too.
         self._subscription = await self.store.on_published(self.wake)
@@ -82,7 +80,7 @@ class Engine:
         if self.settings.retention_days > 0:
             self._tasks.append(asyncio.create_task(self._prune_loop(), name="hookline-pruner"))
         health = HealthMonitor(
-            self.store, self.settings, self._session, self._observers, self.wake, self._tls
+            self.store, self.settings, self._transport, self._observers, self.wake
         )
         self._tasks += [
             asyncio.create_task(health.run_checks(), name="hookline-health"),
@@ -111,8 +109,8 @@ class Engine:
             await self._subscription.close()
         with contextlib.suppress(StorageError):
             await self.store.release(self.owner)
-        if self._own_session and self._session is not None:
-            await self._session.close()
+        if self._own_transport and self._transport is not None:
+            await self._transport.close()
 
     def wake(self) -> None:
         """Something may be due now (a publish, a notification): claim at once."""
@@ -163,7 +161,7 @@ class Engine:
     # -- sending ------------------------------------------------------------------------
 
     async def _send(self, job: Job, lease_ends: float) -> None:
-        assert self._session is not None
+        assert self._transport is not None
         if time.time() + job.timeout > lease_ends:
             # Too late to finish within the lease (this process stalled): another worker
             # may take the lane over before the answer is in. Send nothing; the lane goes
@@ -172,7 +170,7 @@ class Engine:
             return
         for observer in self._observers:
             _safely(observer.before_attempt, job)
-        result = await attempt(self._session, job, self.settings.retry, self._tls)
+        result = await attempt(self._transport, job, self.settings.retry)
         self._results.put_nowait(result)
 
     # -- recording ----------------------------------------------------------------------

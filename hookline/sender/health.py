@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
 from hookline.config import EngineSettings, RetryPolicy
@@ -35,7 +34,7 @@ from hookline.events import EVENT_TYPES, new_token
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
 from hookline.sender.attempt import attempt
-from hookline.sender.tls import ClientTls
+from hookline.sender.transport import Transport
 from hookline.store import Job, Store
 
 log = logging.getLogger("hookline.health")
@@ -56,15 +55,13 @@ class HealthMonitor:
         self,
         store: Store,
         settings: EngineSettings,
-        session: aiohttp.ClientSession | None,
+        transport: Transport | None,
         observers: Sequence[HealthObserver] = (),
         on_enabled: Callable[[], None] | None = None,
-        tls: ClientTls | None = None,
     ) -> None:
         self.store = store
-        self.tls = tls if tls is not None else ClientTls(settings.ca_bundle)
         self.settings = settings
-        self.session = session
+        self.transport = transport
         self.observers = observers
         self.on_enabled = on_enabled or (lambda: None)
 
@@ -102,7 +99,7 @@ class HealthMonitor:
     async def probe(self) -> list[str]:
         """Probe the next batch of endpoints disabled for failing, a few at a time;
         return those enabled again."""
-        if self.session is None:
+        if self.transport is None:
             return []
         endpoints = await self.store.endpoints_to_probe(self.settings.probe_batch)
         gate = asyncio.Semaphore(self.settings.probe_concurrency)
@@ -118,9 +115,9 @@ class HealthMonitor:
         return enabled
 
     async def _probe_one(self, endpoint: dict[str, Any]) -> str | None:
-        assert self.session is not None
+        assert self.transport is not None
         job = probe_job(endpoint, self.settings.probe_timeout)
-        result = await attempt(self.session, job, _ONE_TRY, self.tls)
+        result = await attempt(self.transport, job, _ONE_TRY)
         if result.outcome != "delivered":
             log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
             return None

@@ -1,8 +1,8 @@
 """TLS of deliveries: the CAs the sender trusts, and each endpoint's client certificate.
 
-Every engine has one HTTP session (one connector, with the address policy's socket
-factory); an endpoint with a client certificate gets an ``ssl.SSLContext`` of its own,
-passed per request. aiohttp keys its pool of connections by that context (its
+The aiohttp transport has one HTTP session (one connector, with the address policy's
+socket factory); an endpoint with a client certificate gets an ``ssl.SSLContext`` of its
+own, passed per request. aiohttp keys its pool of connections by that context (its
 ``ConnectionKey`` holds it), so a connection made with one endpoint's certificate is
 never reused for another endpoint's request. Contexts are built once per endpoint
 version (a change of the endpoint makes a new one) and a bounded number is kept.

@@ -8,7 +8,6 @@ lies. Waiting always polls with a deadline; only lower bounds of delays are asse
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -17,13 +16,12 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hookline.config import EngineSettings, Limits, RetryPolicy
 from hookline.exceptions import Conflict
 from hookline.sender import Engine
-from hookline.sender.attempt import new_session
 from hookline.sender.publisher import Publisher
+from hookline.sender.transport import new_transport
 from hookline.store import NewEvent, Store
 from tests.support.hookline_proc import wait_until
 from tests.support.listener import ConnectionCounter
@@ -228,25 +226,9 @@ async def test_an_unordered_endpoint_sends_one_users_events_in_parallel(
 # -- the address policy at send time ----------------------------------------------------
 
 
-class LyingResolver(AbstractResolver):
+async def lying_resolver(host: str) -> list[str]:
     """Says every name is 127.0.0.1: a public name rebound to loopback after registration."""
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return [
-            ResolveResult(
-                hostname=host,
-                host="127.0.0.1",
-                port=port,
-                family=socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-        ]
-
-    async def close(self) -> None:
-        pass
+    return ["127.0.0.1"]
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
@@ -255,15 +237,15 @@ async def test_a_name_rebound_to_loopback_is_not_dialled(
 ) -> None:
     url = f"http://hooks.example.com:{recorder.port}/rebound"
     app = await _setup(store, url)
-    session = new_session(allow_private=allow_private, resolver=LyingResolver())
-    engine = Engine(store, settings(allow_private_targets=allow_private), session=session)
+    transport = new_transport(allow_private=allow_private, resolve=lying_resolver)
+    engine = Engine(store, settings(allow_private_targets=allow_private), transport=transport)
     await engine.start()
     try:
         await store.publish(_events("store-1", 1))
         (delivery,) = await _settled(store, app["id"], 1)
     finally:
         await engine.stop()
-        await session.close()
+        await transport.close()
     if allow_private:  # the lying resolver does reach the recorder when that is allowed
         assert delivery["status"] == "delivered"
         assert len(recorder.hits("/rebound")) == 1

@@ -18,8 +18,8 @@ from aiohttp import web
 from hookline.config import EngineSettings, Limits, RetryPolicy
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
-from hookline.sender.attempt import new_session
 from hookline.sender.health import PROBE_USER, HealthMonitor
+from hookline.sender.transport import new_transport
 from hookline.store import AttemptResult, Job, NewEvent, Store
 from tests.conftest import free_port
 from tests.support.recorder import Answer, Recorder, in_flight_peak
@@ -201,7 +201,7 @@ async def test_every_disabled_endpoint_gets_its_probe_however_many_keep_failing(
     fixed = recorder.script("/fixed", then=Answer(200))
     settings = replace(SETTINGS, probe_timeout=0.2, probe_concurrency=8, probe_batch=100)
     store = await Store.open(database_url, limits=Limits(max_endpoints_per_app=200))
-    session = new_session(allow_private=True)
+    transport = new_transport(allow_private=True)
     try:
         noisy, _ = await store.create_app("noisy")
         dead = [
@@ -213,7 +213,7 @@ async def test_every_disabled_endpoint_gets_its_probe_however_many_keep_failing(
         mended = await store.create_endpoint(quiet["id"], url=fixed, event_types=["*"], timeout=5)
         await _disabled_for_failing(store, [mended], since=200.0)  # disabled last
 
-        monitor = HealthMonitor(store, settings, session)
+        monitor = HealthMonitor(store, settings, transport)
         rounds = []
         for _ in range(3):
             rounds.append(await monitor.probe())
@@ -227,7 +227,7 @@ async def test_every_disabled_endpoint_gets_its_probe_however_many_keep_failing(
         assert len(probes) == 199 and len({h.json["webhook_id"] for h in probes}) == 120
         assert in_flight_peak(probes) == settings.probe_concurrency
     finally:
-        await session.close()
+        await transport.close()
         await store.close()
 
 

@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -43,6 +45,7 @@ from bench._common import (
     REPO,
     LatencySummary,
     RunResult,
+    percentile,
     print_table,
     python_env,
     stop_process,
@@ -51,6 +54,7 @@ from bench._common import (
 )
 from bench.receiver_peers import BROKER, KEY, QUEUE
 from hookline.events import encode_envelope, format_timestamp, new_token
+from hookline.receiver.stages import STAGES, STAGES_ENV
 from hookline.signing import sign_headers
 
 LUA = Path(__file__).with_name("receiver_load.lua")
@@ -65,6 +69,10 @@ class Server:
     name: str
     command: list[str]
     database: Path | None = None
+
+    @property
+    def is_hookline(self) -> bool:
+        return self.name.startswith("hookline")
 
 
 def servers(port: int, workdir: Path, gunicorn_workers: int) -> list[Server]:
@@ -212,22 +220,18 @@ def wrk_latency(
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     percentiles = {
-        f"p{m.group(1)}": _ms(float(m.group(2)), m.group(3))
-        for m in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+        f"p{m.group(1)}": int(m.group(2)) / 1000  # microseconds, from receiver_paced.lua
+        for m in re.finditer(r"^percentile ([\d.]+) (\d+)$", out, re.MULTILINE)
     }
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return percentiles, total - (int(bad.group(1)) if bad else 0), seconds
 
 
-def _ms(value: float, unit: str) -> float:
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
 async def paced_latency(
     url: str, requests: Sequence[tuple[dict[str, str], bytes]], rate: float
-) -> tuple[LatencySummary | None, int]:
-    """Open loop at ``rate``/s: (latency from each request's scheduled time, non-2xx)."""
+) -> tuple[LatencySummary | None, int, float]:
+    """Open loop at ``rate``/s: (latency from each request's scheduled time, non-2xx, p99.9)."""
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=512)
     failures = 0
@@ -244,14 +248,17 @@ async def paced_latency(
             return loop.time() - scheduled
 
         took = await asyncio.gather(*(one(k, h, b) for k, (h, b) in enumerate(requests)))
-    return summarize(took), failures
+    return summarize(took), failures, percentile(sorted(took), 99.9)
 
 
 # -- one contender ---------------------------------------------------------------------------
 
 
-def start(server: Server, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(server.command, cwd=REPO, env=python_env())
+def start(server: Server, port: int, stages_file: Path | None) -> subprocess.Popen[bytes]:
+    env = python_env()
+    if stages_file is not None:
+        env[STAGES_ENV] = str(stages_file)
+    proc = subprocess.Popen(server.command, cwd=REPO, env=env)
     deadline = time.monotonic() + 30
     while True:
         with socket.socket() as sock:
@@ -260,6 +267,21 @@ def start(server: Server, port: int) -> subprocess.Popen[bytes]:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{server.name} did not start: {' '.join(server.command)}")
         time.sleep(0.1)
+
+
+def stage_lines(stages_file: Path) -> list[dict[str, Any]]:
+    if not stages_file.exists():
+        return []
+    return [json.loads(line) for line in stages_file.read_text().splitlines() if line]
+
+
+def dump_stages(proc: subprocess.Popen[bytes], stages_file: Path) -> None:
+    """Ask the receiver for its stage histograms so far (one JSON line each time)."""
+    before = len(stage_lines(stages_file))
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while len(stage_lines(stages_file)) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def stored_rows(database: Path) -> int:
@@ -274,7 +296,8 @@ def measure(
     n = int(args.seconds * args.max_rate)
     print(f"{server.name}: signing {n:,} webhooks ...", file=sys.stderr)
     load = signed_requests(n)
-    proc = start(server, port)
+    stages_file = workdir / f"{server.name}-stages.jsonl" if server.is_hookline else None
+    proc = start(server, port, stages_file)
     try:
         if wrk:
             request_file = workdir / f"{server.name}.tsv"
@@ -283,6 +306,8 @@ def measure(
         else:
             acked, seconds = asyncio.run(run_aiohttp(url, load, args.seconds))
         del load
+        if stages_file is not None:
+            dump_stages(proc, stages_file)
         time.sleep(2)  # let the workers catch up before the latency run
         paced = signed_requests(int(args.rate * args.latency_seconds))
         if wrk:
@@ -291,17 +316,22 @@ def measure(
             wrk_percentiles, wrk_ok, _ = wrk_latency(
                 wrk, url, paced_file, args.latency_seconds, args.rate
             )
+            if stages_file is not None:
+                dump_stages(proc, stages_file)
             paced = signed_requests(int(args.rate * args.latency_seconds))
         # A full collection of this process's garbage mid-run would show up as server
         # latency: collect now, and not again until the run is over.
         gc.collect()
         gc.disable()
         try:
-            latency, failures = asyncio.run(paced_latency(url, paced, args.rate))
+            latency, failures, aiohttp_p999 = asyncio.run(paced_latency(url, paced, args.rate))
         finally:
             gc.enable()
     finally:
         stop_process(proc)
+    # One line per phase: throughput, paced wrk (if wrk), paced aiohttp.
+    phases = ["max", *(["wrk"] if wrk else []), "aiohttp"]
+    stage_summaries = [line["stages"] for line in stage_lines(stages_file)] if stages_file else []
     counted = acked
     params: dict[str, Any] = {"load": "wrk" if wrk else "aiohttp", "connections": CONNECTIONS}
     if server.database is not None:
@@ -309,6 +339,9 @@ def measure(
         stored = stored_rows(server.database) - (len(paced) - failures) - (wrk_ok if wrk else 0)
         params["stored"] = stored
         counted = min(acked, stored)
+    stages_of = dict(zip(phases, stage_summaries, strict=False))
+    if "max" in stages_of:
+        params["stages"] = stages_of["max"]
     throughput = RunResult(f"{server.name} (max)", n, counted, seconds, None, params)
     at_rate = RunResult(
         f"{server.name} @ {args.rate:,.0f}/s aiohttp",
@@ -316,8 +349,10 @@ def measure(
         len(paced) - failures,
         args.latency_seconds,
         latency,
-        {"rate": args.rate, "non_2xx": failures, "generator": "aiohttp, open loop"},
-    )
+        {"rate": args.rate, "non_2xx": failures, "generator": "aiohttp, open loop",
+         "p99.9_ms": round(aiohttp_p999 * 1000, 2),
+         **({"stages": stages_of["aiohttp"]} if "aiohttp" in stages_of else {})},
+    )  # fmt: skip
     runs = [throughput, at_rate]
     if wrk:
         runs.append(
@@ -327,7 +362,12 @@ def measure(
                 wrk_ok,
                 args.latency_seconds,
                 _summary_from(wrk_percentiles),
-                {"rate": args.rate, "generator": f"wrk, {PACED_CONNECTIONS} paced connections"},
+                {
+                    "rate": args.rate,
+                    "generator": f"wrk, {PACED_CONNECTIONS} paced connections",
+                    "p99.9_ms": wrk_percentiles.get("p99.9"),
+                    **({"stages": stages_of["wrk"]} if "wrk" in stages_of else {}),
+                },
             )
         )
     return runs
@@ -376,12 +416,76 @@ def main(argv: Sequence[str] | None = None) -> None:
             if server.name == "flask+celery":
                 purge_celery_queue()
     print_table(results, title="receiver: verified, stored, acknowledged")
-    rates = {r.name.split(" ")[0]: r.rate for r in results if r.name.endswith("(max)")}
-    for name in ("hookline", "hookline-accept-only"):
-        if name in rates and rates.get("flask+celery"):
-            print(f"{name} / flask+celery: {rates[name] / rates['flask+celery']:.1f}x")
+    print_tails(results)
+    print_stages(results)
+    targets = check_targets(results)
+    print_targets(targets)
     if args.json:
-        write_json(args.json, results, benchmark="receiver")
+        write_json(args.json, results, benchmark="receiver", targets=targets)
+
+
+# -- what the run says -----------------------------------------------------------------------
+
+
+def print_tails(results: Sequence[RunResult]) -> None:
+    print("\nlatency at a steady rate (ms): p50 / p99 / p99.9")
+    for r in results:
+        if r.latency is not None and "p99.9_ms" in r.params:
+            ms = r.latency.ms()
+            print(
+                f"  {r.name:<40} {ms['p50']:7.2f} / {ms['p99']:7.2f} / {r.params['p99.9_ms']:7.2f}"
+            )
+
+
+def print_stages(results: Sequence[RunResult]) -> None:
+    """Each hookline run's per-stage histogram, as the receiver recorded it."""
+    for r in results:
+        stages = r.params.get("stages")
+        if not stages:
+            continue
+        print(f"\nstages of {r.name} (ms; accepted webhooks only)")
+        print(
+            f"  {'stage':<8} {'count':>8} {'mean':>8} {'p50':>8} {'p99':>8} {'p99.9':>8} {'max':>8}"
+        )
+        for name in STAGES:
+            h = stages[name]
+            print(
+                f"  {name:<8} {h['count']:>8} {h['mean_ms']:>8.3f} {h['p50_ms']:>8.3f} "
+                f"{h['p99_ms']:>8.3f} {h['p99.9_ms']:>8.3f} {h['max_ms']:>8.3f}"
+            )
+
+
+def check_targets(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """The receiver's targets, each with its figure from this run and whether it is met."""
+    by_name = {r.name: r for r in results}
+    rates = {r.name.split(" ")[0]: r.rate for r in results if r.name.endswith("(max)")}
+    out: list[dict[str, Any]] = []
+
+    def target(name: str, figure: float | None, goal: float, *, at_most: bool = False) -> None:
+        met = figure is not None and (figure <= goal if at_most else figure >= goal)
+        out.append({"target": name, "figure": figure, "goal": goal, "met": met})
+
+    hookline, bare, peer = rates.get("hookline"), rates.get("bare"), rates.get("flask+celery")
+    if hookline is not None:
+        target("acknowledged/s, durable (hookline max)", round(hookline), 7000)
+        if bare:
+            target("share of the bare server in the same run", round(hookline / bare, 3), 0.25)
+        if peer:
+            target("times Flask + gunicorn + Celery", round(hookline / peer, 2), 8)
+    paced = next((r for n, r in by_name.items() if n.startswith("hookline @") and "wrk" in n), None)
+    paced = paced or by_name.get(next((n for n in by_name if n.startswith("hookline @")), ""))
+    if paced is not None and paced.latency is not None:
+        target(f"p99 ms, {paced.name}", round(paced.latency.p99 * 1000, 2), 5, at_most=True)
+        p999 = paced.params.get("p99.9_ms")
+        target(f"p99.9 ms, {paced.name}", p999, 20, at_most=True)
+    return out
+
+
+def print_targets(targets: Sequence[dict[str, Any]]) -> None:
+    print("\ntargets")
+    for t in targets:
+        mark = "met    " if t["met"] else "NOT met"
+        print(f"  {mark} {t['target']}: {t['figure']} (goal {t['goal']})")
 
 
 def _free_port() -> int:

@@ -42,3 +42,10 @@ function request()
   index = index % count + 1
   return requests[index]
 end
+
+-- wrk's --latency table stops at 99 %: the tail the targets name is printed here.
+function done(summary, latency, requests)
+  for _, p in ipairs({50, 90, 99, 99.9}) do
+    io.write(string.format("percentile %g %d\n", p, latency:percentile(p)))
+  end
+end

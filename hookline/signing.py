@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hookline.events import Envelope, parse_envelope, parse_timestamp
@@ -106,21 +106,27 @@ class Verifier:
         self._check_headers(_lower(headers), time.time() if now is None else now)
 
     def verify(
-        self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        now: float | None = None,
+        parse: Callable[[bytes], Envelope] = parse_envelope,
     ) -> Envelope:
         """Return the parsed envelope, or raise the ``SignatureError`` that says what failed.
 
         The body signature is checked on the raw bytes before the body is parsed: JSON from
         someone without the key is never parsed. Only a receiver that accepts Selz-only
         requests (``require_standard=False``) must parse first, to find the timestamp and
-        token that ``X-Selz-Signature`` covers.
+        token that ``X-Selz-Signature`` covers. ``parse`` is ``parse_envelope`` unless the
+        caller times it.
         """
         lowered = _lower(headers)
         now = time.time() if now is None else now
         self._check_headers(lowered, now)
         if WEBHOOK_SIGNATURE_HEADER in lowered:
             self._check_body_signature(lowered, body)
-        envelope = parse_envelope(body)
+        envelope = parse(body)
         self._check_selz(lowered, envelope, now)
         return envelope
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hookline.config import RetryPolicy
 from hookline.events import WILDCARD, check_event_type
 from hookline.exceptions import ConfigError
+from hookline.receiver import stages
 from hookline.receiver._config import ReceiverSettings, inbox_url
 from hookline.receiver.inbox import Inbox, open_inbox
 from hookline.receiver.intake import Intake, Receipt
@@ -115,6 +116,7 @@ class Receiver:
     async def start(self, *, workers: bool = True) -> None:
         if not self.verifier.require_standard:
             log.warning(SELZ_ONLY_WARNING, self.verifier.tolerance_seconds)
+        stages.install_from_env()
         inbox = await self.open_inbox()
         if workers and self._workers is None:
             self._workers = Workers(inbox, self.handlers_for, self.settings)
@@ -128,6 +130,7 @@ class Receiver:
         if self._inbox is not None:
             await self._inbox.close()
             self._inbox = None
+        stages.finish()
 
     @asynccontextmanager
     async def running(self, *, workers: bool = True) -> AsyncIterator[Receiver]:
@@ -144,9 +147,11 @@ class Receiver:
 
     # -- requests -------------------------------------------------------------------------
 
-    async def receive(self, headers: Mapping[str, str], body: bytes) -> Receipt:
+    async def receive(
+        self, headers: Mapping[str, str], body: bytes, marks: stages.Marks | None = None
+    ) -> Receipt:
         """Verify and store one webhook request; the receipt is the HTTP answer to send."""
-        return await self.intake.receive(headers, body)
+        return await self.intake.receive(headers, body, marks)
 
     def asgi_app(self, path: str = "/webhooks", *, workers: bool = True) -> ReceiverApp:
         """An ASGI app serving ``POST path`` whose lifespan runs the workers."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 
+from hookline.receiver import stages
 from hookline.receiver.intake import too_large
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class WebhookEndpoint:
         self._receiver = receiver
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        marks = stages.begin()
         intake = self._receiver.intake
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         # Refused from the headers (too large, signature headers missing or stale): the
@@ -49,7 +51,9 @@ class WebhookEndpoint:
             if body is None:
                 receipt = too_large(intake.max_body_bytes)
             else:
-                receipt = await self._receiver.receive(headers, body)
+                if marks is not None:
+                    marks.read = stages.clock()
+                receipt = await self._receiver.receive(headers, body, marks)
         await send(
             {
                 "type": "http.response.start",
@@ -61,6 +65,8 @@ class WebhookEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": receipt.body})
+        if marks is not None and stages.recorder is not None:
+            stages.recorder.record(marks, stages.clock())
 
 
 def webhook_endpoint(receiver: Receiver) -> WebhookEndpoint:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from hookline.events import Envelope, parse_envelope
 from hookline.exceptions import (
     BadSignature,
     MalformedWebhook,
@@ -28,6 +29,7 @@ from hookline.exceptions import (
     StaleTimestamp,
     StorageError,
 )
+from hookline.receiver import stages
 from hookline.receiver.inbox import Inbox, Incoming, Outcome
 from hookline.signing import Verifier
 
@@ -87,14 +89,21 @@ class Intake:
             return self._refuse(exc)
         return None
 
-    async def receive(self, headers: Mapping[str, str], body: bytes) -> Receipt:
+    async def receive(
+        self, headers: Mapping[str, str], body: bytes, marks: stages.Marks | None = None
+    ) -> Receipt:
+        """``marks``, when given, collect the times of the stages (see ``stages``)."""
         if len(body) > self.max_body_bytes:
             return too_large(self.max_body_bytes)
         try:
-            envelope = self._verifier.verify(headers, body)
+            if marks is None:
+                envelope = self._verifier.verify(headers, body)
+            else:
+                envelope = self._verifier.verify(headers, body, parse=_timed_parse(marks))
+                marks.verified = stages.clock()
         except SignatureError as exc:
             return self._refuse(exc)
-        incoming = Incoming.from_envelope(envelope, body)
+        incoming = Incoming.from_envelope(envelope, body, marks)
         try:
             inbox = await self._inbox()
             outcome = await inbox.accept(incoming, time.time())
@@ -118,6 +127,17 @@ class Intake:
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
         log.info("refused webhook (%s): %s", exc.code, exc.message)
         return Receipt.error(status, exc.code, exc.message)
+
+
+def _timed_parse(marks: stages.Marks) -> Callable[[bytes], Envelope]:
+    def parse(body: bytes) -> Envelope:
+        marks.parse_started = stages.clock()
+        try:
+            return parse_envelope(body)
+        finally:
+            marks.parse_ended = stages.clock()
+
+    return parse
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

@@ -13,7 +13,7 @@ import enum
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -22,6 +22,7 @@ import orjson
 from hookline.config import redact_url
 from hookline.events import Envelope
 from hookline.exceptions import ConfigError
+from hookline.receiver.stages import Marks, clock
 
 _BLOCK = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
@@ -61,10 +62,13 @@ class Incoming:
     event_type: str
     ts: str
     body: bytes
+    #: The request's stage times, when they are recorded: the inbox notes when the
+    #: webhook's commit starts and ends.
+    marks: Marks | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_envelope(cls, envelope: Envelope, body: bytes) -> Incoming:
-        return cls(
+    def from_envelope(cls, envelope: Envelope, body: bytes, marks: Marks | None = None) -> Incoming:
+        incoming = cls(
             token=envelope.token,
             event_id=envelope.event_id,
             content_hash=content_hash(envelope),
@@ -72,7 +76,11 @@ class Incoming:
             event_type=envelope.event_type,
             ts=envelope.timestamp,
             body=body,
+            marks=marks,
         )
+        if marks is not None:
+            marks.queued = clock()
+        return incoming
 
     def params(self, now: float) -> dict[str, Any]:
         return {

@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from hookline.receiver.stages import Marks, clock
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -27,7 +29,7 @@ class Batcher(Generic[T, R]):
         self._flush = flush
         self._flushers = flushers
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], Marks | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -41,9 +43,10 @@ class Batcher(Generic[T, R]):
                 await task
         self._tasks = []
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, item: T, marks: Marks | None = None) -> R:
+        """``item``'s result once its batch has committed (``marks`` note when)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        await self._queue.put((item, future, marks))
         return await future
 
     async def _run(self) -> None:
@@ -53,14 +56,19 @@ class Batcher(Generic[T, R]):
                 batch.append(self._queue.get_nowait())
             await self._flush_batch(batch)
 
-    async def _flush_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _flush_batch(self, batch: list[tuple[T, asyncio.Future[R], Marks | None]]) -> None:
+        timed = [marks for _, _, marks in batch if marks is not None]
+        for marks in timed:
+            marks.started = clock()
         try:
-            results = await self._flush([item for item, _ in batch])
+            results = await self._flush([item for item, _, _ in batch])
         except Exception as exc:
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        for marks in timed:
+            marks.committed = clock()
+        for (_, future, _), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

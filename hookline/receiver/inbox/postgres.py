@@ -128,7 +128,7 @@ class PostgresInbox(Inbox):
     # -- accepting, grouped -----------------------------------------------------------
 
     async def accept(self, incoming: Incoming, now: float) -> Outcome:
-        return await self._batcher.submit((incoming, now))
+        return await self._batcher.submit((incoming, now), incoming.marks)
 
     async def _accept_batch(self, batch: list[tuple[Incoming, float]]) -> list[Outcome]:
         # Several batches commit at once: each takes its rows (lanes, unique keys) in the

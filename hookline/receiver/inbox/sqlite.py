@@ -38,6 +38,7 @@ from hookline.receiver.inbox.base import (
     load_queries,
     no_inbox,
 )
+from hookline.receiver.stages import Marks, clock
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -70,7 +71,7 @@ class SqliteInbox(Inbox):
         self._create = create
         self._path, self._synchronous = parse_sqlite_url(url)
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Op, asyncio.Future[Any], Marks | None]] = []
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -122,16 +123,21 @@ class SqliteInbox(Inbox):
             self._wakeup.clear()
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                outcomes = await _run_batch(conn, [op for op, _ in batch])
-                _settle([future for _, future in batch], outcomes)
+                timed = [marks for _, _, marks in batch if marks is not None]
+                for marks in timed:
+                    marks.started = clock()
+                outcomes = await _run_batch(conn, [op for op, _, _ in batch])
+                for marks in timed:
+                    marks.committed = clock()
+                _settle([future for _, future, _ in batch], outcomes)
             if self._closing:
                 return
 
-    async def _call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def _call(self, op: Callable[[sqlite3.Connection], T], marks: Marks | None = None) -> T:
         if self._writer is None:
             raise StorageError("the inbox is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
+        self._pending.append((op, future, marks))
         self._wakeup.set()
         return await future
 
@@ -148,7 +154,7 @@ class SqliteInbox(Inbox):
             ).fetchone()
             return classify(incoming, dict(existing) if existing else None)
 
-        return await self._call(op)
+        return await self._call(op, incoming.marks)
 
     async def claim_lanes(
         self, owner: str, limit: int, now: float, lease: float, running: Sequence[str] = ()

@@ -247,7 +247,7 @@ HEADER_VALUE = TextRule(
     "a header value has 1 to 4096 characters of visible ASCII (spaces inside only)",
 )
 #: Headers hookline sets on every delivery itself (the body's framing and type, its
-#: signatures): an endpoint's own headers cannot replace them.
+#: signatures, the trace context): an endpoint's own headers cannot replace them.
 RESERVED_HEADERS = frozenset(
     {
         "content-type",
@@ -260,6 +260,8 @@ RESERVED_HEADERS = frozenset(
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
+        "traceparent",
+        "tracestate",
     }
 )
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
@@ -13,16 +13,33 @@ from hookline.api.common import BODY, Auth, errors, store
 from hookline.rules import event_data
 from hookline.store import NewEvent, Published
 from hookline.store.manager import new_id
+from hookline.traceparent import HEADER, parse, parse_headers
 
 router = APIRouter(tags=["events"], route_class=JsonRoute)
 
+#: Stated for the OpenAPI document; read with every value it has (``_traceparent``).
+Traceparent = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description="W3C trace context of the caller: each event's deliveries carry the "
+        "trace on in their `traceparent` header. An invalid one is ignored.",
+    ),
+]
 
-def _new_event(event: s.EventIn, max_bytes: int) -> NewEvent:
+
+def _traceparent(request: Request) -> str | None:
+    """The request's valid ``traceparent``; one sent twice is as invalid as a bad one."""
+    return parse_headers(request.headers.getlist(HEADER))
+
+
+def _new_event(event: s.EventIn, max_bytes: int, traceparent: str | None) -> NewEvent:
     return NewEvent(
         id=event.event_id or new_id("evt"),
         event_type=event.event_type,
         user_id=event.user_id,
         data=event_data(event.data, max_bytes=max_bytes),
+        traceparent=parse(event.traceparent) or traceparent,
     )
 
 
@@ -47,11 +64,14 @@ def _event_out(published: Published) -> dict[str, Any]:
 @router.post(
     "/events", status_code=202, response_model=s.EventOut, responses=errors(403, 409, *BODY)
 )
-async def publish_event(body: s.EventIn, request: Request, who: Auth) -> dict[str, Any]:
+async def publish_event(
+    body: s.EventIn, request: Request, who: Auth, traceparent: Traceparent = None
+) -> dict[str, Any]:
     """Publish one event; it is stored with its deliveries before the 202."""
     who.require_admin()
     state = request.app.state
-    published = await _publish(state, [_new_event(body, state.settings.max_event_bytes)])
+    event = _new_event(body, state.settings.max_event_bytes, _traceparent(request))
+    published = await _publish(state, [event])
     return _event_out(published[0])
 
 
@@ -61,11 +81,14 @@ async def publish_event(body: s.EventIn, request: Request, who: Auth) -> dict[st
     response_model=s.EventBatchOut,
     responses=errors(403, 409, *BODY),
 )
-async def publish_events(body: s.EventBatchIn, request: Request, who: Auth) -> dict[str, Any]:
+async def publish_events(
+    body: s.EventBatchIn, request: Request, who: Auth, traceparent: Traceparent = None
+) -> dict[str, Any]:
     """Publish up to 1,000 events in one transaction: all stored, or none."""
     who.require_admin()
     state = request.app.state
-    events = [_new_event(e, state.settings.max_event_bytes) for e in body.events]
+    given = _traceparent(request)
+    events = [_new_event(e, state.settings.max_event_bytes, given) for e in body.events]
     return {"events": [_event_out(p) for p in await _publish(state, events)]}
 
 

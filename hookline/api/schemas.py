@@ -285,6 +285,12 @@ class EventIn(Strict):
     user_id: UserId
     data: EventData
     event_id: EventId | None = None
+    traceparent: str | None = Field(
+        default=None,
+        description="W3C trace context of this event, carried to each delivery's "
+        "`traceparent` header; overrides the request's `traceparent` header. An invalid "
+        "one is ignored, as W3C Trace Context asks.",
+    )
 
 
 class EventBatchIn(Strict):
@@ -310,6 +316,9 @@ class EventDetail(BaseModel):
     user_id: str
     data: dict[str, Any]
     created_at: Time
+    traceparent: str | None = Field(
+        default=None, description="The W3C trace context its deliveries carry, if any."
+    )
 
 
 class AttemptOut(BaseModel):

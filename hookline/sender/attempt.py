@@ -26,6 +26,7 @@ def build_request(job: Job, now: float) -> tuple[bytes, dict[str, str]]:
     ``token`` and ``event_id`` are the delivery's own and never change; ``timestamp`` and
     the signatures belong to this attempt. The endpoint's own headers come first, so
     nothing of hookline's can be replaced by them (registration refuses those names too).
+    The event's trace context goes on as ``traceparent`` (W3C), where it has one.
     """
     timestamp = format_timestamp(now)
     body = encode_envelope(
@@ -47,6 +48,8 @@ def build_request(job: Job, now: float) -> tuple[bytes, dict[str, str]]:
         body=body,
     )
     headers["Content-Type"] = "application/json"
+    if job.traceparent is not None:
+        headers["traceparent"] = job.traceparent
     return body, headers
 
 

@@ -323,6 +323,7 @@ class Store:
                             "event_type": e.event_type,
                             "user_id": e.user_id,
                             "data": e.data,
+                            "traceparent": e.traceparent,
                         }
                         for e in events
                     ]

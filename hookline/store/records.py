@@ -14,6 +14,8 @@ class NewEvent:
     event_type: str
     user_id: str
     data: str  # JSON text
+    #: The W3C trace context to carry to its deliveries (checked: see hookline.traceparent).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class Job:
     client_key: str | None = None
     #: When the endpoint last changed: what its TLS context is cached under.
     endpoint_version: float = 0.0
+    #: The event's W3C trace context, sent on as the ``traceparent`` header.
+    traceparent: str | None = None
 
     @classmethod
     def from_row(
@@ -80,6 +84,7 @@ class Job:
             client_cert=row.get("client_cert"),
             client_key=client_key,
             endpoint_version=float(row.get("endpoint_updated_at") or 0.0),
+            traceparent=row.get("traceparent"),
         )
 
 

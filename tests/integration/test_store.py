@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -188,6 +189,21 @@ async def test_a_job_carries_everything_needed_to_send_it(store: Store) -> None:
     assert (job.url, job.timeout, job.endpoint_id) == (endpoint["url"], 3.0, endpoint["id"])
     assert job.keys == (app["verification_key"],)
     assert len(job.token) == 48
+
+
+async def test_a_job_carries_the_trace_context_its_event_was_published_with(
+    store: Store,
+) -> None:
+    await app_with_endpoint(store, ["u1"])
+    given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = NewEvent(id="e1", event_type="order_completed", user_id="u1", data="{}")
+    await store.publish([replace(traced, traceparent=given), event("e2", "u1")])
+    first, second = await claim(store), None
+    assert [job.traceparent for job in first] == [given]
+    await store.record("w1", [result(first[0])])
+    (second,) = await claim(store)
+    assert second.event_id == "e2" and second.traceparent is None
+    assert (await store.get_event("e1"))["traceparent"] == given
 
 
 async def test_the_in_flight_cap_of_an_endpoint_holds_across_claimers(store: Store) -> None:

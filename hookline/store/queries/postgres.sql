@@ -71,9 +71,9 @@ FROM jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, reason text)
 WHERE endpoints.id = j.endpoint_id AND endpoints.enabled = 1;
 
 -- insert_events --
-INSERT INTO events (id, event_type, user_id, data, created_at)
+INSERT INTO events (id, event_type, user_id, data, created_at, traceparent)
 SELECT j.value ->> 'id', j.value ->> 'event_type', j.value ->> 'user_id',
-       j.value ->> 'data', :now
+       j.value ->> 'data', :now, j.value ->> 'traceparent'
 FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS j(value, ord)
 ORDER BY j.ord
 ON CONFLICT (id) DO NOTHING
@@ -204,7 +204,7 @@ WHERE pace > 0 AND id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
 
 -- lane_heads --
 SELECT d.id, d.token, d.attempts, d.updated_at, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
-       ev.id AS event_id, ev.data, e.url, e.timeout, e.headers,
+       ev.id AS event_id, ev.data, ev.traceparent, e.url, e.timeout, e.headers,
        e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
        -- The endpoint's own key when it has one, else its app's (with their rotations).
        CASE WHEN e.verification_key IS NULL THEN a.verification_key

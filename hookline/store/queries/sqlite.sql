@@ -69,9 +69,9 @@ FROM json_each(:rows) AS j
 WHERE endpoints.id = j.value ->> 'endpoint_id' AND endpoints.enabled = 1;
 
 -- insert_events --
-INSERT INTO events (id, event_type, user_id, data, created_at)
+INSERT INTO events (id, event_type, user_id, data, created_at, traceparent)
 SELECT j.value ->> 'id', j.value ->> 'event_type', j.value ->> 'user_id',
-       j.value ->> 'data', :now
+       j.value ->> 'data', :now, j.value ->> 'traceparent'
 FROM json_each(:rows) AS j
 WHERE true
 ORDER BY j.key
@@ -175,7 +175,7 @@ WHERE pace > 0 AND id IN (SELECT value FROM json_each(:ids));
 
 -- lane_heads --
 SELECT d.id, d.token, d.attempts, d.updated_at, d.endpoint_id, d.lane, d.user_id, d.app_id, d.event_type,
-       ev.id AS event_id, ev.data, e.url, e.timeout, e.headers,
+       ev.id AS event_id, ev.data, ev.traceparent, e.url, e.timeout, e.headers,
        e.client_cert, e.client_key, e.updated_at AS endpoint_updated_at,
        -- The endpoint's own key when it has one, else its app's (with their rotations).
        CASE WHEN e.verification_key IS NULL THEN a.verification_key

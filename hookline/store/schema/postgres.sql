@@ -55,7 +55,8 @@ CREATE TABLE events (
     event_type  TEXT NOT NULL,
     user_id     TEXT NOT NULL,
     data        TEXT NOT NULL,               -- JSON text, spliced into each body as is
-    created_at  DOUBLE PRECISION NOT NULL
+    created_at  DOUBLE PRECISION NOT NULL,
+    traceparent TEXT                         -- W3C trace context carried to deliveries
 );
 
 CREATE TABLE deliveries (

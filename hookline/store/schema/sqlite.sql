@@ -54,7 +54,8 @@ CREATE TABLE events (
     event_type  TEXT NOT NULL,
     user_id     TEXT NOT NULL,
     data        TEXT NOT NULL,                      -- JSON text, spliced into each body
-    created_at  REAL NOT NULL
+    created_at  REAL NOT NULL,
+    traceparent TEXT                                -- W3C trace context carried to deliveries
 );
 
 CREATE TABLE deliveries (

@@ -181,3 +181,11 @@ def test_every_key_of_a_rotation_signs_the_standard_header() -> None:
     assert len(headers["webhook-signature"].split()) == 2
     _, single = build_request(replace(JOB, keys=("new",)), NOW)
     assert headers["X-Selz-Signature"] == single["X-Selz-Signature"]
+
+
+def test_the_events_trace_context_goes_on_as_traceparent() -> None:
+    given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    _, headers = build_request(replace(JOB, traceparent=given), NOW)
+    assert headers["traceparent"] == given
+    _, headers = build_request(JOB, NOW)
+    assert "traceparent" not in {name.lower() for name in headers}

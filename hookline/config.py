@@ -215,6 +215,9 @@ class EngineSettings:
     #: Seconds an endpoint may fail without a single success before it is disabled (it
     #: is then probed, and enabled again once it answers).
     disable_after: float = 5 * 86400.0
+    #: Seconds an endpoint must have been failing before its next 2xx is announced as
+    #: ``endpoint.recovering`` to its app's operator_url (shorter failures are blips).
+    recovering_after: float = 300.0
     #: Seconds between two probes of the endpoints disabled for failing.
     probe_interval: float = 300.0
     #: Seconds between two health checks (failing endpoints, finished key rotations).
@@ -310,6 +313,7 @@ ENGINE_ENV: EnvTable = {
     "poll_interval": ("HOOKLINE_POLL_INTERVAL", parse_seconds),
     "retention_days": ("HOOKLINE_RETENTION_DAYS", parse_number),
     "disable_after": ("HOOKLINE_DISABLE_AFTER", parse_number),
+    "recovering_after": ("HOOKLINE_RECOVERING_AFTER", parse_number),
     "probe_interval": ("HOOKLINE_PROBE_INTERVAL", parse_seconds),
     "health_interval": ("HOOKLINE_HEALTH_INTERVAL", parse_seconds),
     "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", parse_count),

@@ -66,6 +66,31 @@ EVENT_DESCRIPTIONS: dict[str, str] = {
 _KNOWN = frozenset(EVENT_TYPES)
 WILDCARD = "*"
 
+#: hookline's own events, sent to an app's ``operator_url`` about the app's endpoints
+#: (see docs/operations.md, "Operational webhooks"). Their names hold a dot, which no
+#: Selz type does, so the two sets can never meet; publishers cannot send them
+#: (``check_event_type`` takes the 19 only), receivers take both.
+OPERATIONAL_EVENT_TYPES: tuple[str, ...] = (
+    "endpoint.disabled",
+    "endpoint.enabled",
+    "endpoint.recovering",
+    "delivery.failed",
+)
+
+OPERATIONAL_DESCRIPTIONS: dict[str, str] = {
+    "endpoint.disabled": "hookline disabled an endpoint: it kept failing for longer than "
+    "the disable period, or answered 410 Gone",
+    "endpoint.enabled": "a disabled endpoint answered its probe and hookline enabled it "
+    "again; its backlog goes out now",
+    "endpoint.recovering": "an endpoint that had been failing for a while answered a "
+    "delivery with a 2xx again",
+    "delivery.failed": "a delivery failed for good: its retries are used up, or its "
+    "endpoint answered 410 Gone",
+}
+
+_OPERATIONAL = frozenset(OPERATIONAL_EVENT_TYPES)
+_RECEIVABLE = _KNOWN | _OPERATIONAL
+
 #: The wire timestamp: UTC, second precision, no zone suffix (``2016-12-02T00:30:50``).
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 TOKEN_BYTES = 36  # base64 of 36 bytes is 48 characters, as in Selz's example
@@ -78,6 +103,21 @@ def check_event_type(event_type: str) -> str:
             f"unknown event type {event_type!r}; expected one of: {', '.join(EVENT_TYPES)}"
         )
     return event_type
+
+
+def check_receivable_type(event_type: str) -> str:
+    """Return ``event_type`` if a receiver may get it: one of the 19, or one of hookline's
+    operational types."""
+    if event_type not in _RECEIVABLE:
+        raise ValidationError(
+            f"unknown event type {event_type!r}; expected one of: "
+            f"{', '.join(EVENT_TYPES + OPERATIONAL_EVENT_TYPES)}"
+        )
+    return event_type
+
+
+def is_operational(event_type: str) -> bool:
+    return event_type in _OPERATIONAL
 
 
 def matches(event_filter: list[str], event_type: str) -> bool:
@@ -187,7 +227,7 @@ def parse_envelope(body: bytes | str) -> Envelope:
             raise MalformedWebhook(f"field {name!r} must be a string")
     if not isinstance(doc["data"], dict):
         raise MalformedWebhook("field 'data' must be a JSON object")
-    if doc["event_type"] not in _KNOWN:
+    if doc["event_type"] not in _RECEIVABLE:
         raise MalformedWebhook(f"unknown event type {doc['event_type']!r}")
     parse_timestamp(doc["timestamp"])
     return Envelope(

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hookline.config import RetryPolicy
-from hookline.events import WILDCARD, check_event_type
+from hookline.events import WILDCARD, check_receivable_type
 from hookline.exceptions import ConfigError
 from hookline.receiver import stages
 from hookline.receiver._config import ReceiverSettings, inbox_url
@@ -82,7 +82,7 @@ class Receiver:
     def on(self, event_type: str) -> Callable[[H], H]:
         """Register the decorated function for ``event_type`` (or ``"*"`` for every type)."""
         if event_type != WILDCARD:
-            check_event_type(event_type)
+            check_receivable_type(event_type)
 
         def register(handler: H) -> H:
             self._handlers.setdefault(event_type, []).append(handler)

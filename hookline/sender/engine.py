@@ -197,7 +197,9 @@ class Engine:
     async def _record(self, batch: list[AttemptResult]) -> None:
         while True:
             try:
-                await self.store.record(self.owner, batch)
+                await self.store.record(
+                    self.owner, batch, recovering_after=self.settings.recovering_after
+                )
                 break
             except StorageError as exc:
                 # The attempts happened; keep them until the database takes them. If this

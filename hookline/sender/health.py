@@ -57,13 +57,13 @@ class HealthMonitor:
         settings: EngineSettings,
         transport: Transport | None,
         observers: Sequence[HealthObserver] = (),
-        on_enabled: Callable[[], None] | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.transport = transport
         self.observers = observers
-        self.on_enabled = on_enabled or (lambda: None)
+        self.wake = wake or (lambda: None)
 
     async def run_checks(self) -> None:
         await _every(self.settings.health_interval, self.check, "the endpoint health check")
@@ -94,6 +94,8 @@ class HealthMonitor:
                 },
             )
             self._tell("endpoint_disabled", endpoint)
+        if disabled:
+            self.wake()  # their operational events are due now
         return disabled
 
     async def probe(self) -> list[str]:
@@ -111,7 +113,7 @@ class HealthMonitor:
         answered = await asyncio.gather(*(probe_one(e) for e in endpoints))
         enabled = [endpoint_id for endpoint_id in answered if endpoint_id is not None]
         if enabled:
-            self.on_enabled()
+            self.wake()
         return enabled
 
     async def _probe_one(self, endpoint: dict[str, Any]) -> str | None:

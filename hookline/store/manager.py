@@ -21,7 +21,7 @@ import orjson
 
 from hookline import rules
 from hookline.config import PACE_MAX, PACE_MIN, Limits, redact_url
-from hookline.events import matches, new_token
+from hookline.events import OPERATIONAL_EVENT_TYPES, matches, new_token
 from hookline.exceptions import (
     ConfigError,
     Conflict,
@@ -31,7 +31,9 @@ from hookline.exceptions import (
     TooLarge,
     ValidationError,
 )
+from hookline.store import operational
 from hookline.store.connector import Connection, Connector, Row, Subscription, connector_for
+from hookline.store.operational import Notice
 from hookline.store.records import AttemptResult, Job, NewEvent, Published
 from hookline.store.sealing import KeyBox, masked_header
 
@@ -137,10 +139,15 @@ class Store:
 
     # -- apps, installations, endpoints -------------------------------------------------
 
-    async def create_app(self, name: str) -> tuple[Row, str]:
-        """Create an app; return its row and its API key (shown once, stored hashed)."""
+    async def create_app(self, name: str, operator_url: str | None = None) -> tuple[Row, str]:
+        """Create an app; return its row and its API key (shown once, stored hashed).
+        With ``operator_url``, hookline's operational webhooks about the app's endpoints
+        go there (``set_operator_url``)."""
         rules.APP_NAME.check(name)
+        if operator_url is not None:
+            rules.check_url_shape(operator_url)
         api_key = new_api_key()
+        now = time.time()
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
                 "create_app",
@@ -148,10 +155,59 @@ class Store:
                 name=name,
                 api_key_hash=hash_api_key(api_key),
                 verification_key=self.keys.seal(new_verification_key()),
-                now=time.time(),
+                now=now,
             )
-        assert row is not None
+            assert row is not None
+            if operator_url is not None:
+                row = await self._set_operator_url(tx, row["id"], operator_url, now)
         return self._opened(row), api_key
+
+    async def set_operator_url(self, app_id: str, operator_url: str | None) -> Row:
+        """Send hookline's operational webhooks about the app's endpoints to
+        ``operator_url`` (None: nowhere).
+
+        The URL is kept as the app's *operational endpoint*, subscribed to the operational
+        event types only: made with the first URL, its URL changed with the next ones
+        (its other settings, its log and its backlog stay), deleted with its deliveries
+        when the URL is removed."""
+        if operator_url is not None:
+            rules.check_url_shape(operator_url)
+        async with self.db.transaction() as tx:
+            await tx.execute("lock_app", id=app_id)
+            if await tx.fetchrow("get_app", id=app_id) is None:
+                raise NotFound(f"no app with id {app_id!r}")
+            row = await self._set_operator_url(tx, app_id, operator_url, time.time())
+        return self._opened(row)
+
+    async def _set_operator_url(
+        self, tx: Connection, app_id: str, url: str | None, now: float
+    ) -> Row:
+        current = await tx.fetchrow("operational_endpoint", app_id=app_id)
+        if current is not None and url is None:
+            await tx.execute("lock_lanes_of_endpoint", id=current["id"])
+            await tx.execute("delete_endpoint", id=current["id"])
+        elif current is not None:
+            await tx.execute("set_operational_url", id=current["id"], url=url, now=now)
+        elif url is not None:
+            await tx.execute(
+                "create_endpoint",
+                id=new_id("ep"),
+                app_id=app_id,
+                url=url,
+                event_types=_json(list(OPERATIONAL_EVENT_TYPES)),
+                timeout=min(10.0, self.limits.max_timeout),
+                ordered=1,
+                max_in_flight=None,
+                headers=None,
+                client_cert=None,
+                client_key=None,
+                verification_key=None,
+                operational=1,
+                now=now,
+            )
+        row = await tx.fetchrow("set_operator_url", id=app_id, operator_url=url)
+        assert row is not None
+        return row
 
     async def get_app(self, app_id: str) -> Row:
         row = await self.db.fetchrow("get_app", id=app_id)
@@ -246,6 +302,7 @@ class Store:
                 verification_key=(
                     self.keys.seal(new_verification_key()) if own_verification_key else None
                 ),
+                operational=0,
                 now=time.time(),
             )
         assert row is not None
@@ -510,9 +567,17 @@ class Store:
             for h in heads
         ]
 
-    async def record(self, owner: str, results: Sequence[AttemptResult]) -> None:
+    async def record(
+        self,
+        owner: str,
+        results: Sequence[AttemptResult],
+        *,
+        recovering_after: float | None = None,
+    ) -> None:
         """Log each attempt and move its delivery, its lane and its endpoint on, all in
-        one transaction."""
+        one transaction, with the operational events these changes make (a delivery
+        failed for good, an endpoint gone; with ``recovering_after``, an endpoint failing
+        for at least that many seconds that answered again)."""
         now = time.time()
         final = [r for r in results if r.outcome != "retry"]
         lanes = _json([{"endpoint_id": r.job.endpoint_id, "lane": r.job.lane} for r in results])
@@ -520,8 +585,10 @@ class Store:
             await tx.execute("lock_lanes", rows=lanes)
             await tx.execute("insert_attempts", rows=_json([_attempt_row(r) for r in results]))
             await self._trim_attempt_logs(tx, results)
-            if final:
-                await self._finish(tx, final, now)
+            notices = await self._finish(tx, final, now) if final else []
+            if recovering_after is not None:
+                notices += await self._recovering(tx, results, now - recovering_after)
+            await self._announce(tx, notices, now)
             # The endpoints first: whether a failed delivery goes out again within seconds
             # depends on what every engine has seen of its endpoint, this batch included.
             await self._track_endpoints(tx, results, now)
@@ -549,9 +616,11 @@ class Store:
             await tx.execute("release_lanes", rows=_json(released), owner=owner, now=now)
             await tx.execute("drop_empty_lanes", rows=lanes)
 
-    async def _finish(self, tx: Connection, final: Sequence[AttemptResult], now: float) -> None:
+    async def _finish(
+        self, tx: Connection, final: Sequence[AttemptResult], now: float
+    ) -> list[Notice]:
         """Deliveries that ended (delivered, given up, or gone) leave their lanes; a 410
-        disables its endpoint."""
+        disables its endpoint. Returns the operational events of what failed for good."""
         finished = await tx.fetch(
             "finish_deliveries",
             rows=_json(
@@ -576,9 +645,15 @@ class Store:
                     ]
                 ),
             )
+        ended = {int(row["id"]) for row in finished}
+        notices = [
+            operational.delivery_failed(r)
+            for r in final
+            if r.outcome != "delivered" and r.job.delivery_id in ended
+        ]
         gone = [r for r in final if r.outcome == "gone"]
         if gone:
-            await tx.execute(
+            disabled = await tx.fetch(
                 "disable_endpoints",
                 rows=_json(
                     [
@@ -591,6 +666,85 @@ class Store:
                 ),
                 now=now,
             )
+            first = {r.job.endpoint_id: r for r in reversed(gone)}
+            notices += [
+                operational.disabled_for_gone(row, first[row["id"]], now) for row in disabled
+            ]
+        return notices
+
+    async def _recovering(
+        self, tx: Connection, results: Sequence[AttemptResult], before: float
+    ) -> list[Notice]:
+        """``endpoint.recovering`` for each endpoint failing since ``before`` or earlier
+        that answered one of ``results`` with a 2xx (asked before ``_track_endpoints``
+        clears its failing_since)."""
+        answered: dict[str, float] = {}
+        for r in results:
+            if r.outcome == "delivered":
+                ep = r.job.endpoint_id
+                answered[ep] = max(answered.get(ep, 0.0), r.attempted_at)
+        if not answered:
+            return []
+        rows = await tx.fetch("endpoints_recovering", ids=_json(sorted(answered)), before=before)
+        return [operational.recovering(row, answered[row["id"]]) for row in rows]
+
+    async def _announce(self, tx: Connection, notices: Sequence[Notice], now: float) -> None:
+        """Write operational events, each with one delivery to its app's operational
+        endpoint, in the caller's transaction: an app without one (or with it disabled)
+        gets none, and nothing is said about the operational endpoint itself. An event
+        id already stored (the same change written again) makes nothing new."""
+        if not notices:
+            return
+        sinks = {
+            row["app_id"]: row
+            for row in await tx.fetch(
+                "operational_endpoints", ids=_json(sorted({n.app_id for n in notices}))
+            )
+        }
+        wanted = [
+            n for n in notices if n.app_id in sinks and sinks[n.app_id]["id"] != n.endpoint_id
+        ]
+        if not wanted:
+            return
+        inserted = await tx.fetch(
+            "insert_events",
+            rows=_json(
+                [
+                    {
+                        "id": n.event_id,
+                        "event_type": n.event_type,
+                        "user_id": n.endpoint_id,
+                        "data": _json(n.data),
+                    }
+                    for n in wanted
+                ]
+            ),
+            now=now,
+        )
+        seqs = {row["id"]: row["seq"] for row in inserted}
+        deliveries, lanes = [], Counter[tuple[str, str]]()
+        for n in wanted:
+            if n.event_id not in seqs:
+                continue
+            sink = sinks[n.app_id]
+            token = new_token()
+            lane = n.endpoint_id if sink["ordered"] else "d:" + token
+            deliveries.append(
+                {
+                    "event_seq": seqs[n.event_id],
+                    "endpoint_id": sink["id"],
+                    "app_id": n.app_id,
+                    "user_id": n.endpoint_id,
+                    "event_type": n.event_type,
+                    "lane": lane,
+                    "token": token,
+                }
+            )
+            lanes[(sink["id"], lane)] += 1
+        if deliveries:
+            await _grow_lanes(tx, lanes, now)
+            await tx.execute("insert_deliveries", rows=_json(deliveries), now=now)
+            await tx.execute("notify_published")
 
     async def _retry_times(
         self, tx: Connection, results: Sequence[AttemptResult]
@@ -880,6 +1034,11 @@ class Store:
             row = await tx.fetchrow("get_endpoint", id=endpoint_id)
             if row is None:
                 raise NotFound(f"no endpoint with id {endpoint_id!r}")
+            if row["operational"] and ("url" in changes or "event_types" in changes):
+                raise ValidationError(
+                    "this is the app's operational endpoint: its URL is the app's "
+                    "operator_url (change it there) and it gets hookline's own events only"
+                )
             values = {k: row[k] for k in ENDPOINT_SETTINGS}
             # The sealed settings are merged and checked below, not taken as given.
             values.update(
@@ -911,9 +1070,16 @@ class Store:
         return self._shown(updated)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
-        """Delete an endpoint with its deliveries, their attempts and its lanes."""
+        """Delete an endpoint with its deliveries, their attempts and its lanes. The app's
+        operational endpoint goes only with its operator_url (``set_operator_url``)."""
         async with self.db.transaction() as tx:
             await tx.execute("lock_lanes_of_endpoint", id=endpoint_id)
+            row = await tx.fetchrow("get_endpoint", id=endpoint_id)
+            if row is not None and row["operational"]:
+                raise Conflict(
+                    "this is the app's operational endpoint: set the app's operator_url to "
+                    "null to remove it"
+                )
             gone = await tx.fetchrow("delete_endpoint", id=endpoint_id)
         if gone is None:
             raise NotFound(f"no endpoint with id {endpoint_id!r}")
@@ -960,16 +1126,18 @@ class Store:
         """Disable every endpoint that has been failing for longer than ``failing_for``
         seconds; return them. Their pending deliveries stay, in order."""
         now = time.time()
+        reason = (
+            f"failing for more than {_duration(failing_for)}; hookline probes it "
+            "and enables it again once it answers"
+        )
         async with self.db.transaction() as tx:
-            return await tx.fetch(
-                "disable_failing_endpoints",
-                before=now - failing_for,
-                now=now,
-                reason=(
-                    f"failing for more than {_duration(failing_for)}; hookline probes it "
-                    "and enables it again once it answers"
-                ),
+            disabled = await tx.fetch(
+                "disable_failing_endpoints", before=now - failing_for, now=now, reason=reason
             )
+            await self._announce(
+                tx, [operational.disabled_for_failing(row, reason, now) for row in disabled], now
+            )
+        return disabled
 
     async def endpoints_to_probe(self, limit: int = 100) -> list[Row]:
         """Take the next ``limit`` endpoints the health check disabled for a probe, each
@@ -993,9 +1161,12 @@ class Store:
         now = time.time()
         async with self.db.transaction() as tx:
             await tx.execute("lock_lanes_of_endpoint", id=endpoint_id)
+            before = await tx.fetchrow("get_endpoint", id=endpoint_id)
             enabled = await tx.fetchrow("enable_probed_endpoint", id=endpoint_id, now=now)
             if enabled is not None:
                 await tx.execute("wake_endpoint_lanes", endpoint_id=endpoint_id, now=now)
+                if before is not None and before["failing_since"] is not None:
+                    await self._announce(tx, [operational.enabled(before, now)], now)
         return enabled is not None
 
     # -- reading deliveries -------------------------------------------------------------

@@ -42,14 +42,15 @@ LIMIT coalesce(:limit, -1);
 SELECT id FROM apps WHERE id = :id;
 
 -- count_endpoints --
-SELECT COUNT(*) AS n FROM endpoints WHERE app_id = :app_id;
+-- The app's operational endpoint is its operator_url, not counted among its endpoints.
+SELECT COUNT(*) AS n FROM endpoints WHERE app_id = :app_id AND operational = 0;
 
 -- create_endpoint --
 INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
                        headers, client_cert, client_key, verification_key, enabled,
-                       created_at, updated_at)
+                       operational, created_at, updated_at)
 VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, :headers,
-        :client_cert, :client_key, :verification_key, 1, :now, :now)
+        :client_cert, :client_key, :verification_key, 1, :operational, :now, :now)
 RETURNING *;
 
 -- get_endpoint --
@@ -66,7 +67,8 @@ UPDATE endpoints
 SET enabled = 0, disabled_reason = j.value ->> 'reason', failing_since = NULL,
     updated_at = :now
 FROM json_each(:rows) AS j
-WHERE endpoints.id = j.value ->> 'endpoint_id' AND endpoints.enabled = 1;
+WHERE endpoints.id = j.value ->> 'endpoint_id' AND endpoints.enabled = 1
+RETURNING endpoints.id, endpoints.app_id, endpoints.url, endpoints.operational;
 
 -- insert_events --
 INSERT INTO events (id, event_type, user_id, data, created_at, traceparent)
@@ -89,7 +91,7 @@ SELECT * FROM events WHERE id = :id;
 SELECT i.user_id, e.id AS endpoint_id, e.app_id, e.event_types, e.ordered
 FROM installations AS i
 JOIN endpoints AS e ON e.app_id = i.app_id
-WHERE e.enabled = 1 AND i.user_id IN (SELECT value FROM json_each(:users))
+WHERE e.enabled = 1 AND e.operational = 0 AND i.user_id IN (SELECT value FROM json_each(:users))
 ORDER BY e.id;
 
 -- insert_deliveries --
@@ -211,7 +213,7 @@ SET status = j.value ->> 'status', attempts = attempts + 1, next_attempt_at = NU
     updated_at = :now
 FROM json_each(:rows) AS j
 WHERE deliveries.id = j.value ->> 'delivery_id' AND deliveries.status = 'pending'
-RETURNING deliveries.endpoint_id, deliveries.lane;
+RETURNING deliveries.id, deliveries.endpoint_id, deliveries.lane;
 
 -- reschedule_deliveries --
 UPDATE deliveries
@@ -548,7 +550,7 @@ SELECT id, last_success_at FROM endpoints WHERE id IN (SELECT value FROM json_ea
 -- endpoint as disabled by its health (and so probed), not by the operator or a 410.
 UPDATE endpoints SET enabled = 0, disabled_reason = :reason, updated_at = :now
 WHERE enabled = 1 AND failing_since IS NOT NULL AND failing_since <= :before
-RETURNING id, app_id, url, failing_since;
+RETURNING id, app_id, url, failing_since, operational;
 
 -- endpoints_to_probe --
 -- Those probed longest ago (or never) first; mark_probed then moves them to the back.
@@ -577,3 +579,29 @@ SET enabled = 1, disabled_reason = NULL, failing_since = NULL, probed_at = NULL,
     updated_at = :now
 WHERE id = :id AND enabled = 0 AND failing_since IS NOT NULL
 RETURNING id;
+
+-- Operational webhooks (see Store.set_operator_url and Store._announce).
+
+-- set_operator_url --
+UPDATE apps SET operator_url = :operator_url WHERE id = :id RETURNING *;
+
+-- operational_endpoint --
+SELECT * FROM endpoints WHERE app_id = :app_id AND operational = 1;
+
+-- set_operational_url --
+UPDATE endpoints SET url = :url, updated_at = :now WHERE id = :id;
+
+-- operational_endpoints --
+-- The enabled operational endpoints of these apps (one per app at most).
+SELECT id, app_id, ordered FROM endpoints
+WHERE operational = 1 AND enabled = 1 AND app_id IN (SELECT value FROM json_each(:ids));
+
+-- endpoints_recovering --
+-- Of these endpoints (just answered 2xx), the enabled ones failing since :before or
+-- earlier whose app has an operational endpoint: their failure is over.
+SELECT e.id, e.app_id, e.url, e.failing_since FROM endpoints AS e
+WHERE e.id IN (SELECT value FROM json_each(:ids))
+  AND e.failing_since IS NOT NULL AND e.failing_since <= :before
+  AND e.enabled = 1 AND e.operational = 0
+  AND EXISTS (SELECT 1 FROM endpoints AS o
+              WHERE o.app_id = e.app_id AND o.operational = 1 AND o.enabled = 1);

@@ -10,7 +10,10 @@ CREATE TABLE apps (
     -- Key rotation: the next key is shown first, signing switches at key_switch_at.
     next_verification_key TEXT,
     key_switch_at     DOUBLE PRECISION,
-    created_at        DOUBLE PRECISION NOT NULL
+    created_at        DOUBLE PRECISION NOT NULL,
+    -- Where hookline sends its operational webhooks about the app's endpoints; kept as
+    -- the app's operational endpoint (endpoints.operational). NULL: none.
+    operator_url      TEXT
 );
 
 CREATE TABLE installations (
@@ -45,9 +48,13 @@ CREATE TABLE endpoints (
     client_key     TEXT,  -- sealed PEM private key of client_cert
     verification_key TEXT,       -- sealed; NULL: the app's key signs
     next_verification_key TEXT,  -- during a rotation of its own key
-    key_switch_at  DOUBLE PRECISION
+    key_switch_at  DOUBLE PRECISION,
+    -- 1: the app's operational endpoint (its operator_url), subscribed to hookline's own
+    -- event types only and never reached by fan-out; at most one per app.
+    operational    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
+CREATE UNIQUE INDEX endpoints_operational ON endpoints (app_id) WHERE operational = 1;
 
 CREATE TABLE events (
     seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- publication order

@@ -1,0 +1,270 @@
+"""Operational webhooks: hookline tells an app's operator_url, in the wire format and
+signed with the app's key, when it disables or enables one of the app's endpoints, when
+one recovers, and when a delivery fails for good; never about the operator URL itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from hookline.config import EngineSettings, RetryPolicy
+from hookline.events import OPERATIONAL_EVENT_TYPES
+from hookline.exceptions import Conflict, ValidationError
+from hookline.sender import Engine
+from hookline.sender.health import PROBE_USER
+from hookline.signing import Verifier
+from hookline.store import NewEvent, Store
+from tests.support.recorder import Answer, Hit, Recorder
+
+SETTINGS = EngineSettings(
+    retry=RetryPolicy(schedule=(0, *([0.05] * 10_000)), jitter=0),
+    allow_private_targets=True,
+    poll_interval=0.02,
+    lease_margin=1,
+    disable_after=0.3,
+    probe_interval=0.1,
+    health_interval=0.05,
+)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    async with Recorder() as rec:
+        yield rec
+
+
+class Switch:
+    """An endpoint answering ``status``, changeable while the test runs."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def __call__(self, hits: list[Hit]) -> Answer:
+        return Answer(self.status)
+
+
+def operational(rec: Recorder, path: str = "/ops") -> list[dict[str, Any]]:
+    """The operational events the sink got, probes left out."""
+    return [h.json for h in rec.hits(path) if h.json["user_id"] != PROBE_USER]
+
+
+async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again(
+    database_url: str, recorder: Recorder
+) -> None:
+    shop = Switch(500)
+    recorder.respond("/shop", shop)
+    recorder.script("/ops")
+    store = await Store.open(database_url)
+    engine = Engine(store, SETTINGS)
+    try:
+        app, _ = await store.create_app("shop", operator_url=recorder.url("/ops"))
+        await store.install(app["id"], "u1")
+        ep = await store.create_endpoint(
+            app["id"], url=recorder.url("/shop"), event_types=["order_completed"], timeout=2
+        )
+        await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
+        await engine.start()
+
+        await recorder.wait_for(lambda: len(operational(recorder)) >= 1)
+        shop.status = 200
+        await recorder.wait_for(lambda: len(operational(recorder)) >= 2)
+        await recorder.wait_for(lambda: any(h.json["event_id"] == "e1" for h in _ok(recorder)))
+
+        verifier = Verifier(keys=(app["verification_key"],))
+        hits = [h for h in recorder.hits("/ops") if h.json["user_id"] != PROBE_USER]
+        envelopes = [verifier.verify(h.headers, h.body) for h in hits]
+        assert [e.event_type for e in envelopes] == ["endpoint.disabled", "endpoint.enabled"]
+        sink = (await store.get_app(app["id"]))["operator_url"]
+        assert sink == recorder.url("/ops")
+        (sink_ep,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+        for envelope in envelopes:
+            assert envelope.user_id == ep["id"], "the endpoint the event is about"
+            assert envelope.webhook_id == sink_ep["id"]
+            assert envelope.data["id"] == ep["id"] and envelope.data["url"] == ep["url"]
+        disabled, enabled = (e.data for e in envelopes)
+        assert disabled["reason"] == "failing" and "failing for more than" in disabled["message"]
+        assert enabled["failing_since"] == disabled["failing_since"] is not None
+        assert len({e.event_id for e in envelopes}) == 2
+
+        # Logged like any delivery of the app.
+        async def logged() -> bool:
+            rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
+            assert {d["event_type"] for d in rows} == {"endpoint.disabled", "endpoint.enabled"}
+            return {d["status"] for d in rows} == {"delivered"}
+
+        await _eventually(logged)
+    finally:
+        await engine.stop()
+        await store.close()
+
+
+def _ok(rec: Recorder) -> list[Hit]:
+    return [h for h in rec.hits("/shop") if h.status == 200 and h.json["user_id"] != PROBE_USER]
+
+
+async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_hears_of_itself(
+    database_url: str, recorder: Recorder
+) -> None:
+    recorder.script("/dead", then=Answer(500))
+    # The sink fails everything at first: its own failed delivery is announced to no one.
+    sink = Switch(500)
+    recorder.respond("/ops", sink)
+    settings = EngineSettings(
+        retry=RetryPolicy(schedule=(0, 0.05, 0.05), jitter=0),
+        allow_private_targets=True,
+        poll_interval=0.02,
+        lease_margin=1,
+        disable_after=0.5,
+        probe_interval=0.1,
+        health_interval=0.05,
+    )
+    store = await Store.open(database_url)
+    engine = Engine(store, settings)
+    try:
+        app, _ = await store.create_app("shop", operator_url=recorder.url("/ops"))
+        await store.install(app["id"], "u1")
+        ep = await store.create_endpoint(
+            app["id"], url=recorder.url("/dead"), event_types=["*"], timeout=2
+        )
+        await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
+        await engine.start()
+
+        async def failed() -> list[dict[str, Any]]:
+            return await store.list_deliveries(app["id"], status="failed")
+
+        # e1 fails for good; its delivery.failed to the sink fails for good too (three
+        # attempts each), and then the sink is disabled for failing: nothing more.
+        await recorder.wait_for(lambda: len(operational(recorder)) >= 3)
+        (sink_ep,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+
+        async def sink_disabled() -> bool:
+            return not (await store.get_endpoint(sink_ep["id"]))["enabled"]
+
+        await _eventually(sink_disabled)
+        sink.status = 200
+        await _eventually(lambda: _enabled(store, sink_ep["id"]))
+        # The endpoint itself is disabled for failing by now, or soon: that one reaches
+        # the sink, once it is enabled again.
+        await recorder.wait_for(
+            lambda: any(b["event_type"] == "endpoint.disabled" for b in operational(recorder))
+        )
+        events = operational(recorder)
+        assert {b["user_id"] for b in events} == {ep["id"]}, "never about the sink itself"
+        failures = [b for b in events if b["event_type"] == "delivery.failed"]
+        assert len({b["event_id"] for b in failures}) == 1
+        (data,) = {json.dumps(b["data"], sort_keys=True) for b in failures}
+        detail = json.loads(data)
+        assert detail["event_id"] == "e1" and detail["user_id"] == "u1"
+        assert detail["endpoint_id"] == ep["id"] and detail["attempts"] == 3
+        assert detail["status_code"] == 500
+        statuses = {(d["endpoint_id"], d["status"]) for d in await failed()}
+        assert (ep["id"], "failed") in statuses and (sink_ep["id"], "failed") in statuses
+        sink_rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
+        assert {d["user_id"] for d in sink_rows} == {ep["id"]}
+    finally:
+        await engine.stop()
+        await store.close()
+
+
+async def _enabled(store: Store, endpoint_id: str) -> bool:
+    return bool((await store.get_endpoint(endpoint_id))["enabled"])
+
+
+async def _eventually(condition: Any, timeout: float = 30.0) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_recovering_endpoint_and_a_gone_one_are_announced(
+    database_url: str, recorder: Recorder
+) -> None:
+    flaky = Switch(500)
+    recorder.respond("/flaky", flaky)
+    recorder.script("/gone", then=Answer(410))
+    recorder.script("/ops")
+    settings = EngineSettings(
+        retry=RetryPolicy(schedule=(0, *([0.05] * 10_000)), jitter=0),
+        allow_private_targets=True,
+        poll_interval=0.02,
+        lease_margin=1,
+        recovering_after=0.2,
+    )
+    store = await Store.open(database_url)
+    engine = Engine(store, settings)
+    try:
+        app, _ = await store.create_app("shop", operator_url=recorder.url("/ops"))
+        await store.install(app["id"], "u1")
+        flaky_ep = await store.create_endpoint(
+            app["id"], url=recorder.url("/flaky"), event_types=["*"], timeout=2
+        )
+        gone_ep = await store.create_endpoint(
+            app["id"], url=recorder.url("/gone"), event_types=["*"], timeout=2
+        )
+        await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
+        await engine.start()
+        await recorder.wait_for(lambda: len(recorder.hits("/flaky")) >= 10)
+        flaky.status = 200
+        await recorder.wait_for(
+            lambda: (
+                {b["event_type"] for b in operational(recorder)}
+                >= {"endpoint.recovering", "endpoint.disabled", "delivery.failed"}
+            )
+        )
+        by_type = {b["event_type"]: b for b in operational(recorder)}
+        assert by_type["endpoint.recovering"]["user_id"] == flaky_ep["id"]
+        assert by_type["endpoint.recovering"]["data"]["failing_since"] is not None
+        assert by_type["endpoint.disabled"]["user_id"] == gone_ep["id"]
+        assert by_type["endpoint.disabled"]["data"]["reason"] == "gone"
+        assert by_type["delivery.failed"]["data"]["status_code"] == 410
+        gone = [b for b in operational(recorder) if b["user_id"] == gone_ep["id"]]
+        assert [b["event_type"] for b in gone] == ["delivery.failed", "endpoint.disabled"]
+    finally:
+        await engine.stop()
+        await store.close()
+
+
+async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
+    database_url: str,
+) -> None:
+    store = await Store.open(database_url)
+    try:
+        app, _ = await store.create_app("shop")
+        assert app["operator_url"] is None
+        await store.install(app["id"], "u1")
+        regular = await store.create_endpoint(
+            app["id"], url="https://example.com/hook", event_types=["*"], timeout=2
+        )
+        row = await store.set_operator_url(app["id"], "https://ops.example.com/a")
+        assert row["operator_url"] == "https://ops.example.com/a"
+        (ops,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+        assert json.loads(ops["event_types"]) == list(OPERATIONAL_EVENT_TYPES)
+        await store.set_operator_url(app["id"], "https://ops.example.com/b")
+        (same,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+        assert same["id"] == ops["id"] and same["url"] == "https://ops.example.com/b"
+
+        # Publishers reach the app's endpoints, never the operational one ("*" included).
+        published = await store.publish([NewEvent("e1", "order_completed", "u1", "{}")])
+        assert published[0].deliveries == 1
+        with pytest.raises(ValidationError):
+            await store.publish([NewEvent("e2", "endpoint.disabled", "u1", "{}")])
+        with pytest.raises(ValidationError, match="operator_url"):
+            await store.update_endpoint(ops["id"], url="https://elsewhere.example.com/")
+        with pytest.raises(ValidationError, match="operator_url"):
+            await store.update_endpoint(ops["id"], event_types=["*"])
+        await store.update_endpoint(ops["id"], timeout=5)  # its other settings are its own
+        with pytest.raises(Conflict, match="operator_url"):
+            await store.delete_endpoint(ops["id"])
+
+        await store.set_operator_url(app["id"], None)
+        assert [e["id"] for e in await store.list_endpoints(app["id"])] == [regular["id"]]
+        assert (await store.get_app(app["id"]))["operator_url"] is None
+    finally:
+        await store.close()

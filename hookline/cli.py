@@ -19,6 +19,7 @@ from hookline.cli_base import HooklineGroup, sender_database_option
 from hookline.config import EngineSettings, RateLimits, check_admin_token, redact_url
 
 if TYPE_CHECKING:
+    from hookline.sender.tracing import SenderTracing
     from hookline.store import Store
     from hookline.store.connector import Connector
 
@@ -93,6 +94,7 @@ def serve(
         rate_limits=rate_limits,
         deliver=not no_deliver,
         server=server,
+        tracing=_tracing(),
     )
     serving.run(
         api,
@@ -102,6 +104,18 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=15,
     )
+
+
+def _tracing() -> SenderTracing | None:
+    """The sender's tracing where an OTLP endpoint is configured (hookline.otel); where
+    it is not, OpenTelemetry is not even imported."""
+    from hookline import otel
+
+    if not otel.configured():
+        return None
+    from hookline.sender.tracing import SenderTracing
+
+    return SenderTracing.from_env()
 
 
 async def _prepare(url: str) -> None:
@@ -168,7 +182,8 @@ async def _run_worker(url: str, settings: EngineSettings, wait: float) -> None:
     store = await _open_waiting(url, wait)
     if store.db.dialect == "sqlite":
         click.echo(SQLITE_WORKER_WARNING, err=True)
-    engine = Engine(store, settings)
+    tracing = _tracing()
+    engine = Engine(store, settings, tracing=tracing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -181,6 +196,8 @@ async def _run_worker(url: str, settings: EngineSettings, wait: float) -> None:
     finally:
         await engine.stop()
         await store.close()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)
 
 
 async def _open_waiting(url: str, wait: float) -> Store:

@@ -6,10 +6,11 @@ engine in the same event loop, so ``serve`` alone is a whole sender.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -31,6 +32,9 @@ from hookline.sender.publisher import Publisher
 from hookline.serving import ServerSettings
 from hookline.store import Store
 
+if TYPE_CHECKING:
+    from hookline.sender.tracing import SenderTracing
+
 log = logging.getLogger("hookline.api")
 
 #: The Prometheus text format, as ``prometheus_client`` writes it.
@@ -45,7 +49,10 @@ def create_api(
     rate_limits: RateLimits | None = None,
     deliver: bool = True,
     server: ServerSettings | None = None,
+    tracing: SenderTracing | None = None,
 ) -> FastAPI:
+    """The API. ``tracing`` is the OpenTelemetry tracing of publishes and attempts
+    (``SenderTracing.from_env()`` where an OTLP endpoint is configured; None: off)."""
     check_admin_token(admin_token)
     settings = settings or EngineSettings()
     server = server or ServerSettings()
@@ -54,7 +61,7 @@ def create_api(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(database_url)
-        engine = Engine(store, settings, observers=[metrics]) if deliver else None
+        engine = Engine(store, settings, observers=[metrics], tracing=tracing) if deliver else None
         app.state.store = store
         app.state.engine = engine
         app.state.publisher = Publisher(store, on_published=engine.wake if engine else None)
@@ -66,6 +73,8 @@ def create_api(
             if engine is not None:
                 await engine.stop()
             await store.close()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
 
     # FastAPIOffline serves /docs and /redoc with their scripts from the package
     # (/static-offline-docs), so the API's documentation works without the internet.
@@ -80,6 +89,7 @@ def create_api(
     app.state.settings = settings
     app.state.quotas = Quotas(rate_limits or RateLimits(), on_refused=metrics.refused)
     app.state.metrics = metrics
+    app.state.tracing = tracing
     errors.install(app)
     app.include_router(routes.router)
     web.install(app)

@@ -43,9 +43,14 @@ def _new_event(event: s.EventIn, max_bytes: int, traceparent: str | None) -> New
     )
 
 
-async def _publish(state: Any, events: list[NewEvent]) -> list[Published]:
-    """Store the events (durably, before the 202) and count the new ones."""
-    published: list[Published] = await state.publisher.publish(events)
+async def _publish(state: Any, events: list[NewEvent], parent: str | None) -> list[Published]:
+    """Store the events (durably, before the 202) and count the new ones; where the
+    server traces, inside a publish span that is a child of the request's ``parent``."""
+    published: list[Published]
+    if state.tracing is None:
+        published = await state.publisher.publish(events)
+    else:
+        published = await state.tracing.publish(events, parent, state.publisher.publish)
     state.metrics.events.inc(sum(not p.duplicate for p in published))
     return published
 
@@ -70,8 +75,9 @@ async def publish_event(
     """Publish one event; it is stored with its deliveries before the 202."""
     who.require_admin()
     state = request.app.state
-    event = _new_event(body, state.settings.max_event_bytes, _traceparent(request))
-    published = await _publish(state, [event])
+    given = _traceparent(request)
+    event = _new_event(body, state.settings.max_event_bytes, given)
+    published = await _publish(state, [event], given)
     return _event_out(published[0])
 
 
@@ -89,7 +95,7 @@ async def publish_events(
     state = request.app.state
     given = _traceparent(request)
     events = [_new_event(e, state.settings.max_event_bytes, given) for e in body.events]
-    return {"events": [_event_out(p) for p in await _publish(state, events)]}
+    return {"events": [_event_out(p) for p in await _publish(state, events, given)]}
 
 
 @router.get("/events/{event_id}", response_model=s.EventDetail, responses=errors(403, 404))

@@ -90,8 +90,10 @@ def receive(
     """Serve POST /webhooks for the receiver at MODULE:ATTR and run its workers."""
     from hookline import serving
     from hookline.config import redact_url
+    from hookline.receiver.tracing import configure_from_env
 
     limits = serving.ServerSettings.from_env()
+    tracing = configure_from_env()
     receiver = load_receiver(target)
     changes = {
         "database": database,
@@ -118,6 +120,8 @@ def receive(
         server_header=False,
         proxy_headers=False,  # the receiver never looks at the client's address
     )
+    if tracing is not None:
+        tracing.shutdown()  # export the last spans
 
 
 async def _prepare_inbox(url: str) -> None:

@@ -32,6 +32,7 @@ from hookline.exceptions import (
 from hookline.receiver import stages
 from hookline.receiver.inbox import Inbox, Incoming, Outcome
 from hookline.signing import Verifier
+from hookline.traceparent import HEADER, parse
 
 log = logging.getLogger("hookline.receiver")
 
@@ -103,7 +104,7 @@ class Intake:
                 marks.verified = stages.clock()
         except SignatureError as exc:
             return self._refuse(exc)
-        incoming = Incoming.from_envelope(envelope, body, marks)
+        incoming = Incoming.from_envelope(envelope, body, marks, _traceparent(headers))
         try:
             inbox = await self._inbox()
             outcome = await inbox.accept(incoming, time.time())
@@ -138,6 +139,15 @@ def _timed_parse(marks: stages.Marks) -> Callable[[bytes], Envelope]:
             marks.parse_ended = stages.clock()
 
     return parse
+
+
+def _traceparent(headers: Mapping[str, str]) -> str | None:
+    """The request's W3C trace context, kept for the handlers' span; an invalid one is
+    ignored (W3C), never a refusal."""
+    for name, value in headers.items():
+        if name.lower() == HEADER:
+            return parse(value)
+    return None
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

@@ -43,6 +43,7 @@ from hookline.receiver._config import ReceiverSettings
 from hookline.receiver.event import Event, OnceGuard
 from hookline.receiver.inbox import Finish, Inbox, LeaseLost, Result, Stored, open_inbox
 from hookline.receiver.leases import LeaseKeeper
+from hookline.receiver.tracing import handler_span, handler_tracer
 
 log = logging.getLogger("hookline.receiver.workers")
 
@@ -85,6 +86,8 @@ class Workers:
         self._threads = ThreadPoolExecutor(
             max_workers=settings.concurrency, thread_name_prefix="hookline-handler"
         )
+        #: None unless the app (or ``hookline receive``) set up OpenTelemetry.
+        self._tracer = handler_tracer()
 
     def wake(self) -> None:
         """Something is due now (a webhook was just accepted): look without waiting."""
@@ -214,11 +217,18 @@ class Workers:
             envelope, attempt=stored.attempts + 1, inbox_id=stored.id, guard=guard
         )
         try:
-            for handler in self._handlers(event.event_type):
-                await self._call(handler, event)
+            if self._tracer is None:
+                await self._run_handlers(event)
+            else:
+                with handler_span(self._tracer, stored.traceparent, event):
+                    await self._run_handlers(event)
         except Exception as exc:
             return self._failed(stored, event, exc)
         return Finish(stored.id, Result.DONE, time.time(), stored.attempts)
+
+    async def _run_handlers(self, event: Event) -> None:
+        for handler in self._handlers(event.event_type):
+            await self._call(handler, event)
 
     async def _call(self, handler: Handler, event: Event) -> None:
         if inspect.iscoroutinefunction(handler):

@@ -26,7 +26,7 @@ import random
 import secrets
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookline.config import EngineSettings
 from hookline.exceptions import StorageError
@@ -35,6 +35,9 @@ from hookline.sender.health import HealthMonitor
 from hookline.sender.transport import Transport, new_transport
 from hookline.store import AttemptResult, Job, Store
 from hookline.store.connector import Subscription
+
+if TYPE_CHECKING:
+    from hookline.sender.tracing import SenderTracing
 
 log = logging.getLogger("hookline.engine")
 
@@ -49,6 +52,7 @@ class Engine:
         *,
         transport: Transport | None = None,
         observers: list[EngineObserver] | None = None,
+        tracing: SenderTracing | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -56,6 +60,7 @@ class Engine:
         self._transport = transport
         self._own_transport = transport is None
         self._observers = observers or []
+        self._tracing = tracing
         self._wakeup = asyncio.Event()
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._sending: set[asyncio.Task[None]] = set()
@@ -170,7 +175,12 @@ class Engine:
             return
         for observer in self._observers:
             _safely(observer.before_attempt, job)
-        result = await attempt(self._transport, job, self.settings.retry)
+        if self._tracing is None:
+            result = await attempt(self._transport, job, self.settings.retry)
+        else:
+            job, span = self._tracing.start_attempt(job)
+            result = await attempt(self._transport, job, self.settings.retry)
+            self._tracing.end_attempt(span, result)
         self._results.put_nowait(result)
 
     # -- recording ----------------------------------------------------------------------

@@ -65,9 +65,17 @@ class Incoming:
     #: The request's stage times, when they are recorded: the inbox notes when the
     #: webhook's commit starts and ends.
     marks: Marks | None = field(default=None, compare=False, repr=False)
+    #: The request's valid W3C ``traceparent`` (hookline.traceparent), if any.
+    traceparent: str | None = None
 
     @classmethod
-    def from_envelope(cls, envelope: Envelope, body: bytes, marks: Marks | None = None) -> Incoming:
+    def from_envelope(
+        cls,
+        envelope: Envelope,
+        body: bytes,
+        marks: Marks | None = None,
+        traceparent: str | None = None,
+    ) -> Incoming:
         incoming = cls(
             token=envelope.token,
             event_id=envelope.event_id,
@@ -77,6 +85,7 @@ class Incoming:
             ts=envelope.timestamp,
             body=body,
             marks=marks,
+            traceparent=traceparent,
         )
         if marks is not None:
             marks.queued = clock()
@@ -92,6 +101,7 @@ class Incoming:
             "ts": self.ts,
             "body": self.body,
             "now": now,
+            "traceparent": self.traceparent,
         }
 
 
@@ -141,6 +151,8 @@ class Stored:
     body: bytes
     attempts: int
     next_attempt_at: float
+    #: The trace context it came with: its handlers' span is a child of it.
+    traceparent: str | None = None
 
 
 class Result(enum.Enum):
@@ -186,6 +198,7 @@ def head_from_row(row: Any) -> Stored | None:
         body=bytes(row["body"]),
         attempts=int(row["attempts"]),
         next_attempt_at=float(row["next_attempt_at"]),
+        traceparent=row["traceparent"],
     )
 
 

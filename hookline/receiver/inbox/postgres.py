@@ -88,6 +88,7 @@ class PostgresInbox(Inbox):
                     ):
                         raise no_inbox(self.url)
                     await conn.execute(_Q["schema"].sql)
+                    await conn.execute(_Q["add_traceparent"].sql)
         except (OSError, asyncpg.PostgresError) as exc:
             self._drop_pool()
             raise _wrap(exc) from exc

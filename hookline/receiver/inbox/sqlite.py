@@ -110,6 +110,7 @@ class SqliteInbox(Inbox):
             if not self._create and not conn.execute(_HAS_INBOX).fetchone():
                 raise no_inbox(self.url)
             conn.executescript(_Q["schema"])
+            _add_traceparent(conn)
         except BaseException:
             conn.close()
             raise
@@ -299,3 +300,15 @@ def _settle(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]
             future.set_result(value)
         else:
             future.set_exception(value)
+
+
+def _add_traceparent(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(inbox_webhooks)")}
+    if "traceparent" in columns:
+        return
+    try:
+        conn.execute(_Q["add_traceparent"])
+    except sqlite3.OperationalError as exc:
+        # Another process starting at the same moment added it first.
+        if "duplicate column" not in str(exc):
+            raise

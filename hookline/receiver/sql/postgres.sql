@@ -16,7 +16,9 @@ CREATE TABLE IF NOT EXISTS inbox_webhooks (
     next_attempt_at DOUBLE PRECISION NOT NULL,
     last_error TEXT,
     received_at DOUBLE PRECISION NOT NULL,
-    finished_at DOUBLE PRECISION
+    finished_at DOUBLE PRECISION,
+    -- The W3C trace context the webhook came with: its handlers' span continues it.
+    traceparent TEXT
 );
 CREATE INDEX IF NOT EXISTS inbox_webhooks_lane
     ON inbox_webhooks (user_id, ts, id) WHERE status = 'pending';
@@ -36,10 +38,16 @@ CREATE TABLE IF NOT EXISTS inbox_once (
     claimed_at DOUBLE PRECISION NOT NULL
 );
 
+-- add_traceparent --
+-- An inbox made before webhooks kept their trace context.
+ALTER TABLE inbox_webhooks ADD COLUMN IF NOT EXISTS traceparent TEXT
+
 -- insert_webhook --
 INSERT INTO inbox_webhooks
-    (token, event_id, content_hash, user_id, event_type, ts, body, next_attempt_at, received_at)
-VALUES (:token, :event_id, :content_hash, :user_id, :event_type, :ts, :body, :now, :now)
+    (token, event_id, content_hash, user_id, event_type, ts, body, next_attempt_at, received_at,
+     traceparent)
+VALUES (:token, :event_id, :content_hash, :user_id, :event_type, :ts, :body, :now, :now,
+        :traceparent)
 ON CONFLICT DO NOTHING
 RETURNING id
 
@@ -73,7 +81,7 @@ RETURNING user_id
 SELECT owner FROM inbox_lanes WHERE user_id = :user_id FOR UPDATE
 
 -- lane_head --
-SELECT id, body, attempts, next_attempt_at FROM inbox_webhooks
+SELECT id, body, attempts, next_attempt_at, traceparent FROM inbox_webhooks
 WHERE user_id = :user_id AND status = 'pending'
 ORDER BY ts, id
 LIMIT 1

@@ -15,6 +15,7 @@ provider, workers get no tracer and run handlers as before.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -46,10 +47,10 @@ def configure_from_env() -> TracerProvider | None:
 
 def handler_tracer() -> Tracer | None:
     """The tracer for handler spans, or None where nothing would record them."""
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        return None
+    if "opentelemetry.trace" not in sys.modules:
+        return None  # nothing imported OpenTelemetry, so nothing set a provider
+    from opentelemetry import trace
+
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None  # no provider set: every span would be a no-op
     return trace.get_tracer("hookline.receiver", __version__)

@@ -20,6 +20,11 @@ sign-in, which is what a flood consists of); for limits whose purpose is to stop
 and runaway scripts, not to bill, a bound of ``N`` times is the better trade.
 
 ``FailureThrottle`` builds on it to slow guessing of tokens: failures per client address.
+
+``EndpointRate`` is the same algorithm for an endpoint's ``rate_limit``, which must hold
+across every worker on every host: there the one timestamp lives in the endpoint's row,
+and the store reads and advances it inside the claim transaction (which runs one at a
+time), so the count is shared, not kept per process.
 """
 
 from __future__ import annotations
@@ -231,3 +236,47 @@ class FailureThrottle:
     def _key(self, address: str, secret: str) -> str:
         digest = hashlib.blake2b(secret.encode(), key=self._digest_key, digest_size=16)
         return f"{address} {digest.hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRate:
+    """An endpoint's rate limit with its GCRA state (``tat``, kept in its row).
+
+    ``rate`` deliveries a second, one every ``interval`` seconds, and after a quiet spell
+    up to ``burst`` at once: a delivery may go while ``tat`` (the moment the endpoint
+    would be idle again, had every delivery so far gone out at the steady rate) is no
+    more than ``(burst - 1) * interval`` ahead of now, and each one moves ``tat`` on by
+    ``interval``. So any one second holds at most ``rate + burst - 1`` deliveries (at an
+    integer rate; ``burst`` more than the rate allows on average, over any stretch).
+    """
+
+    rate: float
+    burst: int = 1
+    #: None: never limited yet, the same as a moment long past.
+    tat: float | None = None
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.rate
+
+    @property
+    def tolerance(self) -> float:
+        """How far ``tat`` may run ahead of now with a delivery still allowed."""
+        return (self.burst - 1) * self.interval
+
+    def allowance(self, now: float) -> int:
+        """How many deliveries may go at ``now``, at once."""
+        ahead = max(self.tat if self.tat is not None else now, now) - now
+        room = math.floor((self.tolerance - ahead + ROUNDING) / self.interval) + 1
+        return max(0, min(self.burst, room))
+
+    def take(self, now: float, count: int) -> EndpointRate:
+        """The state once ``count`` deliveries went at ``now`` (within the allowance)."""
+        start = max(self.tat if self.tat is not None else now, now)
+        return EndpointRate(self.rate, self.burst, start + count * self.interval)
+
+    def opens_at(self) -> float | None:
+        """The first moment a delivery is allowed (None: it is already, at any time)."""
+        if self.tat is None:
+            return None
+        return self.tat - self.tolerance

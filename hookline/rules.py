@@ -44,6 +44,9 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_PEM",
+    "RATE_BURST_MAX",
+    "RATE_LIMIT_MAX",
+    "RATE_LIMIT_MIN",
     "RESERVED_HEADERS",
     "TIMEOUT_MAX",
     "TIME_MAX",
@@ -58,6 +61,8 @@ __all__ = [
     "check_event_filter",
     "check_event_type",
     "check_headers",
+    "check_rate_burst",
+    "check_rate_limit",
     "check_time",
     "check_url",
     "check_url_shape",
@@ -78,6 +83,12 @@ TIMEOUT_MAX = 60.0
 #: An endpoint's ``max_in_flight``: 1 to this (the store may hold it to less:
 #: ``HOOKLINE_MAX_IN_FLIGHT``).
 IN_FLIGHT_MAX = 1000
+#: An endpoint's ``rate_limit``, in deliveries a second: from one every 1,000 seconds to
+#: 10,000 a second. Its ``rate_limit_burst`` (how many may go at once after a quiet
+#: spell) is 1 to ``RATE_BURST_MAX``.
+RATE_LIMIT_MIN = 0.001
+RATE_LIMIT_MAX = 10_000.0
+RATE_BURST_MAX = 1000
 #: How deep event data may nest (objects and arrays, data itself the first level): what
 #: orjson, which writes every webhook body, can serialise.
 MAX_DATA_DEPTH = 254
@@ -383,6 +394,37 @@ def check_client_tls(cert: str | None, key: str | None) -> None:
     public = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     if private.public_key().public_bytes(*public) != certificate.public_key().public_bytes(*public):
         raise ValidationError("client_key is not the private key of client_cert")
+
+
+RATE_LIMIT_MESSAGE = (
+    f"rate_limit is a number of deliveries a second from {RATE_LIMIT_MIN:g} "
+    f"(one every {1 / RATE_LIMIT_MIN:g} s) to {RATE_LIMIT_MAX:g}"
+)
+RATE_BURST_MESSAGE = (
+    f"rate_limit_burst is a whole number from 1 to {RATE_BURST_MAX}: how many deliveries "
+    "may go at once after a quiet spell"
+)
+
+
+def check_rate_limit(rate: float) -> float:
+    """An endpoint's rate limit in deliveries a second (held across every worker)."""
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not math.isfinite(rate)
+        or not RATE_LIMIT_MIN <= rate <= RATE_LIMIT_MAX
+    ):
+        raise ValidationError(RATE_LIMIT_MESSAGE)
+    return float(rate)
+
+
+def check_rate_burst(burst: int) -> int:
+    """How many deliveries a rate-limited endpoint may take at once after a quiet spell
+    (kept without a rate limit too, for when one is set); any one second then holds at
+    most ``rate_limit + burst - 1`` of them."""
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= RATE_BURST_MAX:
+        raise ValidationError(RATE_BURST_MESSAGE)
+    return burst
 
 
 def check_event_filter(event_types: list[str]) -> list[str]:

@@ -157,7 +157,12 @@ class Engine:
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
             if len(jobs) < room:
-                await self._sleep(self.settings.poll_interval)
+                # An endpoint held back by its rate limit or pace may open before the
+                # next poll: claim again then, so that it gets its whole rate.
+                wait = self.settings.poll_interval
+                if jobs.opens_at is not None:
+                    wait = min(wait, max(jobs.opens_at - time.time(), 0.001))
+                await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -31,10 +31,11 @@ from hookline.exceptions import (
     TooLarge,
     ValidationError,
 )
+from hookline.ratelimit import EndpointRate
 from hookline.store import operational
 from hookline.store.connector import Connection, Connector, Row, Subscription, connector_for
 from hookline.store.operational import Notice
-from hookline.store.records import AttemptResult, Job, NewEvent, Published
+from hookline.store.records import AttemptResult, Claimed, Job, NewEvent, Published
 from hookline.store.sealing import KeyBox, masked_header
 
 #: Notified by every publish that made deliveries (``notify_published``).
@@ -203,6 +204,8 @@ class Store:
                 client_key=None,
                 verification_key=None,
                 operational=1,
+                rate_limit=None,
+                rate_limit_burst=1,
                 now=now,
             )
         row = await tx.fetchrow("set_operator_url", id=app_id, operator_url=url)
@@ -266,17 +269,24 @@ class Store:
         client_cert: str | None = None,
         client_key: str | None = None,
         own_verification_key: bool = False,
+        rate_limit: float | None = None,
+        rate_limit_burst: int = 1,
     ) -> Row:
         """Register an endpoint, within the limits on its settings and on how many
         endpoints one app may have (counted under a lock on the app, so creates racing
         each other cannot pass it). ``headers`` go with every delivery to it, and
         ``client_cert`` with ``client_key`` make its TLS mutual; the secrets are sealed at
-        rest, and the rows returned show header values masked and no key."""
+        rest, and the rows returned show header values masked and no key. ``rate_limit``
+        (deliveries a second, up to ``rate_limit_burst`` at once) holds across every
+        worker."""
         rules.check_url_shape(url)
         event_types = rules.check_event_filter(event_types)
         rules.check_headers(headers or {})
         rules.check_client_tls(client_cert, client_key)
         self._check_endpoint_settings(timeout, max_in_flight)
+        if rate_limit is not None:
+            rate_limit = rules.check_rate_limit(rate_limit)
+        rules.check_rate_burst(rate_limit_burst)
         await self.get_app(app_id)
         async with self.db.transaction() as tx:
             await tx.execute("lock_app", id=app_id)
@@ -303,6 +313,8 @@ class Store:
                     self.keys.seal(new_verification_key()) if own_verification_key else None
                 ),
                 operational=0,
+                rate_limit=rate_limit,
+                rate_limit_burst=rate_limit_burst,
                 now=time.time(),
             )
         assert row is not None
@@ -326,6 +338,9 @@ class Store:
         # Its own verification keys are the app's to see, as the app's keys are.
         row["verification_key"] = self.keys.open_optional(row["verification_key"])
         row["next_verification_key"] = self.keys.open_optional(row["next_verification_key"])
+        # Its pause, only while it lasts (a claim moves it on for a paced endpoint).
+        paused = row.get("pause_until")
+        row["paused_until"] = paused if paused is not None and paused > time.time() else None
         return row
 
     def _check_endpoint_settings(self, timeout: float | None, max_in_flight: int | None) -> None:
@@ -510,18 +525,29 @@ class Store:
         lease_margin: float,
         app_cap: int | None = None,
         slots: int | None = None,
-    ) -> list[Job]:
+    ) -> Claimed:
         """Lease up to ``limit`` due lanes and return the head delivery of each.
 
         Counted over the leases of every engine: no endpoint gets more than its cap (its
         own, or ``default_cap``), and no app more than ``app_cap`` nor more than its fair
         share of ``slots`` (split evenly among the apps that have work). Apps take turns
         within a claim. Without them, no app is capped.
+
+        An endpoint with a rate limit gives no more lanes than its limit allows at this
+        moment, and its GCRA state moves on by as many as it gave, in this transaction:
+        claims run one at a time, so the limit holds across every engine and host. The
+        answer says when the first endpoint held back by its limit or its pace opens.
         """
         now = time.time()
         max_timeout = self.limits.max_timeout
         async with self.db.transaction(durable=False) as tx:
             await tx.execute("lock_claims")
+            limited = await tx.fetch("rate_limits", now=now)
+            rates = {
+                r["id"]: EndpointRate(r["rate_limit"], r["rate_limit_burst"], r["rate_tat"])
+                for r in limited
+                if r["rate_limit"] is not None
+            }
             due = await tx.fetch(
                 "claim_lanes",
                 now=now,
@@ -529,9 +555,12 @@ class Store:
                 default_cap=default_cap,
                 app_cap=app_cap or _UNCAPPED,
                 slots=slots or _UNCAPPED,
+                rates=_json(
+                    [{"endpoint_id": ep, "allowed": r.allowance(now)} for ep, r in rates.items()]
+                ),
             )
             if not due:
-                return []
+                return _held_back(Claimed(), limited, rates, {}, now)
             rows = _json(
                 [
                     {
@@ -544,11 +573,19 @@ class Store:
             )
             leased = await tx.fetch("lease_lanes", rows=rows, owner=owner, now=now)
             if not leased:
-                return []
-            pacing = {r["endpoint_id"] for r in due if r["pace"]}
-            paced = sorted({r["endpoint_id"] for r in leased} & pacing)
+                return _held_back(Claimed(), limited, rates, {}, now)
+            pacing = {r["endpoint_id"]: float(r["pace"]) for r in due if r["pace"]}
+            paced = sorted({r["endpoint_id"] for r in leased} & set(pacing))
             if paced:
                 await tx.execute("pace_endpoints", ids=_json(paced), now=now)
+            taken = Counter(r["endpoint_id"] for r in leased if r["endpoint_id"] in rates)
+            if taken:
+                for ep, n in taken.items():
+                    rates[ep] = rates[ep].take(now, n)
+                await tx.execute(
+                    "take_rates",
+                    rows=_json([{"id": ep, "tat": rates[ep].tat} for ep in sorted(taken)]),
+                )
             heads = await tx.fetch("lane_heads", rows=_json(leased))
             if len(heads) < len(leased):
                 # A lane with no pending delivery left: its count drifted; drop it.
@@ -557,7 +594,7 @@ class Store:
                 await tx.execute("clear_lanes", rows=_json(empty))
         for head in heads:
             head["timeout"] = min(float(head["timeout"]), max_timeout)
-        return [
+        claimed = Claimed(
             Job.from_row(
                 h,
                 signing_keys(self._opened(h), now),
@@ -565,7 +602,8 @@ class Store:
                 self.keys.open_optional(h["client_key"]),
             )
             for h in heads
-        ]
+        )
+        return _held_back(claimed, limited, rates, {ep: now + pacing[ep] for ep in paced}, now)
 
     async def record(
         self,
@@ -1010,7 +1048,8 @@ class Store:
 
     async def update_endpoint(self, endpoint_id: str, **changes: Any) -> Row:
         """Change the given settings (``url``, ``event_types``, ``timeout``, ``ordered``,
-        ``max_in_flight``, ``enabled``, ``headers``) and keep the rest.
+        ``max_in_flight``, ``enabled``, ``headers``, ``rate_limit`` (None: none),
+        ``rate_limit_burst``) and keep the rest.
 
         ``headers`` changes the headers it names and keeps the others: a value sets one,
         None removes it (names ignore case). Their values are secrets no one can read
@@ -1026,6 +1065,10 @@ class Store:
         if "event_types" in changes:
             changes["event_types"] = rules.check_event_filter(changes["event_types"])
         self._check_endpoint_settings(changes.get("timeout"), changes.get("max_in_flight"))
+        if changes.get("rate_limit") is not None:
+            changes["rate_limit"] = rules.check_rate_limit(changes["rate_limit"])
+        if "rate_limit_burst" in changes:
+            rules.check_rate_burst(changes["rate_limit_burst"])
         now = time.time()
         async with self.db.transaction() as tx:
             if changes.get("enabled"):
@@ -1407,6 +1450,8 @@ ENDPOINT_SETTINGS = (
     "headers",
     "client_cert",
     "client_key",
+    "rate_limit",
+    "rate_limit_burst",
 )
 #: Of those, the ones that hold secrets (or go with one).
 SEALED = ("headers", "client_cert", "client_key")
@@ -1423,6 +1468,29 @@ def _merge_headers(current: dict[str, str], changes: dict[str, str | None]) -> d
         if value is not None:
             merged[name] = value
     return merged
+
+
+def _held_back(
+    claimed: Claimed,
+    limited: list[Row],
+    rates: dict[str, EndpointRate],
+    paused: dict[str, float],
+    now: float,
+) -> Claimed:
+    """``claimed`` with ``opens_at``: the first moment after ``now`` at which an endpoint
+    held back by its rate limit (``rates``, as this claim left them) or its pause (as it
+    was, or ``paused`` by this claim) takes a delivery again."""
+    moments = list(paused.values())
+    for row in limited:
+        rate = rates.get(row["id"])
+        opens = max(
+            paused.get(row["id"], row["pause_until"] or 0.0),
+            (rate.opens_at() or 0.0) if rate is not None else 0.0,
+        )
+        if opens > now:
+            moments.append(opens)
+    claimed.opens_at = min(moments, default=None)
+    return claimed
 
 
 def _lanes_of(rows: list[Row]) -> Counter[tuple[str, str]]:

@@ -28,6 +28,14 @@ class Published:
     deliveries: int
 
 
+class Claimed(list["Job"]):
+    """The jobs one claim took. ``opens_at``: the earliest moment an endpoint held back by
+    its rate limit or its pace may be given a delivery again (None: none is held back),
+    so that an engine with room claims again then rather than at its next poll."""
+
+    opens_at: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One claimed delivery: everything needed to send it without asking the store again."""

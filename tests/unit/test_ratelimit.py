@@ -1,12 +1,16 @@
-"""GCRA and the failed-authentication throttle, on a clock the test turns."""
+"""GCRA (in memory, and an endpoint's as the store keeps it) and the failed-authentication
+throttle, on a clock the test turns."""
 
 from __future__ import annotations
+
+import math
+import random
 
 import pytest
 
 from hookline.config import RateLimits
 from hookline.exceptions import ConfigError
-from hookline.ratelimit import FailureThrottle, Rate, RateLimiter, client_key
+from hookline.ratelimit import EndpointRate, FailureThrottle, Rate, RateLimiter, client_key
 
 
 class Clock:
@@ -169,3 +173,77 @@ def test_a_refund_never_goes_below_a_full_bucket() -> None:
     limiter.refund("a")
     limiter.refund("never hit")
     assert [limiter.hit("a") for _ in range(3)] == [0.0, 0.0, pytest.approx(5.0)]
+
+
+# -- an endpoint's rate limit (GCRA state in its row) ------------------------------------
+
+
+def test_an_idle_endpoint_allows_its_burst_then_one_per_interval() -> None:
+    rate = EndpointRate(10, burst=3)
+    assert rate.allowance(1000.0) == 3
+    assert rate.opens_at() is None
+    rate = rate.take(1000.0, 3)
+    assert rate.tat == pytest.approx(1000.3)
+    assert rate.allowance(1000.0) == 0
+    assert rate.opens_at() == pytest.approx(1000.1)
+    assert rate.allowance(1000.0999) == 0
+    assert rate.allowance(1000.1) == 1  # exactly on time counts
+    assert rate.allowance(1000.25) == 2
+    assert rate.allowance(1005.0) == 3  # never more than the burst, however long idle
+
+
+def test_taking_part_of_the_allowance_keeps_the_rest() -> None:
+    rate = EndpointRate(4, burst=4).take(50.0, 1)
+    assert rate.allowance(50.0) == 3
+    rate = rate.take(50.0, 3)
+    assert rate.allowance(50.0) == 0
+    assert rate.opens_at() == pytest.approx(50.25)
+
+
+def test_a_long_idle_endpoint_starts_from_now_not_from_its_old_state() -> None:
+    rate = EndpointRate(2, burst=1, tat=10.0)
+    assert rate.allowance(100.0) == 1
+    assert rate.take(100.0, 1).tat == pytest.approx(100.5)
+
+
+@pytest.mark.parametrize("start", [0.0, 1000.0, 123456.789, 1.7e9, 2.5e9])
+@pytest.mark.parametrize(("per_second", "burst"), [(20, 1), (20, 5), (0.001, 1), (1e4, 1000)])
+def test_on_time_claims_are_never_refused_whatever_the_clock_reads(
+    start: float, per_second: float, burst: int
+) -> None:
+    rate = EndpointRate(per_second, burst).take(start, burst)
+    for _ in range(50):
+        opens = rate.opens_at()
+        assert opens is not None
+        assert rate.allowance(opens) == 1
+        rate = rate.take(opens, 1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize(("per_second", "burst"), [(20, 1), (20, 5), (3.5, 2), (200, 40)])
+def test_no_second_holds_more_than_the_rate_plus_the_burst_less_one(
+    seed: int, per_second: float, burst: int
+) -> None:
+    """Claims at random moments, each taking what is allowed then (or part of it): any
+    window of one second holds at most ``rate + burst - 1`` (rounded up, less one, at a
+    rate that is not whole); over a long run the rate is what was asked."""
+    chance = random.Random(seed)
+    rate, now, taken = EndpointRate(per_second, burst), 1.7e9, []
+    while now < 1.7e9 + 30:
+        now += chance.choice([0.0, 0.001, 0.01, chance.uniform(0, 0.2), chance.uniform(0, 2)])
+        n = rate.allowance(now)
+        n = chance.choice([n, n, max(0, n - 1)])
+        rate = rate.take(now, n)
+        taken += [now] * n
+    most = math.ceil(per_second + burst) - 1
+    for i, first in enumerate(taken):
+        in_window = sum(1 for t in taken[i:] if t < first + 1.0)
+        assert in_window <= most, (first, in_window)
+    assert len(taken) <= per_second * (taken[-1] - taken[0]) + burst
+    # At a steady backlog (claims every 10 ms), the rate is met.
+    rate, now, steady = EndpointRate(per_second, burst), 0.0, 0
+    for _ in range(1000):
+        now += 0.01
+        n = rate.allowance(now)
+        rate, steady = rate.take(now, n), steady + n
+    assert steady >= per_second * 10 * 0.97

@@ -50,9 +50,10 @@ SELECT COUNT(*) AS n FROM endpoints WHERE app_id = :app_id AND operational = 0;
 -- create_endpoint --
 INSERT INTO endpoints (id, app_id, url, event_types, timeout, ordered, max_in_flight,
                        headers, client_cert, client_key, verification_key, enabled,
-                       operational, created_at, updated_at)
+                       operational, rate_limit, rate_limit_burst, created_at, updated_at)
 VALUES (:id, :app_id, :url, :event_types, :timeout, :ordered, :max_in_flight, :headers,
-        :client_cert, :client_key, :verification_key, 1, :operational, :now, :now)
+        :client_cert, :client_key, :verification_key, 1, :operational, :rate_limit,
+        :rate_limit_burst, :now, :now)
 RETURNING *;
 
 -- get_endpoint --
@@ -139,8 +140,12 @@ SELECT pg_advisory_xact_lock(7031964201), set_config('synchronous_commit', 'on',
 -- Lanes are looked up from the endpoints with room left, so a backlog behind endpoints
 -- or apps at their cap costs a claim nothing. A lane whose lease ran out (its worker
 -- died) is due again. An endpoint paused after a "slow down" answer is skipped, and a
--- paced one gives one lane per claim (the claim then pauses it for its pace).
-WITH leased AS (
+-- paced one gives one lane per claim (the claim then pauses it for its pace). A
+-- rate-limited one gives at most what its limit allows now (:rates, worked out by the
+-- claim from rate_limits); where both hold, the stricter wins.
+WITH rated AS (
+    SELECT * FROM jsonb_to_recordset(:rates::jsonb) AS j(endpoint_id text, allowed integer)
+), leased AS (
     SELECT l.endpoint_id, e.app_id, COUNT(*) AS n
     FROM lanes AS l
     JOIN endpoints AS e ON e.id = l.endpoint_id
@@ -150,10 +155,12 @@ WITH leased AS (
     SELECT app_id, SUM(n) AS n FROM leased GROUP BY app_id
 ), open AS (
     SELECT e.id, e.app_id, e.timeout, e.pace,
-           LEAST(COALESCE(e.max_in_flight, :default_cap::int), :app_cap::int,
-                 CASE WHEN e.pace > 0 THEN 1 ELSE :app_cap::int END) - COALESCE(b.n, 0) AS room
+           LEAST(LEAST(COALESCE(e.max_in_flight, :default_cap::int), :app_cap::int,
+                       CASE WHEN e.pace > 0 THEN 1 ELSE :app_cap::int END) - COALESCE(b.n, 0),
+                 COALESCE(r.allowed, :app_cap::int)) AS room
     FROM endpoints AS e
     LEFT JOIN leased AS b ON b.endpoint_id = e.id
+    LEFT JOIN rated AS r ON r.endpoint_id = e.id
     LEFT JOIN app_leased AS ab ON ab.app_id = e.app_id
     WHERE e.enabled = 1 AND COALESCE(ab.n, 0) < :app_cap::int
       AND (e.pause_until IS NULL OR e.pause_until <= :now)
@@ -198,6 +205,18 @@ SET lease_owner = :owner, lease_until = free.until, next_attempt_at = free.until
 FROM free
 WHERE lanes.endpoint_id = free.endpoint_id AND lanes.lane = free.lane
 RETURNING lanes.endpoint_id, lanes.lane;
+
+-- rate_limits --
+-- What a claim needs to hold endpoints to their rate limits (and when the next one
+-- opens after a pause): endpoints are few, and these fewer still.
+SELECT id, rate_limit, rate_limit_burst, rate_tat, pace, pause_until FROM endpoints
+WHERE enabled = 1 AND (rate_limit IS NOT NULL OR pause_until > :now);
+
+-- take_rates --
+-- Rate-limited endpoints just given lanes: their GCRA state moves on (see Store.claim).
+UPDATE endpoints SET rate_tat = j.tat
+FROM jsonb_to_recordset(:rows::jsonb) AS j(id text, tat float8)
+WHERE endpoints.id = j.id;
 
 -- pace_endpoints --
 -- A paced endpoint just given a lane: the next one goes out a pace later.
@@ -498,7 +517,8 @@ UPDATE endpoints
 SET url = :url, event_types = :event_types, timeout = :timeout, ordered = :ordered,
     max_in_flight = :max_in_flight, enabled = :enabled, disabled_reason = :disabled_reason,
     failing_since = :failing_since, headers = :headers, client_cert = :client_cert,
-    client_key = :client_key, updated_at = :now
+    client_key = :client_key, rate_limit = :rate_limit, rate_limit_burst = :rate_limit_burst,
+    updated_at = :now
 WHERE id = :id
 RETURNING *;
 

@@ -50,7 +50,10 @@ CREATE TABLE endpoints (
     key_switch_at  REAL,
     -- 1: the app's operational endpoint (its operator_url), subscribed to hookline's own
     -- event types only and never reached by fan-out; at most one per app.
-    operational    INTEGER NOT NULL DEFAULT 0
+    operational    INTEGER NOT NULL DEFAULT 0,
+    rate_limit     REAL,  -- deliveries a second at most, across every worker; NULL: none
+    rate_limit_burst INTEGER NOT NULL DEFAULT 1,  -- at once after a quiet spell
+    rate_tat       REAL   -- GCRA state: when it would be idle again at the steady rate
 );
 CREATE INDEX endpoints_app ON endpoints (app_id);
 CREATE UNIQUE INDEX endpoints_operational ON endpoints (app_id) WHERE operational = 1;

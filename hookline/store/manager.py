@@ -504,9 +504,13 @@ class Store:
         return dict(counts)
 
     async def on_published(self, callback: Callable[[], None]) -> Subscription:
-        """Call ``callback`` when any process publishes deliveries (where the backend can
-        tell other processes; SQLite cannot, and its engines poll)."""
+        """Call ``callback`` when any process publishes deliveries or makes one due now
+        (``wake_engines``): PostgreSQL's NOTIFY, a datagram beside a SQLite file."""
         return await self.db.listen(PUBLISHED_CHANNEL, callback)
+
+    async def wake_engines(self) -> None:
+        """Tell the engines of every process that a delivery may be due now."""
+        await self.db.execute("notify_published")
 
     async def get_event(self, event_id: str) -> Row:
         row = await self.db.fetchrow("get_event", id=event_id)

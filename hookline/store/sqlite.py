@@ -3,8 +3,17 @@
 One writer connection serialises every write transaction (SQLite allows one writer at a
 time anyway) and a second connection serves reads, so the API's listings never wait
 behind a delivery batch. ``BEGIN IMMEDIATE`` takes the write lock up front, which keeps
-other processes on the same file (a ``hookline worker`` beside ``hookline serve``) from
-dead-locking on a lock upgrade; ``busy_timeout`` makes them wait their turn instead.
+other processes on the same file (the delivery processes beside the API process of
+``hookline serve``) from dead-locking on a lock upgrade.
+
+When another process holds the write lock, the writer does not wait in SQLite's busy
+handler: that handler sleeps in steps of up to 100 ms, so a lock held for one commit
+would cost a lane up to 100 ms. ``BEGIN IMMEDIATE`` fails at once instead
+(``busy_timeout = 0`` on the writer) and is tried again after a short sleep in the event
+loop, which goes on serving requests and sends meanwhile (``_begin``).
+
+A transaction that ran ``notify_published`` wakes the other processes' engines once it
+is committed, through ``wakeup`` (PostgreSQL's ``NOTIFY`` does this by itself).
 """
 
 from __future__ import annotations
@@ -22,12 +31,24 @@ from hookline.config import check_sqlite_path
 from hookline.exceptions import ConfigError, StorageError
 from hookline.store.connector import Connection, NoSubscription, Row
 from hookline.store.queries import load_queries, upgrade_steps
+from hookline.store.wakeup import Listener, Notifier
+
+#: Queries that notify a channel (as ``pg_notify`` does in PostgreSQL): run by the
+#: connector itself, after the commit, instead of as SQL.
+_NOTIFY = {"notify_published": "hookline_published"}
+
+#: How long a write waits for another process's write lock before it fails, and its
+#: sleeps between tries: short, since a transaction holds the lock for milliseconds.
+BUSY_TIMEOUT = 10.0
+BUSY_FIRST_SLEEP = 0.0005
+BUSY_MAX_SLEEP = 0.005
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     # FULL: a commit is on disk before the API answers 202 or an attempt is recorded.
     "PRAGMA synchronous = FULL",
     "PRAGMA foreign_keys = ON",
+    # The readers' wait for a lock (rare in WAL mode); the writer retries by itself.
     "PRAGMA busy_timeout = 10000",
     # A large backlog must not push the hot pages (lanes, the newest deliveries) out of
     # the cache: 64 MiB of page cache and memory-mapped reads instead of the 2 MiB default.
@@ -53,6 +74,8 @@ class _Conn:
     def __init__(self, db: aiosqlite.Connection, queries: dict[str, str]) -> None:
         self._db = db
         self._queries = queries
+        #: The channels this transaction notifies once it is committed.
+        self.notified: set[str] = set()
 
     async def fetch(self, query: str, **params: Any) -> list[Row]:
         try:
@@ -67,6 +90,9 @@ class _Conn:
         return rows[0] if rows else None
 
     async def execute(self, query: str, **params: Any) -> None:
+        if query in _NOTIFY:
+            self.notified.add(_NOTIFY[query])
+            return
         try:
             await self._db.execute(self._queries[query], params)
         except sqlite3.Error as exc:
@@ -85,6 +111,7 @@ class SQLiteConnector:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._durable = True  # the writer's synchronous setting: FULL (see _PRAGMAS)
+        self._notifier: Notifier | None = None
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, **_: Any) -> SQLiteConnector:
@@ -108,6 +135,7 @@ class SQLiteConnector:
         )
         try:
             self._writer = await self._connect()
+            await self._writer.execute("PRAGMA busy_timeout = 0")  # see _begin
             self._reader = await self._connect() if self.path != ":memory:" else self._writer
         except sqlite3.Error as exc:
             await self.close()
@@ -117,6 +145,9 @@ class SQLiteConnector:
         for db in {id(d): d for d in (self._reader, self._writer) if d is not None}.values():
             await db.close()
         self._writer = self._reader = None
+        if self._notifier is not None:
+            self._notifier.close()
+            self._notifier = None
 
     def _db(self, writer: bool) -> aiosqlite.Connection:
         db = self._writer if writer else self._reader
@@ -131,6 +162,9 @@ class SQLiteConnector:
         return await _Conn(self._db(False), self._queries).fetchrow(query, **params)
 
     async def execute(self, query: str, **params: Any) -> None:
+        if query in _NOTIFY:  # nothing to write: tell the listeners now
+            self._notify({_NOTIFY[query]})
+            return
         async with self.transaction() as tx:
             await tx.execute(query, **params)
 
@@ -142,11 +176,12 @@ class SQLiteConnector:
                 if durable != self._durable:
                     await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
                     self._durable = durable
-                await db.execute("BEGIN IMMEDIATE")
+                await self._begin(db)
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot start a transaction: {exc}") from exc
+            conn = _Conn(db, self._queries)
             try:
-                yield _Conn(db, self._queries)
+                yield conn
             except BaseException:
                 await db.rollback()
                 raise
@@ -155,6 +190,36 @@ class SQLiteConnector:
                     await db.commit()
                 except sqlite3.Error as exc:
                     raise StorageError(f"commit failed: {exc}") from exc
+        if conn.notified:
+            self._notify(conn.notified)
+
+    async def _begin(self, db: aiosqlite.Connection) -> None:
+        """``BEGIN IMMEDIATE``, tried again while another process holds the write lock.
+
+        The sleeps yield to the event loop and stay short (a commit holds the lock for
+        about a millisecond), so the lock is taken soon after it is free; past
+        ``BUSY_TIMEOUT`` the last ``database is locked`` error is raised.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_TIMEOUT
+        pause = BUSY_FIRST_SLEEP
+        while True:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, BUSY_MAX_SLEEP)
+
+    def _notify(self, channels: set[str]) -> None:
+        if self.path == ":memory:":
+            return  # no other process can share it
+        if self._notifier is None:
+            self._notifier = Notifier(self.path)
+        for channel in channels:
+            self._notifier.notify(channel)
 
     async def schema_version(self) -> int:
         db = self._db(True)
@@ -170,7 +235,7 @@ class SQLiteConnector:
     async def migrate(self) -> list[int]:
         db = self._db(True)
         applied: list[int] = []
-        async with self._write_lock:
+        async with self._write_lock, self._waiting_for_locks(db):
             await db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
@@ -192,7 +257,17 @@ class SQLiteConnector:
                 applied.extend(version for version, _ in versions)
         return applied
 
-    async def listen(self, channel: str, callback: Callable[[], None]) -> NoSubscription:
-        # No notifications in SQLite: the in-process publisher wakes its engine itself,
-        # and engines in other processes on the same file poll.
-        return NoSubscription()
+    @asynccontextmanager
+    async def _waiting_for_locks(self, db: aiosqlite.Connection) -> AsyncIterator[None]:
+        """SQLite's own busy handler, for statements outside ``transaction()`` (the
+        migrations, run once at start, where another process may be writing)."""
+        await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        try:
+            yield
+        finally:
+            await db.execute("PRAGMA busy_timeout = 0")
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> Listener | NoSubscription:
+        if self.path == ":memory:":
+            return NoSubscription()
+        return Listener(self.path, channel, callback)

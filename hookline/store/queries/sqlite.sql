@@ -328,8 +328,8 @@ WHERE (endpoint_id, lane) IN (
     SELECT j.value ->> 'endpoint_id', j.value ->> 'lane' FROM json_each(:rows) AS j);
 
 -- notify_published --
--- Nothing to send: the in-process publisher wakes its engine directly, and engines in
--- other processes find new work by polling.
+-- Not run as SQL: the connector wakes the listening processes after the commit
+-- (hookline/store/wakeup.py), as pg_notify does in PostgreSQL.
 SELECT 1;
 
 -- lock_claims --

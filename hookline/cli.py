@@ -50,6 +50,16 @@ def _logging(json_logs: bool) -> None:
     help="Deliver to loopback and private addresses too [env HOOKLINE_ALLOW_PRIVATE_TARGETS=1].",
 )
 @click.option("--no-deliver", is_flag=True, help="Serve the API only; run `hookline worker`s.")
+@click.option(
+    "--delivery-processes",
+    type=click.IntRange(0, 64),
+    default=1,
+    show_default=True,
+    envvar="HOOKLINE_DELIVERY_PROCESSES",
+    show_envvar=True,
+    help="Processes that deliver beside the API process, started and stopped with it; "
+    "0 delivers in the API process itself.",
+)
 @click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
 def serve(
     database: str,
@@ -57,14 +67,18 @@ def serve(
     port: int,
     allow_private_targets: bool,
     no_deliver: bool,
+    delivery_processes: int,
     json_logs: bool,
 ) -> None:
-    """Run the API, the dashboard and the delivery engine in one process.
+    """Run the API, the dashboard and the delivery engine: one command, on two cores.
 
-    Creates the database file (SQLite) and brings its schema up to date.
+    The API runs in this process and the deliveries in --delivery-processes children
+    that live and die with it. Creates the database file (SQLite) and brings its schema
+    up to date.
     """
     from hookline import serving
     from hookline.api.app import create_api
+    from hookline.sender.processes import worker_command
 
     _logging(json_logs)
     settings = _settings(allow_private_targets)
@@ -95,6 +109,10 @@ def serve(
         deliver=not no_deliver,
         server=server,
         tracing=_tracing(),
+        delivery_command=worker_command(
+            database, allow_private_targets=allow_private_targets, json_logs=json_logs
+        ),
+        delivery_processes=delivery_processes,
     )
     serving.run(
         api,
@@ -104,6 +122,8 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=15,
     )
+    if api.state.deliverers is not None and api.state.deliverers.failed:
+        raise click.ClickException("a delivery process kept failing; hookline serve stopped")
 
 
 def _tracing() -> SenderTracing | None:
@@ -140,14 +160,22 @@ async def _prepare(url: str) -> None:
     "workers with the database may want this); 0: fail at once.",
 )
 @click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
+@click.option("--supervised", is_flag=True, hidden=True)
 def worker(
-    database: str, allow_private_targets: bool, wait_for_database: float, json_logs: bool
+    database: str,
+    allow_private_targets: bool,
+    wait_for_database: float,
+    json_logs: bool,
+    supervised: bool,
 ) -> None:
     """Run a delivery-only process (scale out beside `hookline serve --no-deliver`).
 
     Needs a database set up by `hookline migrate` or `hookline serve`. Meant for
     PostgreSQL: on SQLite, `hookline serve` already delivers, and a worker beside it
     adds a process on the same machine only (it says so at start).
+
+    ``--supervised`` is how `hookline serve` starts its delivery processes: the worker
+    stops when its stdin closes and reports to its stdout (``hookline.sender.processes``).
     """
     from hookline.serving import raise_open_file_limit
 
@@ -155,7 +183,7 @@ def worker(
     settings = _settings(allow_private_targets)
     raise_open_file_limit()  # a socket for each delivery in flight, as in `serve`
     with contextlib.suppress(KeyboardInterrupt):
-        _run_fast(_run_worker(database, settings, wait_for_database))
+        _run_fast(_run_worker(database, settings, wait_for_database, supervised))
 
 
 def _run_fast(main: Coroutine[Any, Any, None]) -> None:
@@ -176,19 +204,22 @@ SQLITE_WORKER_WARNING = (
 )
 
 
-async def _run_worker(url: str, settings: EngineSettings, wait: float) -> None:
+async def _run_worker(url: str, settings: EngineSettings, wait: float, supervised: bool) -> None:
     from hookline.sender import Engine
+    from hookline.sender.processes import Reporter, report_to_parent
 
     store = await _open_waiting(url, wait)
-    if store.db.dialect == "sqlite":
+    if store.db.dialect == "sqlite" and not supervised:
         click.echo(SQLITE_WORKER_WARNING, err=True)
     tracing = _tracing()
-    engine = Engine(store, settings, tracing=tracing)
+    reporter = Reporter()
+    engine = Engine(store, settings, observers=[reporter] if supervised else None, tracing=tracing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
+    reporting = asyncio.create_task(report_to_parent(reporter, stop)) if supervised else None
     log = logging.getLogger("hookline")
     log.info("worker %s delivering from %s", engine.owner, redact_url(url))
     try:
@@ -198,6 +229,8 @@ async def _run_worker(url: str, settings: EngineSettings, wait: float) -> None:
         await store.close()
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown)
+        if reporting is not None:
+            await reporting
 
 
 async def _open_waiting(url: str, wait: float) -> Store:

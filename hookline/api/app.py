@@ -1,14 +1,16 @@
 """The ASGI application of ``hookline serve``: REST API, health, metrics, dashboard.
 
-The lifespan owns the store, the publisher and (unless ``deliver`` is off) a delivery
-engine in the same event loop, so ``serve`` alone is a whole sender.
+The lifespan owns the store, the publisher and (unless ``deliver`` is off) the
+deliveries: ``delivery_processes`` child processes that deliver beside this one
+(``hookline.sender.processes``), or with none, a delivery engine in the same event
+loop. Either way ``serve`` alone is a whole sender.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from hookline.api.schemas import HealthOut
 from hookline.config import EngineSettings, Limits, RateLimits, check_admin_token
 from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
+from hookline.sender.processes import DeliveryProcesses
 from hookline.sender.publisher import Publisher
 from hookline.serving import ServerSettings
 from hookline.store import Store
@@ -50,28 +53,44 @@ def create_api(
     deliver: bool = True,
     server: ServerSettings | None = None,
     tracing: SenderTracing | None = None,
+    delivery_command: Sequence[str] = (),
+    delivery_processes: int = 0,
 ) -> FastAPI:
     """The API. ``tracing`` is the OpenTelemetry tracing of publishes and attempts
-    (``SenderTracing.from_env()`` where an OTLP endpoint is configured; None: off)."""
+    (``SenderTracing.from_env()`` where an OTLP endpoint is configured; None: off).
+    ``delivery_processes`` children running ``delivery_command`` deliver, when both
+    are given; otherwise (and with ``deliver`` on) an engine in this process does."""
     check_admin_token(admin_token)
     settings = settings or EngineSettings()
     server = server or ServerSettings()
     metrics = SenderMetrics()
+    children = deliver and delivery_processes > 0 and bool(delivery_command)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(database_url)
-        engine = Engine(store, settings, observers=[metrics], tracing=tracing) if deliver else None
+        engine = (
+            Engine(store, settings, observers=[metrics], tracing=tracing)
+            if deliver and not children
+            else None
+        )
         app.state.store = store
         app.state.engine = engine
         app.state.publisher = Publisher(store, on_published=engine.wake if engine else None)
         if engine is not None:
             await engine.start()
+        if children:
+            app.state.deliverers = DeliveryProcesses(
+                delivery_command, delivery_processes, metrics=metrics
+            )
+            await app.state.deliverers.start()
         try:
             yield
         finally:
             if engine is not None:
                 await engine.stop()
+            if app.state.deliverers is not None:
+                await app.state.deliverers.stop()
             await store.close()
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)
@@ -90,6 +109,7 @@ def create_api(
     app.state.quotas = Quotas(rate_limits or RateLimits(), on_refused=metrics.refused)
     app.state.metrics = metrics
     app.state.tracing = tracing
+    app.state.deliverers = None
     errors.install(app)
     app.include_router(routes.router)
     web.install(app)
@@ -102,7 +122,7 @@ def create_api(
 
     @app.get("/healthz", response_model=HealthOut, tags=["operations"])
     async def get_health(request: Request) -> dict[str, Any]:
-        engine = request.app.state.engine
+        engine = request.app.state.engine or request.app.state.deliverers
         return {
             "status": "ok",
             "version": __version__,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated, Any
 
 import orjson
@@ -12,6 +14,8 @@ from hookline.api.auth import Caller, caller
 from hookline.api.quotas import Action, Quotas
 from hookline.exceptions import NotFound
 from hookline.store import Store
+
+log = logging.getLogger("hookline.api")
 
 Auth = Annotated[Caller, Depends(caller)]
 
@@ -57,10 +61,24 @@ def charge(request: Request, app_id: str | None, action: Action) -> None:
 
 
 def wake_engine(request: Request) -> None:
-    """A delivery became due now: tell this process's engine (others poll or listen)."""
+    """A delivery became due now: tell this process's engine, and those of the other
+    processes (the delivery processes of ``serve``, workers) that listen."""
     engine = request.app.state.engine
     if engine is not None:
         engine.wake()
+    task = asyncio.create_task(store(request).wake_engines())
+    # Kept until done (the loop holds tasks weakly); a failed wake-up only means a poll.
+    _waking.add(task)
+    task.add_done_callback(_woken)
+
+
+_waking: set[asyncio.Task[None]] = set()
+
+
+def _woken(task: asyncio.Task[None]) -> None:
+    _waking.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("waking the engines failed: %s", task.exception())
 
 
 async def app_of(request: Request, who: Caller, app_id: str) -> dict[str, Any]:

@@ -134,6 +134,11 @@ class ServeProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def children(self) -> list[int]:
+        """The pids of the process's children (its delivery processes)."""
+        assert self.proc is not None
+        return process_children(self.proc.pid)
+
     async def interrupt(self, sig: int = signal.SIGINT, timeout: float = 40.0) -> int:
         """Send ``sig`` and return the exit code once the process is gone."""
         assert self.proc is not None
@@ -184,6 +189,24 @@ def limit_open_files(limit: int | tuple[int, int] | None) -> Callable[[], None] 
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     return apply
+
+
+def process_children(pid: int) -> list[int]:
+    """The pids of a running process's children; none once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
 
 
 def open_file_limit(pid: int) -> tuple[int, int]:

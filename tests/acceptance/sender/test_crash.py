@@ -1,12 +1,15 @@
 """``hookline serve`` killed or stopped mid-delivery loses nothing.
 
-The sender runs with ``HOOKLINE_LEASE_MARGIN=1`` and endpoints with a 2 s timeout, so a
-lane claimed by the killed process is free again about three seconds after the kill.
+``hookline serve`` is an API process and a delivery process (its child): either may be
+killed. The sender runs with ``HOOKLINE_LEASE_MARGIN=1`` and endpoints with a 2 s
+timeout, so a lane claimed by a killed process is free again about three seconds after
+the kill.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections import defaultdict
 from typing import Any
@@ -14,7 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.hookline_proc import Api, ServeProcess
+from hookline.sender.processes import CRASH_LIMIT
+from tests.support.hookline_proc import Api, ServeProcess, alive, wait_until
 from tests.support.recorder import Answer, Hit, Recorder
 
 USERS = 20
@@ -96,8 +100,14 @@ async def test_kill_9_during_heavy_delivery_loses_nothing(
         *(_publish_until_it_fails(api, u, accepted, batch=EVENTS_PER_USER // 2) for u in users)
     )
     await recorder.wait_for(lambda: len(recorder.hits()) >= 300)
-    serve.kill9()
+    delivering = serve.children()
+    assert delivering
+    serve.kill9()  # the API process
     await publishing
+    # Its delivery process stops with it (it finishes and records what it was sending).
+    await wait_until(
+        lambda: not any(alive(pid) for pid in delivering), timeout=60, message="no orphan"
+    )
     at_kill = len(recorder.hits())
     taken = sum(len(seqs) for seqs in accepted.values())
     print(f"killed after {at_kill} arrivals, {taken} events accepted")
@@ -119,6 +129,66 @@ async def test_kill_9_during_heavy_delivery_loses_nothing(
     assert arrived == {f"{u}-{seq}" for u in users for seq in accepted[u]}
     repeats = _check_arrivals(hits)
     print(f"{len(hits)} arrivals for {len(arrived)} events: {repeats} repeated after the kill")
+
+
+def _live_children(serve: ServeProcess) -> list[int]:
+    return [pid for pid in serve.children() if alive(pid)]
+
+
+@pytest.mark.slow
+async def test_kill_9_of_the_delivery_process_loses_nothing(
+    serve: ServeProcess, api: Api, recorder: Recorder
+) -> None:
+    url = recorder.script("/hook", then=Answer(sleep=0.002))
+    app = await api.create_app("shop")
+    users = [f"user-{n:02d}" for n in range(USERS)]
+    for user in users:
+        await api.install(app["id"], user)
+    await api.create_endpoint(app["id"], url, ["*"], timeout=2)
+    await wait_until(lambda: len(_live_children(serve)) == 1, message="a delivery process")
+    (child,) = _live_children(serve)
+
+    accepted: dict[str, list[int]] = defaultdict(list)
+    publishing = asyncio.gather(
+        *(_publish_until_it_fails(api, u, accepted, batch=EVENTS_PER_USER // 2) for u in users)
+    )
+    await recorder.wait_for(lambda: len(recorder.hits()) >= 300)
+    os.kill(child, signal.SIGKILL)
+    # The API process goes on taking events while no process delivers.
+    await publishing
+    assert sum(len(s) for s in accepted.values()) == USERS * EVENTS_PER_USER
+    await wait_until(
+        lambda: bool(_live_children(serve)) and _live_children(serve) != [child],
+        message=lambda: f"a new delivery process\n{serve.log()}",
+    )
+    rows = await api.settled(app["id"], USERS * EVENTS_PER_USER, timeout=90)
+
+    assert {r["status"] for r in rows} == {"delivered"}
+    hits = recorder.hits()
+    assert {h.event_id for h in hits if h.status == 200} == {
+        f"{u}-{seq}" for u in users for seq in range(EVENTS_PER_USER)
+    }
+    repeats = _check_arrivals(hits)
+    print(f"{len(hits)} arrivals: {repeats} repeated after the kill")
+
+
+async def test_a_delivery_process_that_keeps_dying_stops_serve_loudly(
+    serve: ServeProcess,
+) -> None:
+    assert serve.proc is not None
+    killed: set[int] = set()
+    for _ in range(CRASH_LIMIT):
+        await wait_until(
+            lambda: bool(set(_live_children(serve)) - killed),
+            timeout=60,
+            message=lambda: f"a new delivery process\n{serve.log()}",
+        )
+        (child,) = set(_live_children(serve)) - killed
+        os.kill(child, signal.SIGKILL)
+        killed.add(child)
+    await wait_until(lambda: serve.proc is not None and serve.proc.poll() is not None, timeout=60)
+    assert serve.proc.returncode == 1, serve.log()
+    assert "a delivery process kept failing" in serve.log()
 
 
 async def _slow_endpoint(api: Api, recorder: Recorder, answer: Answer) -> dict[str, Any]:

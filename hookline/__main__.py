@@ -1,0 +1,5 @@
+"""``python -m hookline``: the ``hookline`` command, as ``serve`` starts its children."""
+
+from hookline.cli import main
+
+main()

@@ -150,7 +150,70 @@ def print_table(results: Sequence[RunResult], title: str = "results") -> None:
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    Console(width=160).print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target: hookline's figure beside the peer it is measured against.
+
+    ``ratio`` is hookline's figure over the peer's (or the figure itself, where there
+    is no peer); ``goal`` is what the ratio must reach (``at_most``: not exceed).
+    """
+
+    name: str
+    hookline: str
+    peer: str
+    ratio: float
+    goal: float
+    at_most: bool = False
+    #: The absolute figure the target names, shown beside the ratio (not judged: the
+    #: machine's speed changes within a day, the ratio is what counts).
+    absolute: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.ratio <= self.goal if self.at_most else self.ratio >= self.goal
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["met"] = self.met
+        return out
+
+
+_TARGET_COLUMNS = ("target", "hookline", "peer", "ratio", "goal", "absolute goal", "met")
+
+
+def _target_row(t: Target) -> tuple[str, ...]:
+    goal = f"{'<=' if t.at_most else '>='} {t.goal:g}"
+    return (
+        t.name,
+        t.hookline,
+        t.peer,
+        f"{t.ratio:.3f}",
+        goal,
+        t.absolute,
+        "met" if t.met else "NOT met",
+    )
+
+
+def print_targets(targets: Sequence[Target], title: str = "targets") -> None:
+    """The targets as one table (rich when installed, plain otherwise)."""
+    rows = [_target_row(t) for t in targets]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        for row in rows:
+            print("  ".join(row))
+        return
+    table = Table(title=title)
+    for i, column in enumerate(_TARGET_COLUMNS):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=160).print(table)
 
 
 def python_env() -> dict[str, str]:

@@ -59,9 +59,10 @@ ORDER BY token = :token DESC
 LIMIT 1
 
 -- wake_lane --
+-- A lane that is due already is not written again.
 INSERT INTO inbox_lanes (user_id, due_at) VALUES (:user_id, :due_at)
-ON CONFLICT (user_id) DO UPDATE
-SET due_at = min(coalesce(inbox_lanes.due_at, excluded.due_at), excluded.due_at)
+ON CONFLICT (user_id) DO UPDATE SET due_at = excluded.due_at
+WHERE inbox_lanes.due_at IS NULL OR inbox_lanes.due_at > excluded.due_at
 
 -- claim_lanes --
 -- :running (a JSON array) are the lanes this process is still running (or giving back):

@@ -387,6 +387,83 @@ def _summary_from(percentiles: dict[str, float]) -> LatencySummary | None:
     )
 
 
+# -- PostgreSQL: two processes on one database ------------------------------------------------
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DATABASE = "hookline_bench_receiver"
+
+
+async def _pg(dsn: str, *statements: str) -> list[Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [await conn.fetch(statement) for statement in statements]
+    finally:
+        await conn.close()
+
+
+def measure_postgres(wrk: str, args: argparse.Namespace, workdir: Path) -> list[RunResult]:
+    """Two ``hookline receive`` on one fresh database, each loaded by its own wrk at once."""
+    admin = args.postgres
+    url = admin.rsplit("/", 1)[0] + "/" + PG_DATABASE
+    asyncio.run(_pg(admin, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+    asyncio.run(_pg(admin, f"CREATE DATABASE {PG_DATABASE}"))
+    ports = [_free_port(), _free_port()]
+    procs: list[subprocess.Popen[bytes]] = []
+    half = CONNECTIONS // 2
+    try:
+        for port in ports:
+            command = [str(BIN / "hookline"), "receive", "bench.receiver_peers:receiver",
+                       "--database", url, "--port", str(port)]  # fmt: skip
+            procs.append(start(Server("hookline-postgres", command), port, None))
+        files = []
+        for k in range(2):
+            print(f"postgres: signing {int(args.seconds * 6000):,} webhooks ...", file=sys.stderr)
+            files.append(workdir / f"postgres-{k}.tsv")
+            write_wrk_file(signed_requests(int(args.seconds * 6000)), files[-1])
+        loads = [
+            _start_wrk(wrk, port, f, half, args.seconds)
+            for port, f in zip(ports, files, strict=True)
+        ]
+        outs = [load.communicate()[0] for load in loads]
+        acked = sum(_wrk_ok(out) for out in outs)
+        time.sleep(5)  # workers finish; the statistics collector catches up
+        rows, stats = asyncio.run(
+            _pg(
+                url,
+                "SELECT count(*) AS n FROM inbox_webhooks",
+                "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count FROM pg_stat_user_tables"
+                " WHERE relname IN ('inbox_webhooks', 'inbox_lanes')",
+            )
+        )
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        asyncio.run(_pg(admin, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+    stored = int(rows[0]["n"])
+    tables = {r["relname"]: {k: r[k] for k in ("n_live_tup", "n_dead_tup", "autovacuum_count")}
+              for r in stats}  # fmt: skip
+    params = {"processes": 2, "connections": CONNECTIONS, "stored": stored, "tables": tables}
+    return [RunResult("hookline-postgres x2 (max)", stored, min(acked, stored), args.seconds,
+                      None, params)]  # fmt: skip
+
+
+def _start_wrk(
+    wrk: str, port: int, request_file: Path, connections: int, seconds: float
+) -> subprocess.Popen[str]:
+    url = f"http://127.0.0.1:{port}/webhooks"
+    command = [wrk, "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s",
+               "--timeout", "10s", "-s", str(LUA), url, "--", str(request_file), "1"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def _wrk_ok(out: str) -> int:
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return total - (int(bad.group(1)) if bad else 0)
+
+
 def purge_celery_queue() -> None:
     import redis
 
@@ -402,6 +479,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gunicorn-workers", type=int, default=4)
     parser.add_argument("--only", nargs="*", help="run only these servers (bare, hookline, ...)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=PG_ADMIN,
+        help=f"also two processes on one PostgreSQL database (admin URL, default {PG_ADMIN})",
+    )
     args = parser.parse_args(argv)
 
     wrk = ensure_wrk()
@@ -415,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             results.extend(measure(server, port, wrk, args, workdir))
             if server.name == "flask+celery":
                 purge_celery_queue()
+        if args.postgres and wrk:
+            results.extend(measure_postgres(wrk, args, workdir))
     print_table(results, title="receiver: verified, stored, acknowledged")
     print_tails(results)
     print_stages(results)
@@ -466,6 +551,9 @@ def check_targets(results: Sequence[RunResult]) -> list[dict[str, Any]]:
         out.append({"target": name, "figure": figure, "goal": goal, "met": met})
 
     hookline, bare, peer = rates.get("hookline"), rates.get("bare"), rates.get("flask+celery")
+    postgres = by_name.get("hookline-postgres x2 (max)")
+    if postgres is not None:
+        target("acknowledged/s, two processes on PostgreSQL", round(postgres.rate), 5000)
     if hookline is not None:
         target("acknowledged/s, durable (hookline max)", round(hookline), 7000)
         if bare:

@@ -11,6 +11,7 @@ from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
 from hookline.api.common import BODY, Auth, app_of, errors, store
 from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
+from hookline.rules import check_url
 
 router = APIRouter(route_class=JsonRoute)
 
@@ -24,7 +25,9 @@ router = APIRouter(route_class=JsonRoute)
 )
 async def create_app(body: s.AppIn, request: Request, who: Auth) -> dict[str, Any]:
     who.require_admin()
-    row, api_key = await store(request).create_app(body.name)
+    if body.operator_url is not None:
+        check_url(body.operator_url, allow_private=request.app.state.settings.allow_private_targets)
+    row, api_key = await store(request).create_app(body.name, body.operator_url)
     return {**row, "api_key": api_key}
 
 
@@ -52,9 +55,18 @@ async def get_app(app_id: str, request: Request, who: Auth) -> dict[str, Any]:
 @router.patch(
     "/apps/{app_id}", response_model=s.AppOut, responses=errors(403, 404, *BODY), tags=["apps"]
 )
-async def rename_app(app_id: str, body: s.AppRename, request: Request, who: Auth) -> Any:
+async def update_app(app_id: str, body: s.AppPatch, request: Request, who: Auth) -> Any:
+    """Rename the app, or set or remove its operator URL (``null``)."""
     who.require_app(app_id)
-    return await store(request).rename_app(app_id, body.name)
+    changes = body.model_dump(exclude_unset=True)
+    url = changes.get("operator_url")
+    if url is not None:
+        check_url(url, allow_private=request.app.state.settings.allow_private_targets)
+    if changes.get("name") is not None:
+        await store(request).rename_app(app_id, changes["name"])
+    if "operator_url" in changes:
+        return await store(request).set_operator_url(app_id, url)
+    return await store(request).get_app(app_id)
 
 
 @router.delete(

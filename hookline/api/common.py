@@ -110,4 +110,5 @@ def endpoint_out(row: dict[str, Any]) -> dict[str, Any]:
         "event_types": orjson.loads(row["event_types"]),
         "ordered": bool(row["ordered"]),
         "enabled": bool(row["enabled"]),
+        "operational": bool(row.get("operational")),
     }

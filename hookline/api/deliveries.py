@@ -10,7 +10,7 @@ from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
 from hookline.api.common import Auth, app_of, delivery_of, errors, store, wake_engine
 from hookline.api.paging import DeliveryLimit
-from hookline.api.types import EventType, TimeQuery
+from hookline.api.types import AnyEventType, TimeQuery
 from hookline.exceptions import Conflict
 from hookline.rules import INT64_MAX
 
@@ -28,7 +28,7 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
     endpoint_id: str | None = None,
     user_id: str | None = None,
-    event_type: EventType | None = None,
+    event_type: AnyEventType | None = None,
     status: s.DeliveryStatus | None = None,
     since: Annotated[TimeQuery, Query(description="Created at or after.")] = None,
     until: Annotated[TimeQuery, Query(description="Created before.")] = None,

@@ -133,10 +133,11 @@ async def rotate_endpoint_key(
     "/apps/{app_id}/endpoints/{endpoint_id}",
     status_code=204,
     response_class=Response,
-    responses=errors(403, 404),
+    responses=errors(403, 404, 409),
 )
 async def delete_endpoint(app_id: str, endpoint_id: str, request: Request, who: Auth) -> Response:
-    """Delete the endpoint with its deliveries and their attempts."""
+    """Delete the endpoint with its deliveries and their attempts. The app's operational
+    endpoint goes with its operator_url only (409)."""
     await endpoint_of(request, who, app_id, endpoint_id)
     await store(request).delete_endpoint(endpoint_id)
     return Response(status_code=204)

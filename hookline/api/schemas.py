@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from hookline import rules
 from hookline.api.types import (
+    AnyEventType,
     AppName,
     BasicPassword,
     BasicUsername,
@@ -64,12 +65,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OPERATOR_URL_DESCRIPTION = (
+    "Where hookline sends its own signed events about the app's endpoints (disabled, "
+    "enabled again, recovering; deliveries failed for good), in the wire format of every "
+    "delivery. Kept as the app's operational endpoint. null: none."
+)
+
+
 class AppIn(Strict):
     name: AppName
+    operator_url: Url | None = Field(None, description=OPERATOR_URL_DESCRIPTION)
 
 
-class AppRename(Strict):
-    name: AppName
+class AppPatch(Strict):
+    """Only what is given changes; ``operator_url: null`` removes the operator URL (with
+    the operational endpoint and its deliveries)."""
+
+    name: AppName | None = None
+    operator_url: Url | None = Field(None, description=OPERATOR_URL_DESCRIPTION)
 
 
 class AppOut(BaseModel):
@@ -82,6 +95,7 @@ class AppOut(BaseModel):
     key_switch_at: Time | None = Field(
         description="During a key rotation: when X-Selz-Signature switches to the new key."
     )
+    operator_url: str | None = Field(None, description=OPERATOR_URL_DESCRIPTION)
     created_at: Time
 
 
@@ -205,6 +219,11 @@ class EndpointOut(BaseModel):
     max_in_flight: int | None
     enabled: bool
     disabled_reason: str | None
+    operational: bool = Field(
+        False,
+        description="The app's operational endpoint: its URL is the app's operator_url, "
+        "and it gets hookline's own events only.",
+    )
     headers: dict[str, str] = Field(
         description="The endpoint's headers, each value masked (its last four characters "
         "at most): they are never shown back in full."
@@ -312,7 +331,7 @@ class EventBatchOut(BaseModel):
 
 class EventDetail(BaseModel):
     id: str
-    event_type: EventType
+    event_type: AnyEventType
     user_id: str
     data: dict[str, Any]
     created_at: Time
@@ -336,7 +355,7 @@ class DeliveryOut(BaseModel):
     app_id: str
     endpoint_id: str
     user_id: str
-    event_type: EventType
+    event_type: AnyEventType
     token: str
     status: DeliveryStatus
     attempts: int = Field(description="Attempts made, all of them counted.")

@@ -22,7 +22,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from hookline import rules
-from hookline.events import EVENT_DESCRIPTIONS, EVENT_TYPES, WILDCARD
+from hookline.events import (
+    EVENT_DESCRIPTIONS,
+    EVENT_TYPES,
+    OPERATIONAL_DESCRIPTIONS,
+    OPERATIONAL_EVENT_TYPES,
+    WILDCARD,
+    check_receivable_type,
+)
 from hookline.exceptions import ValidationError
 
 T = TypeVar("T")
@@ -46,6 +53,14 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "enum": list(EVENT_TYPES),
         "description": "One of the 19 Selz event types: "
         + "; ".join(f"`{t}`: {d.lower()}" for t, d in EVENT_DESCRIPTIONS.items()),
+    },
+    "OperationalEventType": {
+        "title": "OperationalEventType",
+        "type": "string",
+        "enum": list(OPERATIONAL_EVENT_TYPES),
+        "description": "hookline's own events about an app's endpoints, sent to the app's "
+        "operator_url (never published, never sent to other endpoints): "
+        + "; ".join(f"`{t}`: {d}" for t, d in OPERATIONAL_DESCRIPTIONS.items()),
     },
     "AllEventTypes": {
         "title": "AllEventTypes",
@@ -172,6 +187,18 @@ class _Component:
 
 EventType = Annotated[str, _Component("EventType", rules.check_event_type)]
 
+
+def _check_operational(event_type: str) -> str:
+    if event_type not in OPERATIONAL_EVENT_TYPES:
+        check_receivable_type(event_type)  # names them all
+        raise ValidationError(f"{event_type!r} is not one of hookline's operational types")
+    return event_type
+
+
+OperationalEventType = Annotated[str, _Component("OperationalEventType", _check_operational)]
+#: The type of any event a delivery carries: a Selz one, or one of hookline's own.
+AnyEventType = EventType | OperationalEventType
+
 _EVENT_FILTER_SCHEMA = WithJsonSchema(
     {
         "description": f'1 to {len(EVENT_TYPES)} event types, or `["{WILDCARD}"]` for all.',
@@ -195,8 +222,25 @@ _EVENT_FILTER_SCHEMA = WithJsonSchema(
 EventFilter = Annotated[
     list[str], AfterValidator(_checked(rules.check_event_filter)), _EVENT_FILTER_SCHEMA
 ]
-#: The same in an answer (as stored).
-EventTypes = Annotated[list[str], _EVENT_FILTER_SCHEMA]
+#: The same in an answer (as stored): the app's operational endpoint has hookline's own.
+EventTypes = Annotated[
+    list[str],
+    WithJsonSchema(
+        {
+            "description": _EVENT_FILTER_SCHEMA.json_schema["description"]
+            + " The app's operational endpoint: hookline's own types.",
+            "oneOf": [
+                *_EVENT_FILTER_SCHEMA.json_schema["oneOf"],
+                {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/OperationalEventType"},
+                    "minItems": 1,
+                    "maxItems": len(OPERATIONAL_EVENT_TYPES),
+                },
+            ],
+        }
+    ),
+]
 
 EventData = Annotated[
     dict[str, Any],

@@ -164,9 +164,10 @@ def get_metrics() -> Parts:
 
 
 @operation("POST", "/api/v1/apps", _model(s.AppCreated))
-def create_app(name: str) -> Parts:
-    """A new app (admin). Its ``api_key`` is shown in this answer only."""
-    return Parts(body={"name": name})
+def create_app(name: str, *, operator_url: str | NotGiven = NOT_GIVEN) -> Parts:
+    """A new app (admin). Its ``api_key`` is shown in this answer only. ``operator_url``
+    gets hookline's own events about the app's endpoints."""
+    return Parts(body={"name": name, "operator_url": operator_url})
 
 
 @operation("GET", "/api/v1/apps", _page(s.AppList, s.AppOut))
@@ -182,9 +183,15 @@ def get_app(app_id: str) -> Parts:
 
 
 @operation("PATCH", "/api/v1/apps/{app_id}", _model(s.AppOut))
-def rename_app(app_id: str, name: str) -> Parts:
-    """Give the app another name."""
-    return Parts(path={"app_id": app_id}, body={"name": name})
+def update_app(
+    app_id: str,
+    name: str | NotGiven = NOT_GIVEN,
+    *,
+    operator_url: str | NotGiven | None = NOT_GIVEN,
+) -> Parts:
+    """Change only what is given: the name (``rename``), the operator URL (None removes
+    it)."""
+    return Parts(path={"app_id": app_id}, body={"name": name, "operator_url": operator_url})
 
 
 @operation("DELETE", "/api/v1/apps/{app_id}", _nothing)

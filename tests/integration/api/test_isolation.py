@@ -24,7 +24,7 @@ from tests.support.api_server import ADMIN, running_api
 #: A valid body for each request model, so a refusal is never a 422 in disguise.
 BODIES: dict[str, Any] = {
     "AppIn": {"name": "intruder"},
-    "AppRename": {"name": "taken over"},
+    "AppPatch": {"name": "taken over"},
     "KeyRotationIn": {"grace_seconds": 1},
     "InstallationIn": {"user_id": "intruder-user"},
     "EndpointIn": {"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},

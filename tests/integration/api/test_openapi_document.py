@@ -70,6 +70,7 @@ async def test_a_405_names_every_method_of_the_path(sqlite_url: str) -> None:
 #: The operations whose handler can meet a conflict with what is stored.
 CONFLICTS = {
     "create_endpoint",  # the app has the most endpoints it may have
+    "delete_endpoint",  # the app's operational endpoint goes with its operator_url only
     "rotate_verification_key",  # a rotation is in its grace period
     "rotate_endpoint_key",  # the same, for an endpoint's own key
     "publish_event",  # the same event_id with other data
@@ -113,9 +114,26 @@ def test_fixed_values_are_named_enums_and_names_read_well(document: dict[str, An
     parameters = {p["name"]: p["schema"] for p in listing["parameters"]}
     assert ref("DeliveryStatus") in parameters["status"]["anyOf"]
     assert ref("EventType") in parameters["event_type"]["anyOf"]
-    for model in ("EndpointIn", "EndpointOut"):
-        lists = schemas[model]["properties"]["event_types"]["oneOf"]
-        assert [one["items"] for one in lists] == [ref("EventType"), ref("AllEventTypes")]
+    assert ref("OperationalEventType") in parameters["event_type"]["anyOf"]
+    assert schemas["DeliveryOut"]["properties"]["event_type"]["anyOf"] == [
+        ref("EventType"),
+        ref("OperationalEventType"),
+    ]
+    assert schemas["OperationalEventType"]["enum"] == [
+        "endpoint.disabled", "endpoint.enabled", "endpoint.recovering", "delivery.failed"
+    ]  # fmt: skip
+    assert ref("OperationalEventType") not in schemas["EventIn"]["properties"]["event_type"].get(
+        "anyOf", []
+    )
+    for model in ("EndpointIn", "EndpointPatch", "EndpointOut"):
+        lists = schemas[model]["properties"]["event_types"]
+        lists = lists["oneOf"] if "oneOf" in lists else lists["anyOf"][0]["oneOf"]
+        operational = [ref("OperationalEventType")] if model == "EndpointOut" else []
+        assert [one["items"] for one in lists] == [
+            ref("EventType"),
+            ref("AllEventTypes"),
+            *operational,
+        ]
     assert schemas["AllEventTypes"]["enum"] == ["*"]
     # Every name is a model's own, none made up by FastAPI from a route
     # (HealthzHealthzGetResponseHealthzHealthzGet, Body_create_app_api_v1_apps_post).

@@ -258,3 +258,56 @@ async def test_a_publish_making_too_many_deliveries_is_a_413_and_stores_nothing(
         await api("GET", "/events/e1", 404)
         published = await api("POST", "/events", 202, event | {"event_id": "e1"})
         assert published["deliveries"] == 2
+
+
+async def test_an_operator_url_is_set_changed_and_removed_and_hears_of_failures(
+    api: Client, target: tuple[Target, str]
+) -> None:
+    sink, url = target
+    sink.status = 200
+    app = await api("POST", "/apps", 201, {"name": "one", "operator_url": url})
+    assert app["operator_url"] == url
+    path = f"/apps/{app['id']}"
+    await api("POST", f"{path}/installations", 201, {"user_id": "u1"})
+    dead = await api(
+        "POST", f"{path}/endpoints", 201, {"url": "http://127.0.0.1:9/dead", "event_types": ["*"]}
+    )
+    listed = (await api("GET", f"{path}/endpoints", 200))["data"]
+    (ops,) = [e for e in listed if e["operational"]]
+    assert ops["url"] == url and "delivery.failed" in ops["event_types"]
+    assert [e["id"] for e in listed if not e["operational"]] == [dead["id"]]
+
+    await api("POST", "/events", 202, {"event_type": "order_completed", "user_id": "u1",
+                                       "data": {"id": "o1"}})  # fmt: skip
+    await eventually(lambda: asyncio.sleep(0, sink.bodies))
+    (body,) = sink.bodies
+    assert (body["event_type"], body["user_id"]) == ("delivery.failed", dead["id"])
+    assert body["webhook_id"] == ops["id"] and body["data"]["endpoint_id"] == dead["id"]
+
+    async def sent() -> Any:
+        found = await api("GET", f"{path}/deliveries?event_type=delivery.failed", 200)
+        return [d for d in found["data"] if d["status"] == "delivered"]
+
+    (delivery,) = await eventually(sent)
+    assert delivery["endpoint_id"] == ops["id"] and delivery["event_id"] == body["event_id"]
+    event = await api("GET", f"/events/{body['event_id']}", 200)
+    assert event["event_type"] == "delivery.failed"
+
+    # Publishers cannot send hookline's own types; its endpoint changes only through the app.
+    await api("POST", "/events", 422, {"event_type": "endpoint.disabled", "user_id": "u1",
+                                       "data": {"id": "x"}})  # fmt: skip
+    await api("PATCH", f"{path}/endpoints/{ops['id']}", 422, {"url": "http://127.0.0.1:9/x"})
+    await api("DELETE", f"{path}/endpoints/{ops['id']}", 409)
+    timed = await api("PATCH", f"{path}/endpoints/{ops['id']}", 200, {"timeout": 3})
+    assert timed["operational"] and timed["timeout"] == 3
+
+    await api("PATCH", path, 422, {"operator_url": "ftp://127.0.0.1/x"})
+    moved = await api("PATCH", path, 200, {"operator_url": url + "/2"}, token=app["api_key"])
+    assert moved["operator_url"] == url + "/2" and moved["name"] == "one"
+    (same,) = [e for e in (await api("GET", f"{path}/endpoints", 200))["data"] if e["operational"]]
+    assert same["id"] == ops["id"] and same["url"] == url + "/2"
+    renamed = await api("PATCH", path, 200, {"name": "two"})
+    assert renamed["operator_url"] == url + "/2"
+    cleared = await api("PATCH", path, 200, {"operator_url": None})
+    assert cleared["operator_url"] is None and cleared["name"] == "two"
+    assert [e["id"] for e in (await api("GET", f"{path}/endpoints", 200))["data"]] == [dead["id"]]

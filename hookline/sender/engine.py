@@ -7,8 +7,11 @@ Three parts run side by side in one event loop:
   or its fair share of the slots, so one app's dead endpoints never starve the others),
   and starts one task per claimed delivery;
 * each **send task** makes one attempt and queues its result;
-* the **recorder** writes every queued result in one transaction (group commit), which
-  frees the lanes, and wakes the claimer so a lane's next delivery goes out at once.
+* the **recorder** writes every queued result in one transaction (group commit). A lane
+  whose head was answered and that has more to send keeps its lease in that same
+  transaction, and its next delivery goes out at once, with no claim in between (while
+  its endpoint and app stay within what a claim would allow); the other lanes are
+  freed, and the claimer woken to hand them out again.
 
 Publishing wakes the claimer directly (``wake()``, or a database notification across
 processes), so a new event costs no polling delay; polling only finds retries that
@@ -64,6 +67,10 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._sending: set[asyncio.Task[None]] = set()
+        # Attempts made but not yet recorded. Each keeps its slot until its record, which
+        # may hand the slot straight to its lane's next delivery: so the claimer and the
+        # recorder, which both start sends, together stay within the concurrency.
+        self._unrecorded = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
         self._stopping = False
@@ -127,9 +134,12 @@ class Engine:
 
     # -- claiming -----------------------------------------------------------------------
 
+    def _room(self) -> int:
+        return self.settings.concurrency - len(self._sending) - self._unrecorded
+
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            room = self.settings.concurrency - len(self._sending)
+            room = self._room()
             if room <= 0:
                 await self._sleep(self.settings.poll_interval)
                 continue
@@ -150,12 +160,7 @@ class Engine:
                 log.warning("claiming failed, will try again: %s", exc)
                 await self._sleep(1.0)
                 continue
-            for job in jobs:
-                # The store read its clock after ours, so each lease lasts at least this long.
-                lease_ends = claimed_at + job.timeout + self.settings.lease_margin
-                task = asyncio.create_task(self._send(job, lease_ends))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+            self._start(jobs, claimed_at)
             if len(jobs) < room:
                 # An endpoint held back by its rate limit or pace may open before the
                 # next poll: claim again then, so that it gets its whole rate.
@@ -163,6 +168,14 @@ class Engine:
                 if jobs.opens_at is not None:
                     wait = min(wait, max(jobs.opens_at - time.time(), 0.001))
                 await self._sleep(wait)
+
+    def _start(self, jobs: list[Job], leased_at: float) -> None:
+        for job in jobs:
+            # The store read its clock after ours, so each lease lasts at least this long.
+            lease_ends = leased_at + job.timeout + self.settings.lease_margin
+            task = asyncio.create_task(self._send(job, lease_ends))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -186,6 +199,7 @@ class Engine:
             job, span = self._tracing.start_attempt(job)
             result = await attempt(self._transport, job, self.settings.retry)
             self._tracing.end_attempt(span, result)
+        self._unrecorded += 1
         self._results.put_nowait(result)
 
     # -- recording ----------------------------------------------------------------------
@@ -210,10 +224,27 @@ class Engine:
             await self._record(batch)
 
     async def _record(self, batch: list[AttemptResult]) -> None:
+        try:
+            await self._record_batch(batch)
+        finally:
+            self._unrecorded -= len(batch)
+
+    async def _record_batch(self, batch: list[AttemptResult]) -> None:
         while True:
+            # The batch's slots go to the lanes kept for their next delivery. A stopping
+            # engine keeps none: what it does not send, another engine will.
+            keep = 0 if self._stopping else len(batch)
+            recorded_at = time.time()
             try:
-                await self.store.record(
-                    self.owner, batch, recovering_after=self.settings.recovering_after
+                jobs = await self.store.record(
+                    self.owner,
+                    batch,
+                    recovering_after=self.settings.recovering_after,
+                    keep=keep,
+                    default_cap=self.settings.endpoint_max_in_flight,
+                    app_cap=self.settings.app_cap,
+                    slots=self.settings.concurrency,
+                    lease_margin=self.settings.lease_margin,
                 )
                 break
             except StorageError as exc:
@@ -223,6 +254,9 @@ class Engine:
                 if self._stopping:
                     return
                 await asyncio.sleep(1.0)
+        if not self._stopping:
+            self._start(jobs, recorded_at)
+        # Else the lanes kept stay leased to this engine until stop() gives them back.
         for result in batch:
             if result.outcome in ("failed", "gone"):
                 log_final(result)

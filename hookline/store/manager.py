@@ -49,6 +49,9 @@ TEST_USER = "hookline-test"
 #: list's own order (the id is the user id for installations).
 PageKey = tuple[float, str]
 
+#: A lane: (endpoint_id, lane).
+Lane = tuple[str, str]
+
 
 def _page(after: PageKey | None, limit: int | None) -> dict[str, Any]:
     at, key = after if after is not None else (None, None)
@@ -596,18 +599,24 @@ class Store:
                 found = {(h["endpoint_id"], h["lane"]) for h in heads}
                 empty = [r for r in leased if (r["endpoint_id"], r["lane"]) not in found]
                 await tx.execute("clear_lanes", rows=_json(empty))
-        for head in heads:
-            head["timeout"] = min(float(head["timeout"]), max_timeout)
-        claimed = Claimed(
-            Job.from_row(
-                h,
-                signing_keys(self._opened(h), now),
-                self._open_headers(h["headers"]),
-                self.keys.open_optional(h["client_key"]),
-            )
-            for h in heads
-        )
+        claimed = Claimed(self._jobs(heads, now))
         return _held_back(claimed, limited, rates, {ep: now + pacing[ep] for ep in paced}, now)
+
+    def _jobs(self, heads: list[Row], now: float, runs: dict[Lane, int] | None = None) -> list[Job]:
+        max_timeout = self.limits.max_timeout
+        jobs = []
+        for h in heads:
+            h["timeout"] = min(float(h["timeout"]), max_timeout)
+            jobs.append(
+                Job.from_row(
+                    h,
+                    signing_keys(self._opened(h), now),
+                    self._open_headers(h["headers"]),
+                    self.keys.open_optional(h["client_key"]),
+                    run=(runs or {}).get((h["endpoint_id"], h["lane"]), 0),
+                )
+            )
+        return jobs
 
     async def record(
         self,
@@ -615,11 +624,23 @@ class Store:
         results: Sequence[AttemptResult],
         *,
         recovering_after: float | None = None,
-    ) -> None:
+        keep: int = 0,
+        default_cap: int = 0,
+        lease_margin: float = 0.0,
+        app_cap: int | None = None,
+        slots: int | None = None,
+    ) -> list[Job]:
         """Log each attempt and move its delivery, its lane and its endpoint on, all in
         one transaction, with the operational events these changes make (a delivery
         failed for good, an endpoint gone; with ``recovering_after``, an endpoint failing
-        for at least that many seconds that answered again)."""
+        for at least that many seconds that answered again).
+
+        With ``keep`` > 0, up to that many lanes whose head just ended and that have more
+        to send keep their lease, and their next heads come back as jobs to send now: a
+        lane's next delivery costs no claim. Only where a claim would hand the lane out
+        (see ``continue_lanes``; the caps as in ``claim``). Each lane is written once:
+        kept, dropped when empty, or given back.
+        """
         now = time.time()
         final = [r for r in results if r.outcome != "retry"]
         lanes = _json([{"endpoint_id": r.job.endpoint_id, "lane": r.job.lane} for r in results])
@@ -627,7 +648,10 @@ class Store:
             await tx.execute("lock_lanes", rows=lanes)
             await tx.execute("insert_attempts", rows=_json([_attempt_row(r) for r in results]))
             await self._trim_attempt_logs(tx, results)
-            notices = await self._finish(tx, final, now) if final else []
+            finished: Counter[Lane] = Counter()
+            notices: list[Notice] = []
+            if final:
+                finished, notices = await self._finish(tx, final, now)
             if recovering_after is not None:
                 notices += await self._recovering(tx, results, now - recovering_after)
             await self._announce(tx, notices, now)
@@ -646,23 +670,67 @@ class Store:
                     ),
                     now=now,
                 )
-            due = {r.job.delivery_id: at for r, at in retries}
-            released = [
+            retry_at = {(r.job.endpoint_id, r.job.lane): at for r, at in retries}
+            runs = {(r.job.endpoint_id, r.job.lane): r.job.run + 1 for r in results}
+            # A lane whose head failed waits for its retry; one whose head ended may go on.
+            ended = [lane for lane in finished if lane not in retry_at]
+            kept: list[Row] = []
+            if keep > 0 and ended:
+                kept = await tx.fetch(
+                    "continue_lanes",
+                    rows=_json(
+                        [
+                            {
+                                "endpoint_id": ep,
+                                "lane": lane,
+                                "count": finished[ep, lane],
+                                "run": runs.get((ep, lane), MAX_RUN),
+                            }
+                            for ep, lane in ended
+                        ]
+                    ),
+                    owner=owner,
+                    now=now,
+                    limit=keep,
+                    max_run=MAX_RUN,
+                    default_cap=default_cap,
+                    app_cap=app_cap or _UNCAPPED,
+                    slots=slots or _UNCAPPED,
+                    max_timeout=self.limits.max_timeout,
+                    margin=lease_margin,
+                )
+            kept_lanes = {(r["endpoint_id"], r["lane"]) for r in kept}
+            if ended:
+                await tx.execute(
+                    "drop_finished_lanes",
+                    rows=_json(
+                        [
+                            {"endpoint_id": ep, "lane": lane, "count": finished[ep, lane]}
+                            for ep, lane in ended
+                            if (ep, lane) not in kept_lanes
+                        ]
+                    ),
+                    owner=owner,
+                )
+            settled = [
                 {
-                    "endpoint_id": r.job.endpoint_id,
-                    "lane": r.job.lane,
-                    "retry_at": due.get(r.job.delivery_id),
+                    "endpoint_id": ep,
+                    "lane": lane,
+                    "count": finished[ep, lane],
+                    "retry_at": retry_at.get((ep, lane)),
                 }
-                for r in results
+                for ep, lane in sorted(set(runs) - kept_lanes)
             ]
-            await tx.execute("release_lanes", rows=_json(released), owner=owner, now=now)
-            await tx.execute("drop_empty_lanes", rows=lanes)
+            await tx.execute("settle_lanes", rows=_json(settled), owner=owner, now=now)
+            heads = await tx.fetch("lane_heads", rows=_json(kept)) if kept else []
+        return self._jobs(heads, now, runs)
 
     async def _finish(
         self, tx: Connection, final: Sequence[AttemptResult], now: float
-    ) -> list[Notice]:
+    ) -> tuple[Counter[Lane], list[Notice]]:
         """Deliveries that ended (delivered, given up, or gone) leave their lanes; a 410
-        disables its endpoint. Returns the operational events of what failed for good."""
+        disables its endpoint. Returns how many left each lane, and the operational
+        events of what failed for good."""
         finished = await tx.fetch(
             "finish_deliveries",
             rows=_json(
@@ -676,17 +744,6 @@ class Store:
             ),
             now=now,
         )
-        shrink = _lanes_of(finished)
-        if shrink:
-            await tx.execute(
-                "shrink_lanes",
-                rows=_json(
-                    [
-                        {"endpoint_id": ep, "lane": lane, "count": n}
-                        for (ep, lane), n in shrink.items()
-                    ]
-                ),
-            )
         ended = {int(row["id"]) for row in finished}
         notices = [
             operational.delivery_failed(r)
@@ -712,7 +769,7 @@ class Store:
             notices += [
                 operational.disabled_for_gone(row, first[row["id"]], now) for row in disabled
             ]
-        return notices
+        return _lanes_of(finished), notices
 
     async def _recovering(
         self, tx: Connection, results: Sequence[AttemptResult], before: float
@@ -1438,6 +1495,12 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
 
 #: A cap that never binds (fits a 32-bit integer parameter).
 _UNCAPPED = 2**31 - 1
+
+#: How many deliveries in a row a lane may send under one lease (the claimed one and
+#: those kept after it, see ``continue_lanes``) before it goes back to the claims. Each
+#: kept lease saves a claim; the other lanes of an endpoint at its cap wait for at most
+#: this many deliveries of one lane before their turn.
+MAX_RUN = 16
 
 #: An endpoint's last 2xx is written at most once this many seconds (each write locks
 #: its row against the other records of a busy endpoint), so it is that coarse.

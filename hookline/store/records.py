@@ -64,6 +64,9 @@ class Job:
     endpoint_version: float = 0.0
     #: The event's W3C trace context, sent on as the ``traceparent`` header.
     traceparent: str | None = None
+    #: How many deliveries of this lane went before this one under the same lease (see
+    #: ``Store.record``): 0 for a claimed delivery.
+    run: int = 0
 
     @classmethod
     def from_row(
@@ -72,6 +75,7 @@ class Job:
         keys: tuple[str, ...],
         headers: dict[str, str] | None = None,
         client_key: str | None = None,
+        run: int = 0,
     ) -> Job:
         return cls(
             delivery_id=int(row["id"]),
@@ -93,6 +97,7 @@ class Job:
             client_key=client_key,
             endpoint_version=float(row.get("endpoint_updated_at") or 0.0),
             traceparent=row.get("traceparent"),
+            run=run,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 from hookline.config import Limits
 from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
 from hookline.store import AttemptResult, Job, NewEvent, Store
+from hookline.store.manager import MAX_RUN
 
 CAP = 64
 
@@ -576,3 +578,129 @@ async def test_a_publish_past_the_delivery_bound_writes_nothing(database_url: st
         )
     finally:
         await store.close()
+
+
+# -- keeping a lane for its next delivery ------------------------------------------------
+
+
+async def keep(store: Store, owner: str, results: list[AttemptResult], **kw: Any) -> list[Job]:
+    """Record as the engine does, with room to send what the record hands back."""
+    options = {"keep": 100, "default_cap": CAP, "lease_margin": 15.0} | kw
+    return await store.record(owner, results, **options)
+
+
+async def lanes_left(database_url: str) -> int:
+    if database_url.startswith("sqlite:"):
+        db = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM lanes").fetchone()[0])
+        finally:
+            db.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT COUNT(*) FROM lanes"))
+    finally:
+        await conn.close()
+
+
+async def test_a_lane_goes_on_with_its_next_head_in_the_record_of_the_last(
+    database_url: str, store: Store
+) -> None:
+    await app_with_endpoint(store, ["u1"])
+    await store.publish([event(f"e{i}", "u1", i) for i in range(3)])
+    (job,) = await claim(store)
+    sent = [job.event_id]
+    while job_list := await keep(store, "w1", [result(job)]):
+        (job,) = job_list
+        assert await claim(store, owner="w2") == []  # still this worker's, one in flight
+        sent.append(job.event_id)
+        assert job.run == len(sent) - 1
+    assert sent == ["e0", "e1", "e2"]
+    assert await store.delivery_counts() == {"delivered": 3}
+    assert await lanes_left(database_url) == 0
+
+
+async def test_a_kept_lane_holds_to_a_lowered_endpoint_cap(store: Store) -> None:
+    endpoint = await app_with_endpoint(store, ["u1", "u2"], max_in_flight=2)
+    await store.publish([event(f"{u}-{i}", u, i) for u in ("u1", "u2") for i in range(3)])
+    first = await claim(store)
+    assert len(first) == 2
+    await store.update_endpoint(endpoint["id"], max_in_flight=1)
+    # Two lanes held against a cap of one: neither is kept; a claim gives out one.
+    assert await keep(store, "w1", [result(j) for j in first]) == []
+    assert len(await claim(store)) == 1
+
+
+async def test_a_kept_lane_counts_against_its_endpoint_cap(store: Store) -> None:
+    await app_with_endpoint(store, [f"u{i}" for i in range(4)], max_in_flight=2)
+    await store.publish([event(f"u{u}-{i}", f"u{u}", i) for u in range(4) for i in range(3)])
+    held = await claim(store, owner="w1")
+    assert len(held) == 2
+    for _ in range(2):
+        held = await keep(store, "w1", [result(j) for j in held])
+        assert len(held) == 2
+        assert await claim(store, owner="w2") == []  # the endpoint stays at its cap
+    assert await keep(store, "w1", [result(j) for j in held]) == []  # both lanes done
+    assert len(await claim(store, owner="w2")) == 2
+
+
+async def test_a_paused_or_disabled_endpoint_keeps_no_lane(store: Store) -> None:
+    await app_with_endpoint(store, ["u1", "u2"])
+    await store.publish([event(f"{u}-{i}", u, i) for u in ("u1", "u2") for i in range(2)])
+    jobs = await claim(store)
+    ok, slow = sorted(jobs, key=lambda j: j.user_id)
+    # One answer says "slow down": the endpoint is paused, so the other lane is not kept.
+    throttled = result(slow, "retry", retry_at=time.time(), throttle_for=5.0)
+    assert await keep(store, "w1", [result(ok), throttled]) == []
+    assert await claim(store) == []  # paused
+
+    other = await app_with_endpoint(store, ["v1"])
+    await store.publish([event(f"v-{i}", "v1", i) for i in range(2)])
+    (job,) = [j for j in await claim(store) if j.endpoint_id == other["id"]]
+    assert await keep(store, "w1", [result(job, "gone")]) == []  # 410: disabled
+
+
+async def test_a_lane_whose_head_failed_waits_for_its_retry(store: Store) -> None:
+    await app_with_endpoint(store, ["u1"])
+    await store.publish([event("e1", "u1"), event("e2", "u1")])
+    (job,) = await claim(store)
+    assert await keep(store, "w1", [result(job, "retry", retry_at=time.time() + 60)]) == []
+    assert await claim(store) == []
+
+
+async def test_a_lane_goes_back_to_the_claims_after_a_run(store: Store) -> None:
+    await app_with_endpoint(store, ["u1"])
+    await store.publish([event(f"e{i}", "u1", i) for i in range(MAX_RUN + 1)])
+    (job,) = await claim(store)
+    run = 1
+    while kept := await keep(store, "w1", [result(job)]):
+        (job,) = kept
+        run += 1
+    assert run == MAX_RUN  # the claimed delivery and those that followed it
+    (nxt,) = await claim(store, owner="w2")
+    assert (nxt.event_id, nxt.run) == (f"e{MAX_RUN}", 0)
+
+
+async def test_a_kept_lane_whose_worker_died_is_sent_again_with_the_same_token(
+    store: Store,
+) -> None:
+    await app_with_endpoint(store, ["u1"], timeout=0.1)
+    await store.publish([event("e1", "u1"), event("e2", "u1")])
+    (first,) = await claim(store, owner="dead", lease_margin=0.0)
+    (kept,) = await keep(store, "dead", [result(first)], lease_margin=0.0)
+    assert await claim(store, owner="w2") == []  # kept, not yet run out
+    await asyncio.sleep(0.25)  # the worker died with e2 in flight
+    (again,) = await claim(store, owner="w2")
+    assert (again.delivery_id, again.token, again.event_id) == (kept.delivery_id, kept.token, "e2")
+    await store.record("w2", [result(again)])
+    assert await store.delivery_counts() == {"delivered": 2}
+
+
+async def test_a_rate_limited_endpoint_keeps_no_lane(store: Store) -> None:
+    await app_with_endpoint(store, ["u1"], rate_limit=100.0, rate_limit_burst=5)
+    await store.publish([event(f"e{i}", "u1", i) for i in range(2)])
+    (job,) = await claim(store)
+    # Its next delivery goes through a claim, which takes it from the endpoint's limit.
+    assert await keep(store, "w1", [result(job)]) == []
+    (nxt,) = await claim(store)
+    assert nxt.event_id == "e1"

@@ -132,7 +132,7 @@ WITH rated AS (
     SELECT l.endpoint_id, e.app_id, COUNT(*) AS n
     FROM lanes AS l
     JOIN endpoints AS e ON e.id = l.endpoint_id
-    WHERE l.lease_until > :now
+    WHERE l.lease_owner IS NOT NULL AND l.lease_until > :now  -- lanes_leased
     GROUP BY l.endpoint_id, e.app_id
 ), app_leased AS (
     SELECT app_id, SUM(n) AS n FROM leased GROUP BY app_id
@@ -153,6 +153,9 @@ WITH rated AS (
     FROM open AS o
     CROSS JOIN lanes AS l  -- open endpoints first, then each one's due lanes (its index)
     WHERE o.room > 0 AND l.endpoint_id = o.id AND l.next_attempt_at <= :now
+      -- A lane kept by its holder for its next delivery (see continue_lanes) still has
+      -- its first lease's end as next_attempt_at: skipped while the lease holds.
+      AND (l.lease_until IS NULL OR l.lease_until <= :now)
 ), allowed AS (
     SELECT endpoint_id, app_id, lane, next_attempt_at, timeout, pace,
            ROW_NUMBER() OVER (PARTITION BY app_id ORDER BY next_attempt_at) AS turn
@@ -243,25 +246,84 @@ SET attempts = attempts + (j.value ->> 'counted'), next_attempt_at = j.value ->>
 FROM json_each(:rows) AS j
 WHERE deliveries.id = j.value ->> 'delivery_id' AND deliveries.status = 'pending';
 
--- shrink_lanes --
+-- continue_lanes --
+-- A lane whose head was just answered keeps its lease for its next delivery, which goes
+-- out at once instead of after a release and a new claim. Only where a claim would give
+-- the lane out too: its endpoint enabled, not paused, neither paced nor rate-limited
+-- (their lanes go through claims, which space them and keep the limit's state under the
+-- claim lock), its next head due (a retry waits for its time), and the endpoint, its
+-- app and the app's fair share of :slots within bounds, counted over every engine's
+-- leases as a claim counts them. This lane is one of those leases already: keeping it
+-- never adds to them, so no race with a claim can pass a cap.
+-- A lane keeps its lease for :max_run deliveries in a row at most, then goes back to
+-- the claims: the other lanes of a busy endpoint, and other apps, get their turn.
+-- One row write, of columns no index holds (so a HOT update on PostgreSQL): the lane's
+-- next_attempt_at stays at its first lease's end, which claims skip while it is leased.
+WITH wanted AS (
+    SELECT j.value ->> 'endpoint_id' AS endpoint_id, j.value ->> 'lane' AS lane,
+           j.value ->> 'count' AS count
+    FROM json_each(:rows) AS j
+    WHERE j.value ->> 'run' < :max_run
+), leased AS (
+    SELECT l.endpoint_id, e.app_id, COUNT(*) AS n
+    FROM lanes AS l
+    JOIN endpoints AS e ON e.id = l.endpoint_id
+    WHERE l.lease_owner IS NOT NULL AND l.lease_until > :now  -- lanes_leased
+    GROUP BY l.endpoint_id, e.app_id
+), app_leased AS (
+    SELECT app_id, SUM(n) AS n FROM leased GROUP BY app_id
+), share AS (
+    SELECT MAX(1, :slots / MAX(1, COUNT(*))) AS n FROM app_leased
+), kept AS (
+    SELECT w.endpoint_id, w.lane, w.count, e.timeout
+    FROM wanted AS w
+    JOIN lanes AS l ON l.endpoint_id = w.endpoint_id AND l.lane = w.lane
+    JOIN endpoints AS e ON e.id = w.endpoint_id
+    CROSS JOIN share
+    LEFT JOIN leased AS b ON b.endpoint_id = e.id
+    LEFT JOIN app_leased AS ab ON ab.app_id = e.app_id
+    WHERE l.lease_owner = :owner AND l.pending > w.count
+      AND e.enabled = 1 AND e.pace = 0 AND e.rate_limit IS NULL
+      AND (e.pause_until IS NULL OR e.pause_until <= :now)
+      AND COALESCE(b.n, 0) <= MIN(COALESCE(e.max_in_flight, :default_cap), :app_cap)
+      AND COALESCE(ab.n, 0) <= MIN(:app_cap, share.n)
+      AND (SELECT d.next_attempt_at FROM deliveries AS d
+           WHERE d.endpoint_id = w.endpoint_id AND d.lane = w.lane AND d.status = 'pending'
+           ORDER BY d.id LIMIT 1) <= :now
+    ORDER BY w.endpoint_id, w.lane
+    LIMIT :limit
+)
 UPDATE lanes
-SET pending = pending - (j.value ->> 'count')
-FROM json_each(:rows) AS j
-WHERE lanes.endpoint_id = j.value ->> 'endpoint_id' AND lanes.lane = j.value ->> 'lane';
+SET pending = lanes.pending - kept.count,
+    lease_until = :now + MIN(kept.timeout, :max_timeout) + :margin
+FROM kept
+WHERE lanes.endpoint_id = kept.endpoint_id AND lanes.lane = kept.lane
+RETURNING lanes.endpoint_id, lanes.lane;
 
--- release_lanes --
+-- drop_finished_lanes --
+-- Lanes whose last pending deliveries just finished go, in one write. One that another
+-- engine holds stays: its holder gives it back.
+DELETE FROM lanes
+WHERE (endpoint_id, lane) IN (
+        SELECT j.value ->> 'endpoint_id', j.value ->> 'lane' FROM json_each(:rows) AS j)
+  AND pending <= (
+        SELECT j.value ->> 'count' FROM json_each(:rows) AS j
+        WHERE j.value ->> 'endpoint_id' = lanes.endpoint_id AND j.value ->> 'lane' = lanes.lane)
+  AND (lease_owner IS NULL OR lease_owner = :owner);
+
+-- settle_lanes --
+-- The other lanes of a record, in one row write each: their finished deliveries off
+-- their count and, where this engine holds them, their lease given back, due again now
+-- (the next head) or when the head that failed is retried.
 UPDATE lanes
-SET lease_owner = NULL, lease_until = NULL,
-    next_attempt_at = COALESCE(j.value ->> 'retry_at', :now)
+SET pending = pending - (j.value ->> 'count'),
+    lease_owner = CASE WHEN lease_owner = :owner THEN NULL ELSE lease_owner END,
+    lease_until = CASE WHEN lease_owner = :owner THEN NULL ELSE lease_until END,
+    next_attempt_at = CASE WHEN lease_owner = :owner THEN COALESCE(j.value ->> 'retry_at', :now)
+                           ELSE next_attempt_at END
 FROM json_each(:rows) AS j
 WHERE lanes.endpoint_id = j.value ->> 'endpoint_id' AND lanes.lane = j.value ->> 'lane'
-  AND lanes.lease_owner = :owner;
-
--- drop_empty_lanes --
-DELETE FROM lanes
-WHERE pending <= 0 AND lease_owner IS NULL
-  AND (endpoint_id, lane) IN (
-      SELECT j.value ->> 'endpoint_id', j.value ->> 'lane' FROM json_each(:rows) AS j);
+  AND (j.value ->> 'count' > 0 OR lanes.lease_owner = :owner);
 
 -- release_owner --
 -- A stopping engine hands back what it claimed but did not send.
@@ -362,7 +424,8 @@ SELECT
     (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS queue_depth,
     (SELECT MIN(l.next_attempt_at) FROM lanes AS l
      JOIN endpoints AS e ON e.id = l.endpoint_id
-     WHERE l.next_attempt_at <= :now AND e.enabled = 1) AS oldest_due_at,
+     WHERE l.next_attempt_at <= :now AND e.enabled = 1
+       AND (l.lease_until IS NULL OR l.lease_until <= :now)) AS oldest_due_at,
     (SELECT COUNT(*) FROM endpoints WHERE enabled = 1) AS endpoints_enabled,
     (SELECT COUNT(*) FROM endpoints WHERE enabled = 0) AS endpoints_disabled;
 

@@ -98,7 +98,8 @@ CREATE TABLE lanes (
     endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
     lane             TEXT NOT NULL,
     pending          INTEGER NOT NULL,
-    next_attempt_at  DOUBLE PRECISION,  -- when the head is due; lease_until while leased
+    next_attempt_at  DOUBLE PRECISION,  -- when the head is due; while leased, when its
+                                        -- first lease ends (a kept lease ends later)
     lease_until      DOUBLE PRECISION,  -- a claim, held by lease_owner until then
     lease_owner      TEXT,
     PRIMARY KEY (endpoint_id, lane)
@@ -106,7 +107,19 @@ CREATE TABLE lanes (
 CREATE INDEX lanes_due ON lanes (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX lanes_endpoint_due ON lanes (endpoint_id, next_attempt_at)
     WHERE next_attempt_at IS NOT NULL;
-CREATE INDEX lanes_leased ON lanes (endpoint_id) WHERE lease_until IS NOT NULL;
+-- Found by holder, so extending a lease touches no index.
+CREATE INDEX lanes_leased ON lanes (endpoint_id) WHERE lease_owner IS NOT NULL;
+-- Few rows, rewritten often: room for HOT updates, vacuumed early and without sleeps.
+ALTER TABLE lanes SET (
+    fillfactor = 50,
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 2000,
+    autovacuum_vacuum_insert_scale_factor = 0,
+    autovacuum_vacuum_insert_threshold = 2000,
+    autovacuum_vacuum_cost_delay = 0,
+    autovacuum_analyze_scale_factor = 0,
+    autovacuum_analyze_threshold = 2000
+);
 
 CREATE TABLE attempts (
     id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -99,7 +99,8 @@ CREATE TABLE lanes (
     endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
     lane             TEXT NOT NULL,
     pending          INTEGER NOT NULL,
-    next_attempt_at  REAL,           -- when the head is due; NULL while leased or idle
+    next_attempt_at  REAL,           -- when the head is due; while leased, when its
+                                     -- first lease ends (a kept lease ends later)
     lease_until      REAL,           -- a claim, held by lease_owner until then
     lease_owner      TEXT,
     PRIMARY KEY (endpoint_id, lane)
@@ -107,7 +108,8 @@ CREATE TABLE lanes (
 CREATE INDEX lanes_due ON lanes (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX lanes_endpoint_due ON lanes (endpoint_id, next_attempt_at)
     WHERE next_attempt_at IS NOT NULL;
-CREATE INDEX lanes_leased ON lanes (endpoint_id) WHERE lease_until IS NOT NULL;
+-- Found by holder, so extending a lease touches no index.
+CREATE INDEX lanes_leased ON lanes (endpoint_id) WHERE lease_owner IS NOT NULL;
 
 CREATE TABLE attempts (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -191,6 +191,38 @@ async def test_two_engines_on_one_database_never_send_a_lane_twice_at_once(
         _no_overlap(mine)
 
 
+# -- a lane's next delivery -------------------------------------------------------------
+
+
+async def test_a_lanes_next_delivery_goes_out_without_a_claim(
+    store: Store, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await _setup(store, recorder.script("/ok", then=Answer(200)), ["store-1", "store-2"])
+    claimed: list[int] = []
+    claim = store.claim
+
+    async def counting_claim(*args: Any, **kwargs: Any) -> Any:
+        jobs = await claim(*args, **kwargs)
+        claimed.extend(job.delivery_id for job in jobs)
+        return jobs
+
+    monkeypatch.setattr(store, "claim", counting_claim)
+    engine = Engine(store, settings(endpoint_max_in_flight=1))
+    await engine.start()
+    try:
+        await store.publish([e for u in ("store-1", "store-2") for e in _events(u, 5)])
+        rows = await _settled(store, app["id"], 10)
+    finally:
+        await engine.stop()
+    assert all(r["status"] == "delivered" for r in rows)
+    # Each user's first delivery was claimed; the others followed in the records.
+    assert len(claimed) == 2
+    assert in_flight_peak(recorder.hits("/ok")) == 1  # the endpoint's cap
+    for user in ("store-1", "store-2"):
+        seqs = [h.json["data"]["seq"] for h in recorder.hits("/ok") if h.json["user_id"] == user]
+        assert seqs == list(range(5))
+
+
 # -- concurrency limits -----------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from typing import Any, TextIO, TypeVar
 
 import click
 import orjson
+from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,6 +67,35 @@ def _ruled(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Parame
 DELIVERY_ID = click.IntRange(1, rules.INT64_MAX)
 #: An endpoint's timeout in seconds, as the API takes it.
 TIMEOUT = click.FloatRange(0, rules.TIMEOUT_MAX, min_open=True)
+
+
+def _rate_limit(text: str) -> float | None:
+    """``--rate-limit``: deliveries a second, or ``off`` (no limit)."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise HooklineError(
+            f"{text!r}: give a number of deliveries a second (e.g. 20 or 0.5), or off"
+        ) from None
+    return rules.check_rate_limit(number)
+
+
+rate_limit_option = click.option(
+    "--rate-limit",
+    metavar="PER_SECOND",
+    callback=_ruled(_rate_limit),
+    help="At most this many deliveries a second, across every worker (0.5: one every "
+    "2 s); 'off' for no limit.",
+)
+rate_burst_option = click.option(
+    "--rate-limit-burst",
+    type=int,
+    metavar="N",
+    callback=_ruled(rules.check_rate_burst),
+    help="With --rate-limit: how many may go at once after a quiet spell (default 1).",
+)
 
 
 def _console() -> Console:
@@ -199,8 +229,20 @@ def apps_show(app_id: str, database: str) -> None:
 # -- endpoints ---------------------------------------------------------------------------
 
 
+def _rate(e: dict[str, Any]) -> str:
+    """The endpoint's rate limit, and its pace while a 429 or 503 slows it down."""
+    shown = "—"
+    if e["rate_limit"] is not None:
+        shown = f"{e['rate_limit']:g}/s"
+        if e["rate_limit_burst"] > 1:
+            shown += f", burst {e['rate_limit_burst']}"
+    if e["pace"]:
+        shown += f"\n[yellow]slowed down: {e['pace']:.3g} s apart[/]"
+    return shown
+
+
 def _endpoint_table(endpoints: list[dict[str, Any]]) -> Table:
-    table = _table("id", "url", "events", "state", "timeout", "headers")
+    table = _table("id", "url", "events", "state", "timeout", "rate limit", "headers")
     for e in endpoints:
         state = "[green]enabled[/]" if e["enabled"] else f"[red]disabled[/]: {e['disabled_reason']}"
         # The store hands endpoints out with their header values masked already.
@@ -211,6 +253,7 @@ def _endpoint_table(endpoints: list[dict[str, Any]]) -> Table:
             _events(e["event_types"]),
             state,
             f"{e['timeout']:g} s",
+            _rate(e),
             escape(headers),
         )
     return table
@@ -325,6 +368,8 @@ event_option = click.option(
 @click.option("--url", required=True, help="The callback URL.")
 @event_option
 @click.option("--timeout", type=TIMEOUT, default=10.0, show_default=True)
+@rate_limit_option
+@rate_burst_option
 @with_header_options
 @private_option
 @database_option
@@ -333,6 +378,8 @@ def endpoints_create(
     url: str,
     events: tuple[str, ...],
     timeout: float,
+    rate_limit: float | None,
+    rate_limit_burst: int | None,
     header_items: tuple[str, ...],
     basic_auth: str | None,
     bearer_token: str | None,
@@ -355,6 +402,8 @@ def endpoints_create(
             event_types=event_types,
             timeout=timeout,
             headers=headers,
+            rate_limit=rate_limit,
+            rate_limit_burst=rate_limit_burst or 1,
             **_client_tls(client_cert, client_key),
         ),
     )
@@ -366,6 +415,8 @@ def endpoints_create(
 @click.option("--url", help="A new callback URL.")
 @event_option
 @click.option("--timeout", type=TIMEOUT)
+@rate_limit_option
+@rate_burst_option
 @with_header_options
 @click.option(
     "--remove-header", "removed", multiple=True, metavar="NAME", help="A header to stop sending."
@@ -377,6 +428,8 @@ def endpoints_update(
     url: str | None,
     events: tuple[str, ...],
     timeout: float | None,
+    rate_limit: float | None,
+    rate_limit_burst: int | None,
     header_items: tuple[str, ...],
     basic_auth: str | None,
     bearer_token: str | None,
@@ -386,8 +439,16 @@ def endpoints_update(
     allow_private_targets: bool,
     database: str,
 ) -> None:
-    """Change an endpoint's URL, event types, timeout or headers; the rest stays."""
+    """Change an endpoint's URL, event types, timeout, rate limit or headers; the rest
+    stays."""
     changes: dict[str, Any] = {}
+    if (
+        click.get_current_context().get_parameter_source("rate_limit")
+        == ParameterSource.COMMANDLINE
+    ):
+        changes["rate_limit"] = rate_limit  # None: 'off'
+    if rate_limit_burst is not None:
+        changes["rate_limit_burst"] = rate_limit_burst
     headers = _headers(header_items, basic_auth, bearer_token)
     headers.update(dict.fromkeys(removed))
     if headers:
@@ -401,8 +462,8 @@ def endpoints_update(
         changes["timeout"] = timeout
     if not changes:
         raise click.UsageError(
-            "nothing to change: give --url, --event, --timeout, --header, --remove-header "
-            "or --client-cert"
+            "nothing to change: give --url, --event, --timeout, --rate-limit, "
+            "--rate-limit-burst, --header, --remove-header or --client-cert"
         )
     row = _run(database, lambda store: store.update_endpoint(endpoint_id, **changes))
     _console().print(_endpoint_table([row]))

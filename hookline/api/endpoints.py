@@ -28,8 +28,9 @@ from hookline.store.manager import TEST_USER
 
 router = APIRouter(tags=["endpoints"], route_class=JsonRoute)
 
-#: Settings a PATCH may set to null (the engine's default; no client certificate).
-NULLABLE = frozenset({"max_in_flight", "client_cert", "client_key"})
+#: Settings a PATCH may set to null (the engine's default; no client certificate; no
+#: rate limit).
+NULLABLE = frozenset({"max_in_flight", "client_cert", "client_key", "rate_limit"})
 
 
 @router.post(
@@ -55,6 +56,8 @@ async def create_endpoint(
         client_cert=body.client_cert,
         client_key=body.client_key,
         own_verification_key=body.own_verification_key,
+        rate_limit=body.rate_limit,
+        rate_limit_burst=body.rate_limit_burst,
     )
     return endpoint_out(row)
 
@@ -87,8 +90,8 @@ async def get_endpoint(app_id: str, endpoint_id: str, request: Request, who: Aut
 async def update_endpoint(
     app_id: str, endpoint_id: str, body: s.EndpointPatch, request: Request, who: Auth
 ) -> Any:
-    """Change the URL, event types, timeout, ordering, in-flight cap, headers, or turn
-    it on/off.
+    """Change the URL, event types, timeout, ordering, in-flight cap, rate limit,
+    headers, or turn it on/off.
 
     Enabled again, an endpoint sends its backlog at once, in order.
     """

@@ -22,6 +22,8 @@ from hookline.api.types import (
     EventTypes,
     HeaderChanges,
     Headers,
+    RateBurst,
+    RateLimit,
     TimeIn,
     Url,
     UserId,
@@ -207,6 +209,8 @@ class EndpointIn(EndpointAuth):
         description="Sign this endpoint's deliveries with a key of its own instead of the "
         "app's (shown in verification_key).",
     )
+    rate_limit: RateLimit | None = None
+    rate_limit_burst: RateBurst = 1
 
 
 class EndpointOut(BaseModel):
@@ -242,12 +246,29 @@ class EndpointOut(BaseModel):
     key_switch_at: Time | None = Field(
         description="During a rotation: when X-Selz-Signature switches to the new key."
     )
+    rate_limit: float | None = Field(
+        description="At most this many deliveries a second, across every worker; null: no limit."
+    )
+    rate_limit_burst: int = Field(
+        description="How many deliveries may go at once after a quiet spell, under rate_limit."
+    )
+    pace: float = Field(
+        description="Read-only. Seconds hookline now leaves between two requests to the "
+        "endpoint because it answered 429 or 503 (0: not slowed down). It doubles with "
+        "each such answer and shrinks back to 0 as answers are good again; with "
+        "rate_limit, the stricter of the two holds."
+    )
+    paused_until: Time | None = Field(
+        description="Read-only. No request goes to the endpoint before this moment (a "
+        "Retry-After it asked for, or its pace); null: none is held back."
+    )
     created_at: Time
     updated_at: Time
 
 
 class EndpointPatch(EndpointAuth):
-    """Only what is given changes. ``max_in_flight: null`` means the engine's default.
+    """Only what is given changes. ``max_in_flight: null`` means the engine's default,
+    ``rate_limit: null`` no rate limit.
     ``headers`` changes the headers it names only: a value sets one, null removes it."""
 
     url: Url | None = None
@@ -265,6 +286,8 @@ class EndpointPatch(EndpointAuth):
     client_key: str | None = Field(
         None, max_length=rules.MAX_PEM, description=CLIENT_KEY_DESCRIPTION
     )
+    rate_limit: RateLimit | None = None
+    rate_limit_burst: RateBurst | None = None
 
 
 class RecoverIn(Strict):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     WithJsonSchema,
@@ -155,6 +156,41 @@ BasicPassword = Annotated[
     str,
     AfterValidator(_checked(rules.BASIC_PASSWORD.check)),
     WithJsonSchema(rules.BASIC_PASSWORD.json_schema()),
+]
+#: An endpoint's rate limit, deliveries a second; JSON numbers only (not strings, not
+#: booleans), as the document states.
+RateLimit = Annotated[
+    float,
+    Field(strict=True),
+    AfterValidator(_checked(rules.check_rate_limit)),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": rules.RATE_LIMIT_MIN,
+            "maximum": rules.RATE_LIMIT_MAX,
+            "description": "At most this many deliveries a second to the endpoint, across "
+            "every worker (0.5: one every 2 s); null: no limit. "
+            + rules.RATE_LIMIT_MESSAGE[0].upper()
+            + rules.RATE_LIMIT_MESSAGE[1:]
+            + ".",
+        }
+    ),
+]
+#: How many deliveries a rate-limited endpoint takes at once after a quiet spell.
+RateBurst = Annotated[
+    int,
+    BeforeValidator(lambda value: _whole(value)),  # defined below
+    AfterValidator(_checked(rules.check_rate_burst)),
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": rules.RATE_BURST_MAX,
+            "description": "With rate_limit: how many deliveries may go at once after a "
+            "quiet spell (1 by default: evenly spaced). Any one second then holds at most "
+            "rate_limit + rate_limit_burst - 1 of them.",
+        }
+    ),
 ]
 #: An endpoint URL. The route checks it with ``rules.check_url``, address policy and
 #: all (the policy depends on the operator's settings), like every other front door.

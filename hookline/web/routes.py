@@ -35,7 +35,16 @@ from hookline.events import (
     format_timestamp,
 )
 from hookline.exceptions import HooklineError, NotFound, RateLimited, ValidationError
-from hookline.rules import APP_NAME, INT64_MAX, USER_ID, check_url
+from hookline.rules import (
+    APP_NAME,
+    INT64_MAX,
+    RATE_BURST_MESSAGE,
+    RATE_LIMIT_MESSAGE,
+    USER_ID,
+    check_rate_burst,
+    check_rate_limit,
+    check_url,
+)
 from hookline.samples import sample_data
 from hookline.web import chart
 from hookline.web.session import (
@@ -70,6 +79,7 @@ NOTICES = {
     "disabled": "Endpoint disabled; new deliveries wait until it is enabled again.",
     "installed": "Installation recorded.",
     "webhook_added": "Webhook added.",
+    "rate_limit_saved": "Rate limit saved; it holds from the next delivery on.",
 }
 STATIC_TYPES = {"app.css": "text/css", "app.js": "text/javascript"}
 
@@ -285,6 +295,22 @@ def _set_cookie(
     )
 
 
+def _rate_fields(rate_limit: str, burst: str) -> tuple[float | None, int]:
+    """A rate limit as the forms give it: deliveries a second (empty: none), and a burst
+    (empty: 1), held to the rules the API and the CLI use."""
+    rate = None
+    if rate_limit.strip():
+        try:
+            rate = check_rate_limit(float(rate_limit))
+        except ValueError:
+            raise ValidationError(RATE_LIMIT_MESSAGE) from None
+    if not burst.strip():
+        return rate, 1
+    if not burst.strip().isascii() or not burst.strip().isdigit() or len(burst.strip()) > 6:
+        raise ValidationError(RATE_BURST_MESSAGE)
+    return rate, check_rate_burst(int(burst))
+
+
 # -- apps --------------------------------------------------------------------------------
 
 
@@ -344,7 +370,7 @@ async def app_page(request: Request, app_id: str) -> Response:
         endpoints=endpoints,
         installations=installations,
         chart=chart.build(timeline, since, bucket),
-        form={"event": "order_completed", "url": ""},
+        form={"event": "order_completed", "url": "", "rate_limit": "", "rate_limit_burst": ""},
         error=None,
     )
 
@@ -373,14 +399,18 @@ async def add_webhook(
     csrf: Annotated[str, Form()],
     event: Annotated[str, Form()] = "",
     url: Annotated[str, Form()] = "",
+    rate_limit: Annotated[str, Form()] = "",
+    rate_limit_burst: Annotated[str, Form()] = "",
 ) -> Response:
-    """Selz's developer settings: one event (or all of them) and a callback URL."""
+    """Selz's developer settings: one event (or all of them) and a callback URL, and
+    optionally a rate limit."""
     session = await _session(request)
     _check_csrf(session, csrf)
     app = await _app_for(request, session, app_id)
     try:
         event_types = [WILDCARD] if event == WILDCARD else [check_event_type(event)]
         check_url(url, allow_private=request.app.state.settings.allow_private_targets)
+        rate, burst = _rate_fields(rate_limit, rate_limit_burst)
     except ValidationError as exc:
         store = app_store(request)
         since, bucket = chart.window()
@@ -393,14 +423,24 @@ async def add_webhook(
             endpoints=await store.list_endpoints(app_id),
             installations=await store.count_installations(app_id),
             chart=chart.build(timeline, since, bucket),
-            form={"event": event, "url": url},
+            form={
+                "event": event,
+                "url": url,
+                "rate_limit": rate_limit,
+                "rate_limit_burst": rate_limit_burst,
+            },
             error=exc.message,
         )
         response.status_code = 422
         return response
     charge(request, session.app_id, "new_endpoints")
     endpoint = await app_store(request).create_endpoint(
-        app_id, url=url, event_types=event_types, timeout=10.0
+        app_id,
+        url=url,
+        event_types=event_types,
+        timeout=10.0,
+        rate_limit=rate,
+        rate_limit_burst=burst,
     )
     return RedirectResponse(f"/endpoints/{endpoint['id']}?notice=webhook_added", status_code=303)
 
@@ -437,6 +477,24 @@ async def endpoint_page(request: Request, endpoint_id: str) -> Response:
         in_flight=any(d["status"] == "pending" for d in deliveries),
         back=request.url.path,
     )
+
+
+@router.post("/endpoints/{endpoint_id}/rate-limit")
+async def set_rate_limit(
+    request: Request,
+    endpoint_id: str,
+    csrf: Annotated[str, Form()],
+    rate_limit: Annotated[str, Form()] = "",
+    rate_limit_burst: Annotated[str, Form()] = "",
+) -> Response:
+    """The endpoint's rate limit: deliveries a second (empty: none) and its burst."""
+    session = await _session(request)
+    _check_csrf(session, csrf)
+    await _endpoint_for(request, session, endpoint_id)
+    rate, burst = _rate_fields(rate_limit, rate_limit_burst)
+    await app_store(request).update_endpoint(endpoint_id, rate_limit=rate, rate_limit_burst=burst)
+    wake_engine(request)
+    return RedirectResponse(f"/endpoints/{endpoint_id}?notice=rate_limit_saved", status_code=303)
 
 
 @router.post("/endpoints/{endpoint_id}/{action}")

@@ -66,6 +66,8 @@ GOOD: dict[str, st.SearchStrategy[str]] = {
     "action": st.sampled_from(["test", "enable", "disable"]),
     "status": st.sampled_from(["pending", "delivered", "failed"]),
     "next": st.sampled_from(["/", "/apps"]),
+    "rate_limit": st.sampled_from(["", "20", "0.5", "0.001", "10000", "1e3"]),
+    "rate_limit_burst": st.sampled_from(["", "1", "5", "1000"]),
 }
 
 
@@ -136,7 +138,18 @@ def _param(site: Site, name: str) -> st.SearchStrategy[str]:
 ROUTES: list[tuple[str, str, list[str], list[str]]] = [
     ("POST", "/apps", [], ["name"]),
     ("POST", "/apps/{app_id}/installations", ["app_id"], ["user_id"]),
-    ("POST", "/apps/{app_id}/webhooks", ["app_id"], ["event", "url"]),
+    (
+        "POST",
+        "/apps/{app_id}/webhooks",
+        ["app_id"],
+        ["event", "url", "rate_limit", "rate_limit_burst"],
+    ),
+    (
+        "POST",
+        "/endpoints/{endpoint_id}/rate-limit",
+        ["endpoint_id"],
+        ["rate_limit", "rate_limit_burst"],
+    ),
     ("POST", "/endpoints/{endpoint_id}/{action}", ["endpoint_id", "action"], ["event_type"]),
     ("POST", "/deliveries/{delivery_id}/retry", ["delivery_id"], ["next"]),
     ("GET", "/apps/{app_id}", ["app_id"], []),

@@ -333,3 +333,129 @@ async def test_event_data_from_the_cli(site: Site, data: str, message: str) -> N
     code, output = await asyncio.to_thread(_cli, site.database, *args)
     assert code != 0 and message in output, output
     assert await _rows(site.database) == before
+
+
+# -- an endpoint's rate limit ------------------------------------------------------------
+
+HOOK = "https://hooks.example.com/x"
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "0.0001", "10001"])
+async def test_rate_limits(site: Site, rate: str) -> None:
+    await _through_every_door(
+        site,
+        rules.RATE_LIMIT_MESSAGE,
+        (
+            f"/api/v1/apps/{site.app_id}/endpoints",
+            {"url": HOOK, "event_types": ["*"], "rate_limit": float(rate)},
+        ),
+        (f"/apps/{site.app_id}/webhooks", {"url": HOOK, "event": "*", "rate_limit": rate}),
+        ["endpoints", "create", "--app", site.app_id, "--url", HOOK, f"--rate-limit={rate}"],
+    )
+
+
+@pytest.mark.parametrize("burst", ["0", "1001"])
+async def test_rate_limit_bursts(site: Site, burst: str) -> None:
+    await _through_every_door(
+        site,
+        rules.RATE_BURST_MESSAGE,
+        (
+            f"/api/v1/apps/{site.app_id}/endpoints",
+            {"url": HOOK, "event_types": ["*"], "rate_limit": 5, "rate_limit_burst": int(burst)},
+        ),
+        (
+            f"/apps/{site.app_id}/webhooks",
+            {"url": HOOK, "event": "*", "rate_limit": "5", "rate_limit_burst": burst},
+        ),
+        ["endpoints", "create", "--app", site.app_id, "--url", HOOK, "--rate-limit-burst", burst],
+    )
+
+
+async def _endpoint(site: Site, **settings: Any) -> dict[str, Any]:
+    body = {"url": HOOK, "event_types": ["*"], **settings}
+    async with site.http.post(f"/api/v1/apps/{site.app_id}/endpoints", json=body) as response:
+        assert response.status == 201, await response.text()
+        endpoint: dict[str, Any] = await response.json()
+        return endpoint
+
+
+async def _get(site: Site, endpoint_id: str) -> dict[str, Any]:
+    path = f"/api/v1/apps/{site.app_id}/endpoints/{endpoint_id}"
+    async with site.http.get(path) as response:
+        endpoint: dict[str, Any] = await response.json()
+        return endpoint
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("rate_limit", "0", rules.RATE_LIMIT_MESSAGE),
+        ("rate_limit", "twenty", rules.RATE_LIMIT_MESSAGE),
+        ("rate_limit", "1e400", rules.RATE_LIMIT_MESSAGE),
+        ("rate_limit_burst", "0", rules.RATE_BURST_MESSAGE),
+        ("rate_limit_burst", "2.5", rules.RATE_BURST_MESSAGE),
+    ],
+)
+async def test_a_bad_change_of_the_limit_changes_nothing(
+    site: Site, field: str, value: str, message: str
+) -> None:
+    endpoint = await _endpoint(site, rate_limit=5, rate_limit_burst=2)
+    path = f"/api/v1/apps/{site.app_id}/endpoints/{endpoint['id']}"
+    as_json = {field: float(value)} if value[0].isdigit() else {field: value}
+    async with site.http.patch(path, json=as_json) as response:
+        assert response.status == 422, await response.text()
+    form = {"rate_limit": "5", "rate_limit_burst": "2", field: value, "csrf": site.csrf}
+    async with site.web.post(f"/endpoints/{endpoint['id']}/rate-limit", data=form) as response:
+        page = html.unescape(await response.text())
+        assert response.status == 422 and message in page, page
+    option = "--" + field.replace("_", "-")
+    code, output = await asyncio.to_thread(
+        _cli, site.database, "endpoints", "update", endpoint["id"], f"{option}={value}"
+    )
+    assert code != 0, output
+    shown = await _get(site, endpoint["id"])
+    assert (shown["rate_limit"], shown["rate_limit_burst"]) == (5, 2)
+
+
+async def test_a_limit_is_shown_and_changed_through_every_door(site: Site) -> None:
+    endpoint = await _endpoint(site, rate_limit=20, rate_limit_burst=5)
+    assert (endpoint["rate_limit"], endpoint["rate_limit_burst"]) == (20, 5)
+    # Its pace (after 429 or 503 answers) is shown beside it, read-only.
+    assert (endpoint["pace"], endpoint["paused_until"]) == (0, None)
+    path = f"/api/v1/apps/{site.app_id}/endpoints/{endpoint['id']}"
+    async with site.http.patch(path, json={"rate_limit": 0.5}) as response:
+        changed = await response.json()
+        assert (changed["rate_limit"], changed["rate_limit_burst"]) == (0.5, 5), changed
+    async with site.http.patch(path, json={"pace": 3}) as response:
+        assert response.status == 422  # read-only
+    async with site.http.patch(path, json={"rate_limit": None}) as response:
+        assert (await response.json())["rate_limit"] is None
+
+    form = {"rate_limit": "7", "rate_limit_burst": "2", "csrf": site.csrf}
+    async with site.web.post(f"/endpoints/{endpoint['id']}/rate-limit", data=form) as response:
+        page = await response.text()
+        assert response.status == 200, page
+        assert "7 a second, up to 2 at once" in page
+        assert "not slowed down" in page
+    assert (await _get(site, endpoint["id"]))["rate_limit"] == 7
+
+    code, output = await asyncio.to_thread(
+        _cli, site.database, "endpoints", "update", endpoint["id"], "--rate-limit", "3"
+    )
+    assert code == 0 and "3/s, burst 2" in output, output
+    code, output = await asyncio.to_thread(
+        _cli, site.database, "endpoints", "update", endpoint["id"], "--rate-limit", "off"
+    )
+    assert code == 0, output
+    assert (await _get(site, endpoint["id"]))["rate_limit"] is None
+    code, output = await asyncio.to_thread(
+        _cli, site.database, "endpoints", "create", "--app", site.app_id, "--url", HOOK,
+        "--rate-limit", "0.5", "--rate-limit-burst", "4",
+    )  # fmt: skip
+    assert code == 0 and "0.5/s, burst 4" in output, output
+
+    form = {"url": HOOK, "event": "*", "rate_limit": "12.5", "rate_limit_burst": "", "csrf": ""}
+    form["csrf"] = site.csrf
+    async with site.web.post(f"/apps/{site.app_id}/webhooks", data=form) as response:
+        page = await response.text()
+        assert response.status == 200 and "12.5 a second" in page, page

@@ -190,3 +190,65 @@ async def test_add_webhook_send_test_see_it_delivered_and_retry(
             await page.screenshot(path=SHOTS / "06-app.png", full_page=True)
         finally:
             await browser.close()
+
+
+async def test_a_rate_limit_is_set_changed_and_removed_and_the_pace_shows(
+    sender: str, receiver: Receiver
+) -> None:
+    _require_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    app = await _new_app(sender)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            await page.goto(sender + "/")
+            await page.get_by_label("Admin token or API key").fill(app["api_key"])
+            await page.get_by_role("button", name="Sign in").click()
+
+            # A webhook with a rate limit, from the add-webhook form.
+            await page.get_by_label("Callback URL").fill(receiver.url)
+            await page.get_by_label("Rate limit, deliveries a second").fill("2")
+            await page.get_by_label("Burst: at once").fill("3")
+            await page.get_by_role("button", name="Add webhook").click()
+            await expect(page.locator("#rate-limit")).to_have_text("2 a second, up to 3 at once")
+            await expect(page.locator("#pace")).to_have_text("not slowed down")
+
+            # Changed on the endpoint's page, then removed.
+            await page.get_by_label("Deliveries a second").fill("0.5")
+            await page.get_by_label("Burst", exact=True).fill("1")
+            await page.get_by_role("button", name="Save rate limit").click()
+            await expect(page.get_by_text("Rate limit saved")).to_be_visible()
+            await expect(page.locator("#rate-limit")).to_have_text("0.5 a second")
+            await page.screenshot(path=SHOTS / "07-rate-limit.png", full_page=True)
+            await page.get_by_label("Deliveries a second").fill("")
+            await page.get_by_role("button", name="Save rate limit").click()
+            await expect(page.locator("#rate-limit")).to_have_text("none")
+
+            # A value the rules refuse is refused with their message, and nothing changes.
+            await page.goto(page.url.split("?")[0])
+            await page.get_by_label("Burst", exact=True).fill("5000")
+            await page.get_by_label("Burst", exact=True).evaluate("e => e.removeAttribute('max')")
+            await page.get_by_role("button", name="Save rate limit").click()
+            await expect(page.get_by_text("rate_limit_burst is a whole number")).to_be_visible()
+            await page.go_back()
+            await page.reload()
+            await expect(page.locator("#rate-limit")).to_have_text("none")
+
+            # The endpoint answers 429: the page shows it slowed down, read-only.
+            receiver.status = 429
+            await page.get_by_role("button", name="Send test notification").click()
+            pace = page.locator("#pace")
+            deadline = time.monotonic() + 30
+            while "slowed down after" not in (await pace.text_content() or ""):
+                assert time.monotonic() < deadline, await pace.text_content()
+                await page.wait_for_timeout(200)
+                await page.reload()
+            await expect(pace).to_contain_text("s between requests")
+            await page.screenshot(path=SHOTS / "08-paced.png", full_page=True)
+            assert receiver.requests  # the 429s did come from the sender
+        finally:
+            await browser.close()

@@ -153,6 +153,31 @@ async def test_the_stricter_of_the_limit_and_the_pace_holds(store: Store) -> Non
     assert paced.opens_at is not None  # and when the pace lets the next one go
 
 
+async def record_keeping(store: Store, jobs: list[Job]) -> list[Job]:
+    """Record ``jobs`` delivered, letting their lanes go on with their next heads."""
+    return await store.record(
+        "w1", [delivered(job) for job in jobs], keep=10, default_cap=64, lease_margin=15
+    )
+
+
+async def test_a_lane_goes_on_from_its_record_only_without_a_limit(store: Store) -> None:
+    """A lane whose head was answered may send its next delivery from the record, with
+    no claim between; a rate-limited endpoint's lanes always go back to the claims,
+    which count them against the limit."""
+    limited = await endpoint_for(store, 1, rate_limit=SLOW, rate_limit_burst=2)
+    await publish(store, 1, 4)
+    (job,) = await claim(store)
+    assert await record_keeping(store, [job]) == []
+    (job,) = await claim(store)
+    assert await record_keeping(store, [job]) == []
+    assert await claim(store) == []  # the burst of 2 is spent: 2 still wait
+    # The same without a limit: the lane goes on from the record.
+    await store.update_endpoint(limited["id"], rate_limit=None)
+    (job,) = await claim(store)
+    (nxt,) = await record_keeping(store, [job])
+    assert nxt.lane == job.lane and nxt.event_id == "e0-3"
+
+
 async def test_each_users_order_holds_under_the_limit(store: Store) -> None:
     await endpoint_for(store, 3, rate_limit=SLOW, rate_limit_burst=1000)
     await publish(store, 3, 4)

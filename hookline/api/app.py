@@ -25,6 +25,7 @@ from hookline.api import errors, routes, types
 from hookline.api.auth import RequireAuth
 from hookline.api.common import errors as error_answers
 from hookline.api.limits import BodyLimit
+from hookline.api.publish_path import PublishPath
 from hookline.api.quotas import Quotas
 from hookline.api.schemas import HealthOut
 from hookline.config import EngineSettings, Limits, RateLimits, check_admin_token
@@ -112,6 +113,9 @@ def create_api(
     app.state.deliverers = None
     errors.install(app)
     app.include_router(routes.router)
+    # Added first, so it runs last of the middleware: after the caller is known and
+    # within the body limits.
+    app.add_middleware(PublishPath, prefix=routes.router.prefix)
     web.install(app)
     batch = f"{routes.router.prefix}/events/batch"
     app.add_middleware(

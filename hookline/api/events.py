@@ -1,4 +1,9 @@
-"""Publishing events (admin only: events come from the platform, not from apps)."""
+"""Publishing events (admin only: events come from the platform, not from apps).
+
+An admin's well-formed publish is answered by ``publish_path.PublishPath`` with the
+helpers below, before FastAPI's routing; these routes answer every other publish
+request (and document both in /openapi.json).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Request
+from starlette.datastructures import Headers
 
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
@@ -28,12 +34,12 @@ Traceparent = Annotated[
 ]
 
 
-def _traceparent(request: Request) -> str | None:
+def traceparent_of(headers: Headers) -> str | None:
     """The request's valid ``traceparent``; one sent twice is as invalid as a bad one."""
-    return parse_headers(request.headers.getlist(HEADER))
+    return parse_headers(headers.getlist(HEADER))
 
 
-def _new_event(event: s.EventIn, max_bytes: int, traceparent: str | None) -> NewEvent:
+def new_event(event: s.EventIn, max_bytes: int, traceparent: str | None) -> NewEvent:
     return NewEvent(
         id=event.event_id or new_id("evt"),
         event_type=event.event_type,
@@ -43,7 +49,7 @@ def _new_event(event: s.EventIn, max_bytes: int, traceparent: str | None) -> New
     )
 
 
-async def _publish(state: Any, events: list[NewEvent], parent: str | None) -> list[Published]:
+async def publish(state: Any, events: list[NewEvent], parent: str | None) -> list[Published]:
     """Store the events (durably, before the 202) and count the new ones; where the
     server traces, inside a publish span that is a child of the request's ``parent``."""
     published: list[Published]
@@ -55,7 +61,7 @@ async def _publish(state: Any, events: list[NewEvent], parent: str | None) -> li
     return published
 
 
-def _event_out(published: Published) -> dict[str, Any]:
+def event_out(published: Published) -> dict[str, Any]:
     return {
         "id": published.id,
         "event_type": published.event_type,
@@ -75,10 +81,10 @@ async def publish_event(
     """Publish one event; it is stored with its deliveries before the 202."""
     who.require_admin()
     state = request.app.state
-    given = _traceparent(request)
-    event = _new_event(body, state.settings.max_event_bytes, given)
-    published = await _publish(state, [event], given)
-    return _event_out(published[0])
+    given = traceparent_of(request.headers)
+    event = new_event(body, state.settings.max_event_bytes, given)
+    published = await publish(state, [event], given)
+    return event_out(published[0])
 
 
 @router.post(
@@ -93,9 +99,9 @@ async def publish_events(
     """Publish up to 1,000 events in one transaction: all stored, or none."""
     who.require_admin()
     state = request.app.state
-    given = _traceparent(request)
-    events = [_new_event(e, state.settings.max_event_bytes, given) for e in body.events]
-    return {"events": [_event_out(p) for p in await _publish(state, events, given)]}
+    given = traceparent_of(request.headers)
+    events = [new_event(e, state.settings.max_event_bytes, given) for e in body.events]
+    return {"events": [event_out(p) for p in await publish(state, events, given)]}
 
 
 @router.get("/events/{event_id}", response_model=s.EventDetail, responses=errors(403, 404))

@@ -10,10 +10,11 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
@@ -28,8 +29,11 @@ async def running_api(
     deliver: bool = True,
     settings: EngineSettings | None = None,
     rate_limits: RateLimits | None = None,
+    change: Callable[[FastAPI], None] | None = None,
 ) -> AsyncIterator[str]:
-    """Yield the base URL of a running sender; stop it (lifespan and all) on exit."""
+    """Yield the base URL of a running sender; stop it (lifespan and all) on exit.
+
+    ``change`` is given the application before it starts (to take a route out, say)."""
     app = create_api(
         database_url=database_url,
         admin_token=ADMIN,
@@ -37,6 +41,8 @@ async def running_api(
         rate_limits=rate_limits,
         deliver=deliver,
     )
+    if change is not None:
+        change(app)
     # The socket is bound here and handed over: a port picked first and bound later can
     # be taken meanwhile by another test run on the machine.
     sock = bound_socket()

@@ -16,7 +16,7 @@ from hookline.exceptions import Conflict, ValidationError
 from hookline.sender import Engine
 from hookline.sender.health import PROBE_USER
 from hookline.signing import Verifier
-from hookline.store import NewEvent, Store
+from hookline.store import AttemptResult, Job, NewEvent, Store
 from tests.support.recorder import Answer, Hit, Recorder
 
 SETTINGS = EngineSettings(
@@ -117,9 +117,6 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
         allow_private_targets=True,
         poll_interval=0.02,
         lease_margin=1,
-        disable_after=0.5,
-        probe_interval=0.1,
-        health_interval=0.05,
     )
     store = await Store.open(database_url)
     engine = Engine(store, settings)
@@ -129,41 +126,33 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
         ep = await store.create_endpoint(
             app["id"], url=recorder.url("/dead"), event_types=["*"], timeout=2
         )
+        (sink_ep,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
         await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
         await engine.start()
 
-        async def failed() -> list[dict[str, Any]]:
-            return await store.list_deliveries(app["id"], status="failed")
+        async def sink_deliveries(status: str) -> list[dict[str, Any]]:
+            rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
+            return [d for d in rows if d["status"] == status]
 
-        # e1 fails for good; its delivery.failed to the sink fails for good too (three
-        # attempts each), and then the sink is disabled for failing: nothing more.
-        await recorder.wait_for(lambda: len(operational(recorder)) >= 3)
-        (sink_ep,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
-
-        async def sink_disabled() -> bool:
-            return not (await store.get_endpoint(sink_ep["id"]))["enabled"]
-
-        await _eventually(sink_disabled)
+        # e1 fails for good; its delivery.failed to the sink fails for good too.
+        await _eventually(lambda: sink_deliveries("failed"))
         sink.status = 200
-        await _eventually(lambda: _enabled(store, sink_ep["id"]))
-        # The endpoint itself is disabled for failing by now, or soon: that one reaches
-        # the sink, once it is enabled again.
-        await recorder.wait_for(
-            lambda: any(b["event_type"] == "endpoint.disabled" for b in operational(recorder))
-        )
+        await store.publish([NewEvent("e2", "order_completed", "u1", json.dumps({"id": 2}))])
+        await _eventually(lambda: sink_deliveries("delivered"))
+
+        rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
+        assert len(rows) == 2, "one per failed delivery of the endpoint, none about the sink"
+        assert {d["user_id"] for d in rows} == {ep["id"]}
+        assert {d["event_type"] for d in rows} == {"delivery.failed"}
         events = operational(recorder)
-        assert {b["user_id"] for b in events} == {ep["id"]}, "never about the sink itself"
-        failures = [b for b in events if b["event_type"] == "delivery.failed"]
-        assert len({b["event_id"] for b in failures}) == 1
-        (data,) = {json.dumps(b["data"], sort_keys=True) for b in failures}
-        detail = json.loads(data)
-        assert detail["event_id"] == "e1" and detail["user_id"] == "u1"
-        assert detail["endpoint_id"] == ep["id"] and detail["attempts"] == 3
-        assert detail["status_code"] == 500
-        statuses = {(d["endpoint_id"], d["status"]) for d in await failed()}
-        assert (ep["id"], "failed") in statuses and (sink_ep["id"], "failed") in statuses
-        sink_rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
-        assert {d["user_id"] for d in sink_rows} == {ep["id"]}
+        assert {b["user_id"] for b in events} == {ep["id"]}
+        failures = {b["event_id"]: b["data"] for b in events}
+        assert len(failures) == 2
+        assert sorted(d["event_id"] for d in failures.values()) == ["e1", "e2"]
+        for detail in failures.values():
+            assert detail["user_id"] == "u1" and detail["endpoint_id"] == ep["id"]
+            assert detail["attempts"] == 3 and detail["status_code"] == 500
+        assert len(recorder.hits("/ops")) == 3 + 1, "three attempts at the first, then one"
     finally:
         await engine.stop()
         await store.close()
@@ -262,6 +251,15 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
         await store.update_endpoint(ops["id"], timeout=5)  # its other settings are its own
         with pytest.raises(Conflict, match="operator_url"):
             await store.delete_endpoint(ops["id"])
+
+        # The operational endpoint disabled for failing, then enabled: nothing said.
+        job = Job(0, "t", 0, ops["id"], "u", "u", app["id"], "endpoint.enabled", "x", "{}",
+                  ops["url"], 1.0, ("k",))  # fmt: skip
+        async with store.db.transaction() as tx:
+            await store._track_endpoints(tx, [AttemptResult(job, "failed", 100.0)], 0.0)
+        assert [e["id"] for e in await store.disable_failing_endpoints(0)] == [ops["id"]]
+        assert await store.enable_probed_endpoint(ops["id"])
+        assert await store.list_deliveries(app["id"], endpoint_id=ops["id"]) == []
 
         await store.set_operator_url(app["id"], None)
         assert [e["id"] for e in await store.list_endpoints(app["id"])] == [regular["id"]]

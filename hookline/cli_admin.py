@@ -33,7 +33,7 @@ from rich.table import Table
 from hookline import rules
 from hookline.cli_base import sender_database_option
 from hookline.config import EngineSettings
-from hookline.events import EVENT_TYPES, WILDCARD, format_timestamp
+from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, WILDCARD, format_timestamp
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
 from hookline.store import NewEvent, Store
@@ -181,16 +181,71 @@ def apps_list(database: str) -> None:
     _console().print(table)
 
 
+operator_url_option = click.option(
+    "--operator-url",
+    metavar="URL",
+    help="Where hookline sends its own events about the app's endpoints (disabled, "
+    "enabled again, recovering; deliveries failed for good).",
+)
+
+
 @apps.command("create")
 @click.argument("name", callback=_ruled(rules.APP_NAME.check))
+@operator_url_option
+@click.option(
+    "--allow-private-targets", is_flag=True, help="Accept a loopback or private operator URL."
+)
 @database_option
-def apps_create(name: str, database: str) -> None:
+def apps_create(
+    name: str, operator_url: str | None, allow_private_targets: bool, database: str
+) -> None:
     """Create an app and print its API key (shown this once) and verification key."""
-    app, api_key = _run(database, lambda store: store.create_app(name))
+    if operator_url is not None:
+        operator_url = _checked_url(operator_url, allow_private_targets, "--operator-url")
+    app, api_key = _run(database, lambda store: store.create_app(name, operator_url))
     console = _console()
     console.print(f"id                {app['id']}")
     console.print(f"api_key           {api_key}   [dim](shown once; keep it)[/]")
     console.print(f"verification_key  {app['verification_key']}")
+    if operator_url is not None:
+        console.print(f"operator_url      {operator_url}")
+
+
+@apps.command("update")
+@click.argument("app_id")
+@click.option("--name", callback=_ruled(rules.APP_NAME.check), help="A new name.")
+@operator_url_option
+@click.option("--no-operator-url", is_flag=True, help="Send the app no operational events.")
+@click.option(
+    "--allow-private-targets", is_flag=True, help="Accept a loopback or private operator URL."
+)
+@database_option
+def apps_update(
+    app_id: str,
+    name: str | None,
+    operator_url: str | None,
+    no_operator_url: bool,
+    allow_private_targets: bool,
+    database: str,
+) -> None:
+    """Rename an app, or set or remove its operator URL."""
+    if operator_url is not None and no_operator_url:
+        raise click.UsageError("give --operator-url or --no-operator-url, not both")
+    if operator_url is not None:
+        operator_url = _checked_url(operator_url, allow_private_targets, "--operator-url")
+
+    async def work(store: Store) -> dict[str, Any]:
+        app = await store.get_app(app_id)
+        if name is not None:
+            app = await store.rename_app(app_id, name)
+        if operator_url is not None or no_operator_url:
+            app = await store.set_operator_url(app_id, operator_url)
+        return app
+
+    app = _run(database, work)
+    console = _console()
+    console.print(f"[bold]{app['name']}[/]  {app['id']}")
+    console.print(f"operator_url      {app['operator_url'] or 'none'}")
 
 
 @apps.command("install")
@@ -219,6 +274,7 @@ def apps_show(app_id: str, database: str) -> None:
     console.print(f"[bold]{app['name']}[/]  {app['id']}")
     console.print(f"created           {_when(app['created_at'])}")
     console.print(f"installations     {installations}")
+    console.print(f"operator_url      {app.get('operator_url') or 'none'}")
     rotation = "none"
     if app.get("next_verification_key"):
         rotation = f"in progress, the new key signs from {_when(app.get('key_switch_at'))}"
@@ -245,6 +301,8 @@ def _endpoint_table(endpoints: list[dict[str, Any]]) -> Table:
     table = _table("id", "url", "events", "state", "timeout", "rate limit", "headers")
     for e in endpoints:
         state = "[green]enabled[/]" if e["enabled"] else f"[red]disabled[/]: {e['disabled_reason']}"
+        if e.get("operational"):
+            state += "\n[dim]operational: the app's operator_url[/]"
         # The store hands endpoints out with their header values masked already.
         headers = "\n".join(f"{name}: {value}" for name, value in e["headers"].items())
         table.add_row(
@@ -325,12 +383,12 @@ def _event_filter(events: tuple[str, ...]) -> list[str]:
         raise click.BadParameter(exc.message, param_hint="--event") from None
 
 
-def _checked_url(url: str, allow_private_targets: bool) -> str:
+def _checked_url(url: str, allow_private_targets: bool, option: str = "--url") -> str:
     settings = EngineSettings.from_env(allow_private_targets=allow_private_targets or None)
     try:
         return rules.check_url(url, allow_private=settings.allow_private_targets)
     except HooklineError as exc:
-        raise click.BadParameter(exc.message, param_hint="--url") from None
+        raise click.BadParameter(exc.message, param_hint=option) from None
 
 
 @click.group()
@@ -541,7 +599,7 @@ def deliveries() -> None:
 @click.option("--app", "app_id", required=True, help="The app's id.")
 @click.option("--endpoint", "endpoint_id", help="Only this endpoint's.")
 @click.option("--status", type=click.Choice(["pending", "delivered", "failed"]))
-@click.option("--type", "event_type", type=click.Choice(EVENT_TYPES))
+@click.option("--type", "event_type", type=click.Choice(EVENT_TYPES + OPERATIONAL_EVENT_TYPES))
 @click.option("--user", "user_id")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @database_option

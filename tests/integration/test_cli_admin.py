@@ -212,3 +212,34 @@ def test_parse_since() -> None:
     assert parse_since("1970-01-02T00:00") == 86_400
     with pytest.raises(Exception, match="use 90m"):
         parse_since("yesterday")
+
+
+def test_apps_get_an_operator_url_that_hears_of_their_failed_deliveries(db: str) -> None:
+    refused = CliRunner().invoke(
+        main, ["apps", "create", "Acme", "--operator-url", "http://127.0.0.1/ops", "--database", db]
+    )
+    assert refused.exit_code != 0 and "--operator-url" in refused.output
+    created = hl(
+        db, "apps", "create", "Acme", "--operator-url", "http://127.0.0.1/ops",
+        "--allow-private-targets",
+    ).output  # fmt: skip
+    app_id = _field(created, "id")
+    assert _field(created, "operator_url") == "http://127.0.0.1/ops"
+    hl(db, "apps", "install", app_id, "u1")
+    hl(db, "endpoints", "create", "--app", app_id, "--url", "https://example.com/hook",
+       "--event", "*")  # fmt: skip
+    listed = hl(db, "endpoints", "list", "--app", app_id).output
+    assert "operational" in listed and "http://127.0.0.1/ops" in listed
+    hl(db, "events", "publish", "--type", "order_completed", "--user", "u1", "--data", "{}")
+    _fail_all(db)  # the delivery fails for good: a delivery.failed goes to the operator URL
+    failed = hl(db, "deliveries", "list", "--app", app_id, "--type", "delivery.failed").output
+    assert failed.count("delivery.failed") == 1, "about the endpoint, none about itself"
+
+    moved = hl(db, "apps", "update", app_id, "--name", "Acme 2", "--operator-url",
+               "https://ops.example.com/hooks").output  # fmt: skip
+    assert "Acme 2" in moved and _field(moved, "operator_url") == "https://ops.example.com/hooks"
+    shown = hl(db, "apps", "show", app_id).output
+    assert _field(shown, "operator_url") == "https://ops.example.com/hooks"
+    cleared = hl(db, "apps", "update", app_id, "--no-operator-url").output
+    assert _field(cleared, "operator_url") == "none"
+    assert "operational" not in hl(db, "endpoints", "list", "--app", app_id).output

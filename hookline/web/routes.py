@@ -30,6 +30,7 @@ from hookline.api.errors import retry_after_header
 from hookline.events import (
     EVENT_DESCRIPTIONS,
     EVENT_TYPES,
+    OPERATIONAL_EVENT_TYPES,
     WILDCARD,
     check_event_type,
     format_timestamp,
@@ -80,6 +81,9 @@ NOTICES = {
     "installed": "Installation recorded.",
     "webhook_added": "Webhook added.",
     "rate_limit_saved": "Rate limit saved; it holds from the next delivery on.",
+    "operator_url_saved": "Operator URL saved: hookline's own events about this app's "
+    "endpoints go there.",
+    "operator_url_removed": "Operator URL removed: hookline sends this app no operational events.",
 }
 STATIC_TYPES = {"app.css": "text/css", "app.js": "text/javascript"}
 
@@ -105,7 +109,12 @@ def _environment() -> Environment:
     )
     env.filters["when"] = _format_time
     env.filters["loads"] = orjson.loads
-    env.globals.update(event_types=EVENT_TYPES, descriptions=EVENT_DESCRIPTIONS, notices=NOTICES)
+    env.globals.update(
+        event_types=EVENT_TYPES,
+        operational_types=OPERATIONAL_EVENT_TYPES,
+        descriptions=EVENT_DESCRIPTIONS,
+        notices=NOTICES,
+    )
     return env
 
 
@@ -357,22 +366,64 @@ async def create_app(
 async def app_page(request: Request, app_id: str) -> Response:
     session = await _session(request)
     app = await _app_for(request, session, app_id)
+    return await _app_page(request, session, app)
+
+
+async def _app_page(
+    request: Request,
+    session: Session,
+    app: dict[str, Any],
+    *,
+    form: dict[str, str] | None = None,
+    error: str | None = None,
+    operator_error: str | None = None,
+    operator_url: str | None = None,
+) -> Response:
+    """The app's page; with an error, the form that caused it filled in again (422)."""
     store = app_store(request)
-    endpoints = await store.list_endpoints(app_id)
-    installations = await store.count_installations(app_id)
     since, bucket = chart.window()
-    timeline = await store.delivery_timeline(app_id, since=since, bucket=bucket)
-    return _page(
+    timeline = await store.delivery_timeline(app["id"], since=since, bucket=bucket)
+    response = _page(
         request,
         "app.html",
         session,
         app=app,
-        endpoints=endpoints,
-        installations=installations,
+        endpoints=await store.list_endpoints(app["id"]),
+        installations=await store.count_installations(app["id"]),
         chart=chart.build(timeline, since, bucket),
-        form={"event": "order_completed", "url": "", "rate_limit": "", "rate_limit_burst": ""},
-        error=None,
+        form=form
+        or {"event": "order_completed", "url": "", "rate_limit": "", "rate_limit_burst": ""},
+        error=error,
+        operator_url=(app.get("operator_url") or "") if operator_url is None else operator_url,
+        operator_error=operator_error,
     )
+    if error or operator_error:
+        response.status_code = 422
+    return response
+
+
+@router.post("/apps/{app_id}/operator-url")
+async def set_operator_url(
+    request: Request,
+    app_id: str,
+    csrf: Annotated[str, Form()],
+    operator_url: Annotated[str, Form()] = "",
+) -> Response:
+    """Where hookline's own events about the app's endpoints go; empty: nowhere."""
+    session = await _session(request)
+    _check_csrf(session, csrf)
+    app = await _app_for(request, session, app_id)
+    url = operator_url.strip() or None
+    try:
+        if url is not None:
+            check_url(url, allow_private=request.app.state.settings.allow_private_targets)
+    except ValidationError as exc:
+        return await _app_page(
+            request, session, app, operator_error=exc.message, operator_url=operator_url
+        )
+    await app_store(request).set_operator_url(app_id, url)
+    notice = "operator_url_saved" if url else "operator_url_removed"
+    return RedirectResponse(f"/apps/{app_id}?notice={notice}#operator-url", status_code=303)
 
 
 @router.post("/apps/{app_id}/installations")
@@ -412,27 +463,13 @@ async def add_webhook(
         check_url(url, allow_private=request.app.state.settings.allow_private_targets)
         rate, burst = _rate_fields(rate_limit, rate_limit_burst)
     except ValidationError as exc:
-        store = app_store(request)
-        since, bucket = chart.window()
-        timeline = await store.delivery_timeline(app_id, since=since, bucket=bucket)
-        response = _page(
-            request,
-            "app.html",
-            session,
-            app=app,
-            endpoints=await store.list_endpoints(app_id),
-            installations=await store.count_installations(app_id),
-            chart=chart.build(timeline, since, bucket),
-            form={
-                "event": event,
-                "url": url,
-                "rate_limit": rate_limit,
-                "rate_limit_burst": rate_limit_burst,
-            },
-            error=exc.message,
-        )
-        response.status_code = 422
-        return response
+        form = {
+            "event": event,
+            "url": url,
+            "rate_limit": rate_limit,
+            "rate_limit_burst": rate_limit_burst,
+        }
+        return await _app_page(request, session, app, form=form, error=exc.message)
     charge(request, session.app_id, "new_endpoints")
     endpoint = await app_store(request).create_endpoint(
         app_id,
@@ -542,7 +579,9 @@ async def deliveries_page(
     app = await _app_for(request, session, app_id)
     filters = {
         "status": status if status in STATUSES else None,
-        "event_type": event_type if event_type in EVENT_TYPES else None,
+        "event_type": (
+            event_type if event_type in (*EVENT_TYPES, *OPERATIONAL_EVENT_TYPES) else None
+        ),
         "endpoint_id": endpoint_id or None,
         "user_id": (user_id or "").strip() or None,
     }

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookline.events import EVENT_TYPES
+from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES
 from hookline.web import routes as web_routes
 from tests.support.api_server import ADMIN, api_in_thread
 
@@ -61,8 +61,9 @@ GOOD: dict[str, st.SearchStrategy[str]] = {
     "name": st.from_regex(r"[A-Za-z][A-Za-z ]{0,20}[a-z]", fullmatch=True),
     "user_id": st.from_regex(r"[A-Za-z0-9_.:@-]{1,20}", fullmatch=True),
     "event": st.sampled_from([*EVENT_TYPES, "*"]),
-    "event_type": st.sampled_from(EVENT_TYPES),
+    "event_type": st.sampled_from([*EVENT_TYPES, *OPERATIONAL_EVENT_TYPES]),
     "url": st.sampled_from(["https://hooks.example.com/x", "http://hooks.example.com:8080/y"]),
+    "operator_url": st.sampled_from(["", "https://ops.example.com/x", "http://127.0.0.1:9/x"]),
     "action": st.sampled_from(["test", "enable", "disable"]),
     "status": st.sampled_from(["pending", "delivered", "failed"]),
     "next": st.sampled_from(["/", "/apps"]),
@@ -138,6 +139,7 @@ def _param(site: Site, name: str) -> st.SearchStrategy[str]:
 ROUTES: list[tuple[str, str, list[str], list[str]]] = [
     ("POST", "/apps", [], ["name"]),
     ("POST", "/apps/{app_id}/installations", ["app_id"], ["user_id"]),
+    ("POST", "/apps/{app_id}/operator-url", ["app_id"], ["operator_url"]),
     (
         "POST",
         "/apps/{app_id}/webhooks",

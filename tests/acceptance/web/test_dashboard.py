@@ -252,3 +252,61 @@ async def test_a_rate_limit_is_set_changed_and_removed_and_the_pace_shows(
             assert receiver.requests  # the 429s did come from the sender
         finally:
             await browser.close()
+
+
+async def test_an_operator_url_set_on_the_app_page_hears_of_a_failed_delivery(
+    sender: str, receiver: Receiver
+) -> None:
+    _require_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    from hookline.signing import Verifier
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    app = await _new_app(sender)
+    dead = f"http://127.0.0.1:{free_port()}/webhooks"  # nothing listens: fails at once
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            await page.goto(sender + "/")
+            await page.get_by_label("Admin token or API key").fill(app["api_key"])
+            await page.get_by_role("button", name="Sign in").click()
+
+            # The operator URL, on the app's page: kept as the app's operational endpoint.
+            await page.get_by_label("Operator URL").fill(receiver.url)
+            await page.get_by_role("button", name="Save operator URL").click()
+            await expect(page.get_by_text("Operator URL saved")).to_be_visible()
+            await expect(page.get_by_label("Operator URL")).to_have_value(receiver.url)
+            row = page.locator("table.endpoints tr", has_text=receiver.url)
+            await expect(row.locator(".badge").first).to_have_text("operational")
+            await page.screenshot(path=SHOTS / "09-operator-url.png", full_page=True)
+
+            # A webhook whose test notification fails for good (one attempt here)...
+            await page.get_by_label("Callback URL").fill(dead)
+            await page.get_by_role("button", name="Add webhook").click()
+            await page.get_by_role("button", name="Send test notification").click()
+            await expect(page.locator("tbody.delivery").first).to_have_attribute(
+                "data-status", "failed"
+            )
+
+            # ...is told to the operator URL, signed with the app's key, and logged.
+            await page.goto(f"{sender}/apps/{app['id']}/deliveries?event_type=delivery.failed")
+            told = page.locator("tbody.delivery").first
+            await expect(told).to_have_attribute("data-status", "delivered")
+            await expect(told).to_contain_text("delivery.failed")
+            await page.screenshot(path=SHOTS / "10-delivery-failed-told.png", full_page=True)
+            ((headers, body),) = receiver.requests
+            envelope = Verifier(keys=(app["verification_key"],)).verify(headers, body)
+            assert envelope.event_type == "delivery.failed"
+            assert envelope.data["url"] == dead and envelope.data["user_id"] == "hookline-test"
+
+            # Emptied, the operator URL is gone with its endpoint.
+            await page.goto(f"{sender}/apps/{app['id']}")
+            await page.get_by_label("Operator URL").fill("")
+            await page.get_by_role("button", name="Save operator URL").click()
+            await expect(page.get_by_text("Operator URL removed")).to_be_visible()
+            await expect(page.locator("table.endpoints")).not_to_contain_text(receiver.url)
+        finally:
+            await browser.close()

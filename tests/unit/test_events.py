@@ -149,3 +149,28 @@ def test_encode_envelope_escapes_the_plain_fields() -> None:
     envelope = parse_envelope(body)
     assert envelope.webhook_id == tricky
     assert envelope.data == {"id": "ord_1"}
+
+
+def test_operational_types_never_meet_the_selz_types_and_only_receivers_take_them() -> None:
+    from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, check_event_type
+    from hookline.events import parse_envelope as parse
+    from hookline.receiver import Receiver
+
+    assert all("." in t for t in OPERATIONAL_EVENT_TYPES)
+    assert not any("." in t for t in EVENT_TYPES)
+    body = {
+        "webhook_id": "ep_ops", "event_type": "endpoint.disabled",
+        "timestamp": "2026-12-07T10:00:45", "token": "t" * 48, "event_id": "evt_op_1",
+        "user_id": "ep_1", "data": {"id": "ep_1"},
+    }  # fmt: skip
+    assert parse(orjson.dumps(body)).event_type == "endpoint.disabled"
+    with pytest.raises(MalformedWebhook):
+        parse(orjson.dumps({**body, "event_type": "endpoint.deleted"}))
+    for event_type in OPERATIONAL_EVENT_TYPES:
+        with pytest.raises(ValidationError):
+            check_event_type(event_type)  # publishers cannot send them
+        with pytest.raises(ValidationError):
+            check_event_filter([event_type])  # nor an endpoint subscribe to them
+    receiver = Receiver(keys=["k" * 32], database="sqlite:///:memory:")
+    receiver.on("delivery.failed")(lambda event: None)
+    assert receiver.handlers_for("delivery.failed")

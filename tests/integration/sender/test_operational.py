@@ -15,7 +15,7 @@ from hookline.events import OPERATIONAL_EVENT_TYPES
 from hookline.exceptions import Conflict, ValidationError
 from hookline.sender import Engine
 from hookline.sender.health import PROBE_USER
-from hookline.signing import Verifier
+from hookline.signing import Verifier, selz_signature
 from hookline.store import AttemptResult, Job, NewEvent, Store
 from tests.support.recorder import Answer, Hit, Recorder
 
@@ -76,6 +76,10 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
         verifier = Verifier(keys=(app["verification_key"],))
         hits = [h for h in recorder.hits("/ops") if h.json["user_id"] != PROBE_USER]
         envelopes = [verifier.verify(h.headers, h.body) for h in hits]
+        for hit, envelope in zip(hits, envelopes, strict=True):
+            # What a receiver written from the Selz page checks: timestamp + token.
+            selz = selz_signature(app["verification_key"], envelope.timestamp, envelope.token)
+            assert hit.headers["X-Selz-Signature"] == selz
         assert [e.event_type for e in envelopes] == ["endpoint.disabled", "endpoint.enabled"]
         sink = (await store.get_app(app["id"]))["operator_url"]
         assert sink == recorder.url("/ops")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from hookline.sender import Engine
 from hookline.sender.health import PROBE_USER
 from hookline.signing import Verifier, selz_signature
 from hookline.store import AttemptResult, Job, NewEvent, Store
+from hookline.store.operational import delivery_failed
 from tests.support.recorder import Answer, Hit, Recorder
 
 SETTINGS = EngineSettings(
@@ -256,6 +258,17 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
         with pytest.raises(Conflict, match="operator_url"):
             await store.delete_endpoint(ops["id"])
 
+        # The same change written twice (a record retried after a lost commit) is one
+        # event; the same kind of change again later is another.
+        failed = Job(7, "t", 2, regular["id"], "u1", "u1", app["id"], "order_completed", "e1",
+                     "{}", regular["url"], 1.0, ("k",))  # fmt: skip
+        for job in (failed, failed, replace(failed, attempts=5)):
+            async with store.db.transaction() as tx:
+                notice = delivery_failed(AttemptResult(job, "failed", 50.0))
+                await store._announce(tx, [notice], 50.0)
+        told = await store.list_deliveries(app["id"], endpoint_id=ops["id"])
+        assert len(told) == 2 and {d["user_id"] for d in told} == {regular["id"]}
+
         # The operational endpoint disabled for failing, then enabled: nothing said.
         job = Job(0, "t", 0, ops["id"], "u", "u", app["id"], "endpoint.enabled", "x", "{}",
                   ops["url"], 1.0, ("k",))  # fmt: skip
@@ -263,7 +276,7 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
             await store._track_endpoints(tx, [AttemptResult(job, "failed", 100.0)], 0.0)
         assert [e["id"] for e in await store.disable_failing_endpoints(0)] == [ops["id"]]
         assert await store.enable_probed_endpoint(ops["id"])
-        assert await store.list_deliveries(app["id"], endpoint_id=ops["id"]) == []
+        assert len(await store.list_deliveries(app["id"], endpoint_id=ops["id"])) == 2
 
         await store.set_operator_url(app["id"], None)
         assert [e["id"] for e in await store.list_endpoints(app["id"])] == [regular["id"]]

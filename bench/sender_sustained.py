@@ -7,9 +7,10 @@ worker`` processes, and a publisher that keeps about ``--depth`` events waiting 
 of 500 through ``POST /api/v1/events/batch``, spread over ``--users`` users) for the
 whole run. Every ``--window`` seconds it prints the deliveries per second the sink
 counted in that window beside the ``lanes`` table as PostgreSQL sees it: live and dead
-rows, how many of its updates were HOT (no index touched), and its total size with
-indexes. A sender that churns its lane rows faster than autovacuum cleans them slows
-down window after window while the table grows.
+rows, how many of its updates were HOT (no index touched), how often it was vacuumed
+(by the engines, and by autovacuum), and its total size with indexes. A sender that
+churns its lane rows faster than they are cleaned slows down window after window while
+the table grows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bench.sender import HEADERS, _event
 from bench.sender_postgres import ADMIN_DSN, pg_database, workers
 
 LANES_STATS = """
-SELECT n_live_tup, n_dead_tup, n_tup_upd, n_tup_hot_upd, autovacuum_count,
+SELECT n_live_tup, n_dead_tup, n_tup_upd, n_tup_hot_upd, autovacuum_count, vacuum_count,
        pg_total_relation_size('lanes') AS bytes
 FROM pg_stat_user_tables WHERE relname = 'lanes'
 """
@@ -73,7 +74,8 @@ async def _sustain(
                     f"{window['at_s']:>5} s  {window['deliveries_per_s']:>6,}/s  "
                     f"waiting {window['waiting']:>6,}  lanes: live {stats['n_live_tup']:>5,} "
                     f"dead {stats['n_dead_tup']:>8,}  hot {stats['n_tup_hot_upd']:>9,}/"
-                    f"{stats['n_tup_upd']:<9,} autovacuums {stats['autovacuum_count']:>3}  "
+                    f"{stats['n_tup_upd']:<9,} vacuums {stats['vacuum_count']:>3} "
+                    f"(auto {stats['autovacuum_count']:>3})  "
                     f"{stats['bytes'] / 1e6:.2f} MB",
                     flush=True,
                 )

@@ -46,6 +46,9 @@ log = logging.getLogger("hookline.engine")
 
 RECORD_BATCH = 1000
 
+#: Seconds between two vacuums of the lanes table by one engine (on average).
+LANES_VACUUM_INTERVAL = 10.0
+
 
 class Engine:
     def __init__(
@@ -91,6 +94,7 @@ class Engine:
         ]
         if self.settings.retention_days > 0:
             self._tasks.append(asyncio.create_task(self._prune_loop(), name="hookline-pruner"))
+        self._tasks.append(asyncio.create_task(self._vacuum_loop(), name="hookline-vacuum"))
         health = HealthMonitor(
             self.store, self.settings, self._transport, self._observers, self.wake
         )
@@ -266,6 +270,17 @@ class Engine:
         self._wakeup.set()
 
     # -- retention ----------------------------------------------------------------------
+
+    async def _vacuum_loop(self) -> None:
+        # Every lease taken or given back leaves a dead lane row on PostgreSQL; at
+        # thousands a second they outgrow the few live rows within seconds, and a bloated
+        # table slows every claim. A vacuum of so small a table takes milliseconds.
+        while True:
+            await asyncio.sleep(random.uniform(0.5, 1.5) * LANES_VACUUM_INTERVAL)
+            try:
+                await self.store.vacuum_lanes()
+            except StorageError as exc:
+                log.warning("vacuuming the lanes failed, will try again: %s", exc)
 
     async def _prune_loop(self) -> None:
         interval = self.settings.prune_interval

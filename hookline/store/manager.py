@@ -927,6 +927,11 @@ class Store:
         async with self.db.transaction(durable=False) as tx:
             await tx.execute("release_owner", owner=owner, now=time.time())
 
+    async def vacuum_lanes(self) -> None:
+        """Clear the dead rows of the lanes table (PostgreSQL; see ``vacuum_lanes``)."""
+        if self.db.dialect == "postgres":
+            await self.db.execute("vacuum_lanes")
+
     # -- retention ----------------------------------------------------------------------
 
     async def prune(self, older_than: float, *, batch: int = 500, pause: float = 0.05) -> int:

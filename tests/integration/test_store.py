@@ -704,3 +704,15 @@ async def test_a_rate_limited_endpoint_keeps_no_lane(store: Store) -> None:
     assert await keep(store, "w1", [result(job)]) == []
     (nxt,) = await claim(store)
     assert nxt.event_id == "e1"
+
+
+async def test_the_lanes_table_is_vacuumed_while_lanes_are_leased(
+    database_url: str, store: Store
+) -> None:
+    await app_with_endpoint(store, ["u1"])
+    await store.publish([event(f"e{i}", "u1", i) for i in range(3)])
+    (job,) = await claim(store)
+    (job,) = await keep(store, "w1", [result(job)])
+    await store.vacuum_lanes()  # beside a held lease, outside any transaction
+    assert await keep(store, "w1", [result(job)]) != []
+    assert await lanes_left(database_url) == 1

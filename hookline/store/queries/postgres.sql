@@ -427,6 +427,14 @@ DELETE FROM lanes
 USING jsonb_to_recordset(:rows::jsonb) AS j(endpoint_id text, lane text)
 WHERE lanes.endpoint_id = j.endpoint_id AND lanes.lane = j.lane;
 
+-- vacuum_lanes --
+-- The lanes table is a few hundred rows rewritten thousands of times a second under
+-- load: what HOT updates leave is pruned in place, but a lease taken or given back, and
+-- a lane deleted, leave dead rows and index entries only a vacuum clears. Engines run
+-- this every few seconds, so the table stays small even where autovacuum is off or
+-- behind; a vacuum another engine runs right now is not waited for.
+VACUUM (SKIP_LOCKED) lanes;
+
 -- prune_events --
 -- A small batch of events created before :before none of whose deliveries is pending;
 -- their deliveries and attempts go with them (ON DELETE CASCADE). Only the event's own

@@ -402,6 +402,11 @@ SELECT 1;
 -- SQLite has one writer at a time: nothing else holds the lanes.
 SELECT 1;
 
+-- vacuum_lanes --
+-- SQLite reuses the space of deleted and rewritten rows by itself (Store.vacuum_lanes
+-- does not run this).
+SELECT 1;
+
 -- prune_events --
 -- A small batch of events created before :before none of whose deliveries is pending;
 -- their deliveries and attempts go with them (ON DELETE CASCADE). Only the event's own

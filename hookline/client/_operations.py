@@ -372,35 +372,52 @@ def get_endpoint_stats(app_id: str, endpoint_id: str, *, window: int | None = No
 
 
 def _event(
-    event_type: str, user_id: str, data: Mapping[str, Any], event_id: str | None
+    event_type: str,
+    user_id: str,
+    data: Mapping[str, Any],
+    event_id: str | None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    event = {
         "event_type": event_type,
         "user_id": user_id,
         "data": data,
         "event_id": event_id or new_event_id(),
     }
+    if traceparent is not None:  # only when given: a server without tracing refuses it
+        event["traceparent"] = traceparent
+    return event
 
 
 # The server publishes an event_id once (the same again is a duplicate), and the client
 # gives every event an id before the first try: publishing is always safe to resend.
 @operation("POST", "/api/v1/events", _model(s.EventOut), idempotent=True)
 def publish_event(
-    event_type: str, user_id: str, data: Mapping[str, Any], *, event_id: str | None = None
+    event_type: str,
+    user_id: str,
+    data: Mapping[str, Any],
+    *,
+    event_id: str | None = None,
+    traceparent: str | None = None,
 ) -> Parts:
     """Publish one event (admin); it is stored with its deliveries when this returns.
 
     Without ``event_id`` the client makes one, so that a retry after a lost answer
     publishes it once (the retry's answer then says ``duplicate``). The same
-    ``event_id`` with other data raises ``EventConflict``."""
-    return Parts(body=_event(event_type, user_id, data, event_id))
+    ``event_id`` with other data raises ``EventConflict``. ``traceparent`` (W3C trace
+    context) is carried on to each delivery's ``traceparent`` header."""
+    return Parts(body=_event(event_type, user_id, data, event_id, traceparent))
 
 
 @operation("POST", "/api/v1/events/batch", _events, idempotent=True)
 def publish_events(events: Iterable[Mapping[str, Any]]) -> Parts:
     """Publish up to 1,000 events in one transaction, all or none (admin). Each is a
-    mapping with ``event_type``, ``user_id``, ``data`` and ``event_id`` (made if absent)."""
-    batch = [_event(e["event_type"], e["user_id"], e["data"], e.get("event_id")) for e in events]
+    mapping with ``event_type``, ``user_id``, ``data``, ``event_id`` (made if absent) and
+    optionally ``traceparent``."""
+    batch = [
+        _event(e["event_type"], e["user_id"], e["data"], e.get("event_id"), e.get("traceparent"))
+        for e in events
+    ]
     return Parts(body={"events": batch})
 
 

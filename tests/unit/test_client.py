@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -120,6 +121,21 @@ def test_only_given_fields_are_sent_and_paths_are_quoted() -> None:
     assert call.body == b'{"max_in_flight":null}'
     listed = ops.list_deliveries("app_1", status="failed", limit=10)
     assert listed.query == {"status": "failed", "limit": "10"}
+
+
+def test_a_traceparent_is_sent_only_when_given() -> None:
+    given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = ops.publish_event("order_completed", "u", {}, event_id="e1", traceparent=given)
+    assert orjson.loads(traced.body or b"")["traceparent"] == given
+    assert b"traceparent" not in (ops.publish_event("order_completed", "u", {}).body or b"")
+    batch = ops.publish_events(
+        [
+            {"event_type": "order_completed", "user_id": "u", "data": {}, "traceparent": given},
+            {"event_type": "order_completed", "user_id": "u", "data": {}},
+        ]
+    )
+    sent = orjson.loads(batch.body or b"")["events"]
+    assert [e.get("traceparent") for e in sent] == [given, None]
 
 
 def test_retries_reject_nonsense() -> None:

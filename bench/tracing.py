@@ -1,7 +1,7 @@
 """What tracing costs the sender: the throughput run of bench/sender.py with tracing off,
-off with a ``traceparent`` at publish (stored and passed on), and on (OpenTelemetry spans
+off with a ``traceparent`` at publish (stored and passed on), on (OpenTelemetry spans
 for every publish, fan-out and attempt, exported over OTLP/HTTP to a loopback collector),
-beside the bare aiohttp loop of the same run.
+and on with a tenth of the traces sampled, beside the bare aiohttp loop of the same run.
 
     python -m bench.tracing [-n 20000] [--rounds 2] [--json bench/results/tracing.json]
 
@@ -93,7 +93,8 @@ async def _publish(
             body = orjson.dumps({"events": events})
             async with session.post(f"{base}/api/v1/events/batch", data=body) as response:
                 if response.status != 202:
-                    raise RuntimeError(f"publish failed: {response.status}")
+                    text = await response.text()
+                    raise RuntimeError(f"publish failed: {response.status} {text}")
 
     async with aiohttp.ClientSession(headers=headers) as session:
         await asyncio.gather(*(publisher(session) for _ in range(4)))
@@ -105,7 +106,7 @@ def run_variant(
 ) -> RunResult:
     with HooklineServer(**env) as server:
         server.make_app("bench", sink.url, [f"user-{i}" for i in range(users)], max_in_flight=128)
-        prefix = name.replace(" ", "-")
+        prefix = "".join(c if c.isalnum() else "-" for c in name)
 
         def send() -> dict[str, float]:
             return run_loop(lambda: _publish(server.base, n, prefix, users, traceparent))
@@ -129,10 +130,16 @@ def main(argv: list[str] | None = None) -> None:
             "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
             "OTEL_BSP_SCHEDULE_DELAY": "1000",
         }
+        sampled_env = {
+            **traced_env,
+            "OTEL_TRACES_SAMPLER": "traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        }
         variants = [
             ("tracing off", False, {}),
             ("tracing off, traceparent given", True, {}),
             ("tracing on (OTLP), traceparent given", True, traced_env),
+            ("tracing on, 10 % of traces sampled", False, sampled_env),
         ]
         for _ in range(args.rounds):
             for name, traceparent, env in variants:

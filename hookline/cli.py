@@ -206,7 +206,7 @@ SQLITE_WORKER_WARNING = (
 
 async def _run_worker(url: str, settings: EngineSettings, wait: float, supervised: bool) -> None:
     from hookline.sender import Engine
-    from hookline.sender.processes import Reporter, report_to_parent
+    from hookline.sender.processes import Reporter, report_to_parent, write_report
 
     store = await _open_waiting(url, wait)
     if store.db.dialect == "sqlite" and not supervised:
@@ -231,6 +231,7 @@ async def _run_worker(url: str, settings: EngineSettings, wait: float, supervise
             await asyncio.to_thread(tracing.shutdown)
         if reporting is not None:
             await reporting
+            write_report(reporter)  # what the engine finished while it stopped
 
 
 async def _open_waiting(url: str, wait: float) -> Store:

@@ -260,15 +260,21 @@ async def report_to_parent(reporter: Reporter, stop: asyncio.Event) -> None:
 
     os.set_blocking(stdin, False)
     loop.add_reader(stdin, readable)
-    out = sys.stdout.buffer
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), REPORT_INTERVAL)
-            try:
-                out.write(reporter.line())
-                out.flush()
-            except (BrokenPipeError, ValueError):
+            if not write_report(reporter):
                 stop.set()  # the parent is gone
     finally:
         loop.remove_reader(stdin)
+
+
+def write_report(reporter: Reporter) -> bool:
+    """Write a status line to stdout; False if the parent no longer reads it."""
+    try:
+        sys.stdout.buffer.write(reporter.line())
+        sys.stdout.buffer.flush()
+    except (BrokenPipeError, ValueError):
+        return False
+    return True

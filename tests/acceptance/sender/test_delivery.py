@@ -109,3 +109,28 @@ def _webhook_ids_name_their_endpoint(hits: list[Hit], endpoints: list[dict[str, 
         name = hit.path.lstrip("/")
         if name in by_url:
             assert hit.json["webhook_id"] == by_url[name]
+
+
+async def test_metrics_and_health_count_the_delivery_processes_attempts(
+    api: Api, recorder: Recorder
+) -> None:
+    # serve delivers in a child process; its attempts are counted by the API process.
+    url = recorder.script("/hook")
+    app = await api.create_app("shop")
+    await api.install(app["id"], "store-1")
+    await api.create_endpoint(app["id"], url, ["*"])
+    for n in range(3):
+        await api.publish("order_completed", "store-1", {"id": n}, event_id=f"evt-{n}")
+    await api.settled(app["id"], 3)
+    metrics = ""
+
+    async def counted() -> bool:
+        nonlocal metrics
+        reply = await api.call("GET", "/metrics")
+        metrics = reply.body
+        return 'hookline_attempts_total{outcome="delivered"} 3.0' in metrics
+
+    await wait_until(counted, message=lambda: f"3 delivered attempts in\n{metrics}")
+    assert "hookline_attempt_latency_seconds_count 3.0" in metrics
+    health = await api.expect(200, "GET", "/healthz")
+    assert health["delivering"] is True

@@ -242,9 +242,12 @@ async def paced_latency(
             nonlocal failures
             scheduled = start + k / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                failures += not 200 <= response.status < 300
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    failures += not 200 <= response.status < 300
+            except aiohttp.ClientError:  # an overwhelmed server drops connections
+                failures += 1
             return loop.time() - scheduled
 
         took = await asyncio.gather(*(one(k, h, b) for k, (h, b) in enumerate(requests)))
@@ -267,6 +270,18 @@ def start(server: Server, port: int, stages_file: Path | None) -> subprocess.Pop
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{server.name} did not start: {' '.join(server.command)}")
         time.sleep(0.1)
+
+
+def profile(
+    proc: subprocess.Popen[bytes], svg: str | None, seconds: float
+) -> subprocess.Popen[bytes] | None:
+    """py-spy (the bench extra) samples the server for the throughput run: a flame graph."""
+    if not svg:
+        return None
+    duration = str(max(1, int(seconds) - 1))
+    command = [str(BIN / "py-spy"), "record", "--pid", str(proc.pid), "--duration", duration,
+               "--rate", "100", "--nonblocking", "--output", svg]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
 def stage_lines(stages_file: Path) -> list[dict[str, Any]]:
@@ -299,6 +314,7 @@ def measure(
     stages_file = workdir / f"{server.name}-stages.jsonl" if server.is_hookline else None
     proc = start(server, port, stages_file)
     try:
+        profiler = profile(proc, args.profile, args.seconds) if server.name == "hookline" else None
         if wrk:
             request_file = workdir / f"{server.name}.tsv"
             write_wrk_file(load, request_file)
@@ -306,6 +322,8 @@ def measure(
         else:
             acked, seconds = asyncio.run(run_aiohttp(url, load, args.seconds))
         del load
+        if profiler is not None:
+            profiler.wait()
         if stages_file is not None:
             dump_stages(proc, stages_file)
         time.sleep(2)  # let the workers catch up before the latency run
@@ -479,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gunicorn-workers", type=int, default=4)
     parser.add_argument("--only", nargs="*", help="run only these servers (bare, hookline, ...)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--profile", metavar="SVG", help="py-spy flame graph of hookline here")
     parser.add_argument(
         "--postgres",
         nargs="?",

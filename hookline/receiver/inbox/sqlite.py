@@ -8,19 +8,14 @@ the commit is where the fsync waits. Operations queued meanwhile go into the nex
 one fsync covers a whole batch, so acknowledging stays durable without an fsync each.
 Nobody is answered before their batch has committed.
 
-Durability: by default (``synchronous=full``) an acknowledged webhook survives a power cut
-as well as a killed process: the connection commits without an fsync and ``WalSync``
-fsyncs the WAL before anyone in the batch is answered, so the writer goes on with the next
-batch while the fsync runs (see ``wal_sync``). ``?synchronous=normal`` in the URL keeps it
-safe against process crashes (kill -9) only, answering without the fsync;
-``?synchronous=extra`` is SQLite's own EXTRA, fsync'd inside the commit.
+Durability: WAL with ``synchronous=FULL`` by default, so an acknowledged webhook survives a
+power cut as well as a killed process. ``?synchronous=normal`` in the URL keeps it safe
+against process crashes (kill -9) only, for a little more speed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -43,7 +38,6 @@ from hookline.receiver.inbox.base import (
     load_queries,
     no_inbox,
 )
-from hookline.receiver.inbox.wal_sync import WalSync, fsync_path
 from hookline.receiver.stages import Marks, clock
 
 T = TypeVar("T")
@@ -81,8 +75,6 @@ class SqliteInbox(Inbox):
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
-        # ``full`` is made durable by fsyncing the WAL ourselves, outside the commit.
-        self._wal_sync = WalSync(self._path + "-wal") if self._synchronous == "full" else None
 
     async def open(self) -> None:
         check_sqlite_path(
@@ -103,8 +95,6 @@ class SqliteInbox(Inbox):
             self._wakeup.set()
             await self._writer
             self._writer = None
-        if self._wal_sync is not None:
-            await self._wal_sync.drain()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -114,19 +104,13 @@ class SqliteInbox(Inbox):
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            own_fsync = self._wal_sync is not None
-            synchronous = "NORMAL" if own_fsync else self._synchronous.upper()
-            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             # Other processes (a second receiver, the dead-letters CLI) may hold the lock.
             conn.execute("PRAGMA busy_timeout=30000")
             if not self._create and not conn.execute(_HAS_INBOX).fetchone():
                 raise no_inbox(self.url)
             conn.executescript(_Q["schema"])
             _add_traceparent(conn)
-            if own_fsync:
-                # The WAL exists now; its name must be durable too, before the first answer.
-                fsync_path(self._path + "-wal")
-                fsync_path(os.path.dirname(os.path.abspath(self._path)))
         except BaseException:
             conn.close()
             raise
@@ -144,11 +128,9 @@ class SqliteInbox(Inbox):
                 for marks in timed:
                     marks.started = clock()
                 outcomes = await _run_batch(conn, [op for op, _, _ in batch])
-                futures = [future for _, future, _ in batch]
-                if self._wal_sync is None:
-                    _settle(futures, outcomes, timed)
-                else:
-                    self._wal_sync.committed(functools.partial(_settle, futures, outcomes, timed))
+                for marks in timed:
+                    marks.committed = clock()
+                _settle([future for _, future, _ in batch], outcomes)
             if self._closing:
                 return
 
@@ -310,22 +292,11 @@ def _run_alone(conn: sqlite3.Connection, op: Op) -> tuple[bool, Any]:
     return True, value
 
 
-def _settle(
-    futures: list[asyncio.Future[Any]],
-    outcomes: list[tuple[bool, Any]],
-    timed: list[Marks],
-    error: StorageError | None = None,
-) -> None:
-    """Answer a batch once it is durable; ``error``: the fsync failed, nothing is sure."""
-    now = clock()
-    for marks in timed:
-        marks.committed = now
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
     for future, (ok, value) in zip(futures, outcomes, strict=True):
         if future.done():
             continue
-        if error is not None:
-            future.set_exception(error)
-        elif ok:
+        if ok:
             future.set_result(value)
         else:
             future.set_exception(value)

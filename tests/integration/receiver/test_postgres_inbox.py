@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from hookline.events import parse_envelope
-from hookline.receiver.inbox import Incoming, Outcome, open_inbox
+from hookline.receiver.inbox import Finish, Incoming, Outcome, Result, open_inbox
 from tests.support.receiver import signed_webhook
 
 pytestmark = pytest.mark.postgres
@@ -60,3 +60,39 @@ async def test_one_batch_with_a_token_twice_stores_it_once(postgres_url: str) ->
         await inbox.close()
     assert outcomes.count(Outcome.ACCEPTED) == 2
     assert outcomes[3] is Outcome.ACCEPTED
+
+
+async def test_only_the_workers_bookkeeping_skips_the_wal_flush(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storing a webhook waits for its WAL flush (acknowledged means on disk); leases and
+    a run's result do not, so that they stop queueing for the flushes of everyone."""
+    inbox = open_inbox(postgres_url)
+    await inbox.open()
+    seen: list[tuple[str, str]] = []
+    try:
+        async with inbox.pool.acquire() as conn:  # type: ignore[attr-defined]
+            conn_class = type(conn)
+        original = conn_class.execute
+        current = {"op": ""}
+
+        async def spy(self: object, query: str, *args: object, **kwargs: object) -> object:
+            if "synchronous_commit" in query:
+                seen.append((current["op"], query))
+            return await original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(conn_class, "execute", spy)
+        current["op"] = "accept"
+        assert await inbox.accept(incoming("u1"), time.time()) is Outcome.ACCEPTED
+        current["op"] = "claim"
+        assert await inbox.claim_lanes("me", 10, time.time(), 30) == ["u1"]
+        head = await inbox.lane_head("u1")
+        assert head is not None
+        current["op"] = "finish"
+        done = Finish(head.id, Result.DONE, time.time(), head.attempts)
+        assert await inbox.finish("me", "u1", done) is None
+        current["op"] = "release"
+        await inbox.release_lane("me", "u1")
+    finally:
+        await inbox.close()
+    assert {op for op, _ in seen} == {"claim", "finish", "release"}

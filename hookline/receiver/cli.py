@@ -93,8 +93,9 @@ def receive(
     from hookline.receiver.tracing import configure_from_env
 
     limits = serving.ServerSettings.from_env()
-    tracing = configure_from_env()
     receiver = load_receiver(target)
+    # After the app's module is imported: where it set up OpenTelemetry itself, that stays.
+    tracing = configure_from_env()
     changes = {
         "database": database,
         "concurrency": concurrency,

@@ -88,8 +88,12 @@ def client_certificate_error(exc: BaseException, job: Job) -> str | None:
         getattr(exc, "os_error", None) or exc.__cause__, "reason", None
     )
     alert = _CERTIFICATE_ALERTS.get(str(reason))
-    if alert is None:
-        return None
+    return None if alert is None else certificate_alert_error(alert, job)
+
+
+def certificate_alert_error(alert: str, job: Job) -> str:
+    """The words for a handshake the endpoint refused over the client certificate,
+    whichever TLS library saw the ``alert``."""
     if job.client_cert is None:
         return (
             f"the endpoint asked for a client certificate (TLS alert: {alert}) and none is "
@@ -115,4 +119,9 @@ def _private_file(text: str) -> Iterator[str]:
         yield path
 
 
-__all__ = ["ClientTls", "client_certificate_error", "default_context"]
+__all__ = [
+    "ClientTls",
+    "certificate_alert_error",
+    "client_certificate_error",
+    "default_context",
+]

@@ -1,0 +1,156 @@
+"""Each transport over real sockets on loopback: the same answers, the same errors in the
+same words, and the address policy on the address that is connected to.
+
+Names are resolved by a fake resolver (names under ``.invalid`` that real DNS never
+answers), so a request that reaches a listener went to the address the transport was
+given, checked and pinned, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
+
+import pytest
+
+from hookline.sender.transport import AiohttpTransport, ReqwestTransport, Transport
+from hookline.sender.transport.base import Resolve
+from hookline.store.records import Job
+from tests.conftest import free_port
+from tests.support.listener import ConnectionCounter
+from tests.support.recorder import Answer, Recorder, redirect
+
+JOB = Job(
+    delivery_id=1, token="t" * 48, attempts=0, endpoint_id="ep_1", lane="u", user_id="u",
+    app_id="app_1", event_type="order_completed", event_id="evt_1", data="{}",
+    url="http://127.0.0.1:9/", timeout=5.0, keys=("k",),
+)  # fmt: skip
+HEADERS = {"Content-Type": "application/json", "X-Selz-Signature": "sig"}
+KINDS: dict[str, Callable[..., Transport]] = {
+    "aiohttp": AiohttpTransport,
+    "reqwest": ReqwestTransport,
+}
+
+
+def resolver(table: dict[str, Sequence[str]]) -> Resolve:
+    async def resolve(host: str) -> Sequence[str]:
+        if host not in table:
+            raise OSError(-2, "Name or service not known")
+        return table[host]
+
+    return resolve
+
+
+@pytest.fixture(params=list(KINDS))
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    async with Recorder() as rec:
+        yield rec
+
+
+async def _post(transport: Transport, url: str, **job: object):  # type: ignore[no-untyped-def]
+    try:
+        return await transport.post(replace(JOB, url=url, **job), b'{"a":1}', HEADERS)  # type: ignore[arg-type]
+    finally:
+        await transport.close()
+
+
+async def test_an_answer_is_read_the_same_way(kind: str, recorder: Recorder) -> None:
+    body = "é" * 700  # 1,400 bytes, of which the excerpt is the first KiB
+    url = recorder.script("/x", then=Answer(503, body=body, headers={"Retry-After": "7"}))
+    reply = await _post(KINDS[kind](allow_private=True), url)
+    assert (reply.status, reply.retry_after, reply.error) == (503, "7", None)
+    assert reply.excerpt == "é" * 512
+    (hit,) = recorder.hits("/x")
+    assert hit.body == b'{"a":1}' and hit.headers["X-Selz-Signature"] == "sig"
+    assert "Accept-Encoding" not in hit.headers  # the excerpt is the answer as sent
+    assert hit.headers["User-Agent"].startswith("hookline/")
+
+
+async def test_redirects_are_not_followed(kind: str, recorder: Recorder) -> None:
+    url = recorder.script("/from", then=redirect(recorder.url("/to")))
+    reply = await _post(KINDS[kind](allow_private=True), url)
+    assert reply.status == 302 and recorder.hits("/to") == []
+
+
+async def test_the_endpoints_timeout_ends_the_attempt(kind: str, recorder: Recorder) -> None:
+    url = recorder.script("/slow", then=Answer(hang=True))
+    reply = await _post(KINDS[kind](allow_private=True), url, timeout=0.5)
+    assert reply == type(reply)(error="no answer within the endpoint's timeout of 0.5 s")
+    await recorder.wait_for(lambda: recorder.hits("/slow")[0].cancelled)  # connection dropped
+
+
+async def test_a_refused_connection_is_named(kind: str) -> None:
+    port = free_port()
+    reply = await _post(KINDS[kind](allow_private=True), f"http://127.0.0.1:{port}/")
+    assert reply.error == f"connection refused by 127.0.0.1:{port}"
+
+
+async def test_a_name_that_does_not_resolve_is_named(kind: str) -> None:
+    transport = KINDS[kind](allow_private=False, resolve=resolver({}))
+    reply = await _post(transport, "http://nowhere.invalid/")
+    assert reply.error == "cannot resolve nowhere.invalid: Name or service not known"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "hooks.invalid", "Hooks.INVALID."])
+async def test_loopback_is_refused_by_name_or_address_and_never_dialled(
+    kind: str, host: str
+) -> None:
+    async with ConnectionCounter() as listener:
+        transport = KINDS[kind](
+            allow_private=False,
+            resolve=resolver({"hooks.invalid": ["::1"], "hooks.invalid.": ["127.0.0.1"]}),
+        )
+        reply = await _post(transport, f"http://{host}:{listener.port}/")
+    assert reply.status is None and "refused by the address policy" in (reply.error or "")
+    if "invalid" in host:
+        assert reply.error.startswith(host.lower() + ": refused by the address policy")  # type: ignore[union-attr]
+    assert listener.accepted == []
+
+
+@pytest.mark.parametrize(
+    "host", ["hooks.invalid", "HOOKS.invalid", "hooks.invalid.", "bücher.invalid"]
+)
+async def test_a_name_goes_to_the_address_it_was_pinned_to(host: str, recorder: Recorder) -> None:
+    # Real DNS never answers .invalid: reaching the recorder proves the pin was used.
+    names = ["hooks.invalid", "hooks.invalid.", "xn--bcher-kva.invalid"]
+    transport = ReqwestTransport(
+        allow_private=True, resolve=resolver({name: ["127.0.0.1"] for name in names})
+    )
+    reply = await _post(transport, f"http://{host}:{recorder.port}/pinned")
+    assert reply.status == 200, reply
+    assert len(recorder.hits("/pinned")) == 1
+
+
+async def test_after_the_ttl_a_name_is_resolved_again_and_the_new_address_used() -> None:
+    answers = {"hooks.invalid": ["127.0.0.1"]}
+    transport = ReqwestTransport(allow_private=True, resolve=resolver(answers), pin_ttl=0.2)
+    try:
+        async with ConnectionCounter() as listener:
+            url = f"http://hooks.invalid:{listener.port}/"
+            await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
+            answers["hooks.invalid"] = ["::1"]
+            await asyncio.sleep(0.3)  # past the pin's TTL (not a timing assertion)
+            await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
+        assert [sockname[0] for sockname in listener.accepted] == ["127.0.0.1", "::1"]
+    finally:
+        await transport.close()
+
+
+async def test_a_bounded_number_of_clients_is_kept(recorder: Recorder) -> None:
+    names = {f"h{n}.invalid": ["127.0.0.1"] for n in range(5)}
+    transport = ReqwestTransport(allow_private=True, resolve=resolver(names), max_clients=2)
+    try:
+        for name in names:
+            url = f"http://{name}:{recorder.port}/bounded"
+            reply = await transport.post(replace(JOB, url=url), b"{}", HEADERS)
+            assert reply.status == 200
+        assert len(transport.clients) == 2
+    finally:
+        await transport.close()
+    assert len(recorder.hits("/bounded")) == 5

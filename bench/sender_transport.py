@@ -7,22 +7,36 @@ Each round runs the batch-published throughput run of ``bench.sender`` (one endp
 aiohttp loop into the same sink, so every figure has its ceiling from the same minutes
 of a shared, noisy machine. Besides deliveries/s it reports the CPU time of the
 ``hookline serve`` process per delivery (user + system, from /proc), which is what a
-cheaper transport saves.
+cheaper transport saves. Then each transport alone (no store, no API) sends the same
+number of signed attempts at 64 in flight, with the CPU per request of the event loop's
+thread and of the whole process.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import time
+from dataclasses import replace
 from typing import Any
 
-from bench._common import RunResult, print_table, write_json
+from bench._common import RunResult, now, print_table, write_json
 from bench.hookline_server import HooklineServer
-from bench.peers.bare_sender import run_bare
+from bench.peers.bare_sender import run_bare, run_loop
 from bench.peers.sink import SinkProcess
 from bench.sender import run_throughput
+from hookline.sender.attempt import build_request
+from hookline.sender.transport import new_transport
+from hookline.store.records import Job
 
 TRANSPORTS = ("aiohttp", "reqwest")
+JOB = Job(
+    delivery_id=1, token="t" * 48, attempts=0, endpoint_id="ep_bench", lane="user-1",
+    user_id="user-1", app_id="app_bench", event_type="order_completed", event_id="",
+    data='{"id":"order-1","reference_id":"XZHQ59WA","total":19.99}', url="", timeout=10.0,
+    keys=("bench-key",),
+)  # fmt: skip
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -47,6 +61,46 @@ def run_transport(sink: SinkProcess, kind: str, n: int, users: int) -> RunResult
     return result
 
 
+async def _post_all(kind: str, url: str, n: int, concurrency: int) -> dict[str, float]:
+    """``n`` signed attempts through one transport, as the engine makes them."""
+    transport = new_transport(allow_private=True, kind=kind)
+    ids = iter(range(n))
+    sent: dict[str, float] = {}
+
+    async def worker() -> None:
+        for i in ids:
+            job = replace(JOB, url=url, event_id=f"{kind}-{i}")
+            body, headers = build_request(job, time.time())
+            sent[job.event_id] = now()
+            reply = await transport.post(job, body, headers)
+            if reply.status != 200:
+                raise RuntimeError(f"{kind}: {reply}")
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await transport.close()
+    return sent
+
+
+def run_alone(sink: SinkProcess, kind: str, n: int, concurrency: int = 64) -> RunResult:
+    """The transport alone (no store, no API): deliveries/s, and the CPU per request of
+    the event loop's thread (what the engine's loop pays) and of the whole process
+    (reqwest's own thread included)."""
+    cpu: dict[str, float] = {}
+
+    def send() -> dict[str, float]:
+        thread, process = time.thread_time(), time.process_time()
+        sent = run_loop(lambda: _post_all(kind, sink.url, n, concurrency))
+        cpu["loop"], cpu["process"] = time.thread_time() - thread, time.process_time() - process
+        return sent
+
+    result = sink.measure(f"{kind} transport alone (c={concurrency})", n, send)
+    result.params["loop_cpu_us_per_request"] = round(cpu["loop"] / n * 1e6, 1)
+    result.params["process_cpu_us_per_request"] = round(cpu["process"] / n * 1e6, 1)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=20_000)
@@ -55,16 +109,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transports", default=",".join(TRANSPORTS))
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    kinds = args.transports.split(",")
 
     results: list[RunResult] = []
     ratios: dict[str, list[float]] = {}
     with SinkProcess() as sink:
-        for _ in range(args.rounds):
-            round_results = [
-                run_transport(sink, kind, args.n, args.users)
-                for kind in args.transports.split(",")
-            ]
+        for number in range(args.rounds):
+            # In turns, so that neither always runs first (or last) in a round.
+            order = kinds if number % 2 == 0 else kinds[::-1]
+            round_results = [run_transport(sink, kind, args.n, args.users) for kind in order]
             bare = run_bare(sink, args.n)
+            round_results += [run_alone(sink, kind, args.n) for kind in order]
             for result in round_results:
                 ratio = round(result.rate / bare.rate, 3)
                 result.params["vs_bare_loop"] = ratio
@@ -72,11 +127,10 @@ def main(argv: list[str] | None = None) -> None:
             results += [*round_results, bare]
     print_table(results, title="sender throughput by transport")
     for result in results:
-        if "serve_cpu_us_per_delivery" in result.params:
-            print(
-                f"{result.name}: {result.rate:,.0f}/s, {result.params['vs_bare_loop']:.0%} of "
-                f"the bare loop, {result.params['serve_cpu_us_per_delivery']} µs CPU/delivery"
-            )
+        cpu = {k: v for k, v in result.params.items() if k.endswith(("_delivery", "_request"))}
+        if cpu:
+            ratio = result.params["vs_bare_loop"]
+            print(f"{result.name}: {result.rate:,.0f}/s, {ratio:.0%} of the bare loop, {cpu}")
     extra: dict[str, Any] = {"vs_bare_loop": ratios}
     print(extra)
     if args.json:

@@ -79,6 +79,16 @@ def parse_ca_bundle(name: str, value: str) -> str | None:
     return value
 
 
+#: The HTTP clients a delivery can go through (see ``hookline.sender.transport``).
+TRANSPORTS = ("reqwest", "aiohttp")
+
+
+def parse_transport(name: str, value: str) -> str:
+    if value not in TRANSPORTS:
+        raise ConfigError(f"{name}={value!r} is not a transport; use {' or '.join(TRANSPORTS)}")
+    return value
+
+
 def parse_count(name: str, value: str) -> int:
     """A whole number of at least 1 (a fraction is rounded down first)."""
     count = int(parse_number(name, value))
@@ -231,9 +241,14 @@ class EngineSettings:
     #: A PEM file of CAs trusted besides the system's, for endpoints whose certificates
     #: a private CA signed (their own, or an intranet's).
     ca_bundle: str | None = None
+    #: The HTTP client of deliveries: ``reqwest`` (pyreqwest, the faster) or ``aiohttp``
+    #: (OpenSSL's TLS, for endpoints that only speak what rustls refuses, such as TLS 1.0).
+    transport: str = "reqwest"
 
     def __post_init__(self) -> None:
         _require_positive(self, _ENGINE_SECONDS)
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)}")
 
     @property
     def app_cap(self) -> int:
@@ -319,6 +334,7 @@ ENGINE_ENV: EnvTable = {
     "probe_concurrency": ("HOOKLINE_PROBE_CONCURRENCY", parse_count),
     "probe_timeout": ("HOOKLINE_PROBE_TIMEOUT", parse_seconds),
     "ca_bundle": ("HOOKLINE_CA_BUNDLE", lambda name, value: parse_ca_bundle(name, value)),
+    "transport": ("HOOKLINE_TRANSPORT", lambda name, value: parse_transport(name, value)),
 }
 
 

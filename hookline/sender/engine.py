@@ -85,6 +85,7 @@ class Engine:
             self._transport = new_transport(
                 allow_private=self.settings.allow_private_targets,
                 ca_bundle=self.settings.ca_bundle,
+                kind=self.settings.transport,
             )
         # Publishes in other processes (other API servers) wake this engine too.
         self._subscription = await self.store.on_published(self.wake)

@@ -106,7 +106,12 @@ class Engine:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, let sends in flight finish (up to ``grace`` s), record them,
-        and hand back whatever is left so another engine sends it."""
+        and hand back whatever is left so another engine sends it.
+
+        A send that is cancelled ends when the transport says its request can no longer
+        reach the endpoint: at once with aiohttp, at the endpoint's timeout with reqwest
+        (see ``transport.reqwest_client``), so a lane is never handed back while its
+        request may still go out."""
         self._stopping = True
         self._wakeup.set()
         if self._sending:

@@ -1,4 +1,6 @@
-"""TLS of deliveries: the CAs the sender trusts, and each endpoint's client certificate.
+"""TLS of deliveries with the aiohttp transport: the CAs the sender trusts, and each
+endpoint's client certificate as an ``ssl.SSLContext`` (the reqwest transport gives each
+endpoint with a certificate a client of its own instead).
 
 The aiohttp transport has one HTTP session (one connector, with the address policy's
 socket factory); an endpoint with a client certificate gets an ``ssl.SSLContext`` of its

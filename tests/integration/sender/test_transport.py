@@ -9,8 +9,11 @@ given, checked and pinned, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ from hookline.sender.transport.base import Resolve
 from hookline.store.records import Job
 from tests.conftest import free_port
 from tests.support.listener import ConnectionCounter
+from tests.support.pki import TestCa
 from tests.support.recorder import Answer, Recorder, redirect
 
 JOB = Job(
@@ -154,3 +158,41 @@ async def test_a_bounded_number_of_clients_is_kept(recorder: Recorder) -> None:
     finally:
         await transport.close()
     assert len(recorder.hits("/bounded")) == 5
+
+
+async def _tls_server(ca: TestCa, directory: Path) -> tuple[asyncio.Server, int]:
+    """An HTTPS listener on 127.0.0.1 with a certificate from ``ca``, answering 200."""
+    issued = ca.issue("127.0.0.1", server=True)
+    (directory / "server.pem").write_text(issued.cert + issued.key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "server.pem")
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_certificate_from_an_unknown_ca_is_named_and_the_ca_bundle_trusts_it(
+    kind: str, tmp_path: Path
+) -> None:
+    ca = TestCa()
+    server, port = await _tls_server(ca, tmp_path)
+    url = f"https://127.0.0.1:{port}/"
+    try:
+        untrusted = await _post(KINDS[kind](allow_private=True), url)
+        trusted = await _post(
+            KINDS[kind](allow_private=True, ca_bundle=str(ca.write(tmp_path))), url
+        )
+    finally:
+        server.close()
+    print(untrusted.error)
+    assert (untrusted.error or "").startswith(
+        f"the TLS certificate of 127.0.0.1:{port} is not valid: "
+    )
+    assert trusted.status == 200, trusted

@@ -196,3 +196,13 @@ async def test_a_certificate_from_an_unknown_ca_is_named_and_the_ca_bundle_trust
         f"the TLS certificate of 127.0.0.1:{port} is not valid: "
     )
     assert trusted.status == 200, trusted
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+async def test_a_literal_address_is_dialled_as_written_where_private_targets_are_allowed(
+    kind: str, host: str
+) -> None:
+    async with ConnectionCounter() as listener:
+        reply = await _post(KINDS[kind](allow_private=True), f"http://{host}:{listener.port}/")
+    assert reply.status is None  # the counter closes without answering
+    assert [sockname[0] for sockname in listener.accepted] == [host.strip("[]")]

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.support.hookline_proc import wait_until
 
@@ -47,7 +48,9 @@ def redirect(to: str, status: int = 302) -> Answer:
 @dataclass(slots=True)
 class Hit:
     path: str
-    headers: dict[str, str]
+    #: Looked up by name in any case, as HTTP defines them: the transports write names
+    #: differently on the wire (reqwest title-cases them: ``Webhook-Id``).
+    headers: CIMultiDict[str]
     body: bytes
     started: float
     ended: float | None = None
@@ -119,7 +122,7 @@ class Recorder:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         hit = Hit(
             path=request.path,
-            headers=dict(request.headers),
+            headers=CIMultiDict(request.headers),
             body=await request.read(),
             started=time.monotonic(),
         )

@@ -157,13 +157,19 @@ async def _finished_even_if_cancelled(exchange: Coroutine[Any, Any, Reply]) -> R
     probe's timeout) ends when its request does: at the latest at the endpoint's timeout.
     """
     running = asyncio.ensure_future(exchange)
+    running.add_done_callback(_retrieved)
     try:
         return await asyncio.shield(running)
     except asyncio.CancelledError:
         await asyncio.wait([running])
-        if not running.cancelled():
-            running.exception()  # retrieved: the caller is gone
         raise
+
+
+def _retrieved(done: asyncio.Future[Reply]) -> None:
+    """Mark an exception as seen: after a cancellation nobody awaits it any more (the
+    attempt was abandoned, and the error is what its timeout said)."""
+    if not done.cancelled():
+        done.exception()
 
 
 class _Identity:

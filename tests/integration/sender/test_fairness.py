@@ -9,6 +9,7 @@ held. Latencies are printed, not asserted (the machine is shared and loaded).
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -101,8 +102,9 @@ async def test_a_tarpit_app_holds_its_share_of_the_slots_and_no_more(
         attacked = await _latencies(store, recorder, engines, "attack")
         last_landed = recorder.hits("/healthy")[-1].started
     finally:
-        for engine in engines:
-            await engine.stop(grace=0.5)
+        # Both at once: a stopping engine waits for its requests in flight to end (with
+        # reqwest, at their timeout), and the other must not send on meanwhile.
+        await asyncio.gather(*(engine.stop(grace=0.5) for engine in engines))
         for s in stores:
             await s.close()
 

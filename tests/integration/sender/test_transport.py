@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hookline.sender.transport import AiohttpTransport, ReqwestTransport, Transport
+from hookline.sender.transport import AiohttpTransport, ReqwestTransport, Transport, pinning
 from hookline.sender.transport.base import Resolve
 from hookline.store.records import Job
 from tests.conftest import free_port
@@ -206,3 +206,31 @@ async def test_a_literal_address_is_dialled_as_written_where_private_targets_are
         reply = await _post(KINDS[kind](allow_private=True), f"http://{host}:{listener.port}/")
     assert reply.status is None  # the counter closes without answering
     assert [sockname[0] for sockname in listener.accepted] == [host.strip("[]")]
+
+
+async def test_a_name_that_turns_forbidden_after_the_ttl_is_refused_on_the_wire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The policy as if 127.0.0.1 were a public address (only loopback may be dialled
+    # here) while ::1 stays forbidden: the name first resolves to the allowed address,
+    # then is rebound to the forbidden one.
+    real_reason = pinning.forbidden_reason
+    monkeypatch.setattr(
+        pinning,
+        "forbidden_reason",
+        lambda address: None if str(address) == "127.0.0.1" else real_reason(address),
+    )
+    answers = {"hooks.invalid": ["127.0.0.1"]}
+    transport = ReqwestTransport(allow_private=False, resolve=resolver(answers), pin_ttl=0.2)
+    try:
+        async with ConnectionCounter() as listener:
+            url = f"http://hooks.invalid:{listener.port}/"
+            await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
+            answers["hooks.invalid"] = ["::1"]
+            await asyncio.sleep(0.3)  # past the pin's TTL (not a timing assertion)
+            refused = await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
+        assert refused.error == "hooks.invalid: refused by the address policy: ::1 is loopback"
+        assert [sockname[0] for sockname in listener.accepted] == ["127.0.0.1"]
+        assert len(transport.clients) == 0  # the old pin is gone with it
+    finally:
+        await transport.close()

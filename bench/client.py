@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -276,14 +277,24 @@ def _tagged(result: RunResult, target: str) -> RunResult:
     )
 
 
+def _installed(contenders: dict[str, object]) -> list[str]:
+    """The contenders whose library is installed: niquests is not, by default (see the
+    bench extra in pyproject.toml)."""
+    return [
+        name
+        for name in contenders
+        if importlib.util.find_spec(name.split()[0].split(".")[0]) is not None
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("-n", type=int, default=5000, help="requests per async run")
     parser.add_argument("--sync-n", type=int, default=2000, help="requests per sync run")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="runs per contender, best kept")
-    parser.add_argument("--async-libs", nargs="*", default=list(ASYNC), choices=list(ASYNC))
-    parser.add_argument("--sync-libs", nargs="*", default=list(SYNC), choices=list(SYNC))
+    parser.add_argument("--async-libs", nargs="*", default=_installed(ASYNC), choices=list(ASYNC))
+    parser.add_argument("--sync-libs", nargs="*", default=_installed(SYNC), choices=list(SYNC))
     parser.add_argument("--targets", nargs="*", default=["sink", "serve"])
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ is committed, through ``wakeup`` (PostgreSQL's ``NOTIFY`` does this by itself).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,8 @@ from hookline.exceptions import ConfigError, StorageError
 from hookline.store.connector import Connection, NoSubscription, Row
 from hookline.store.queries import load_queries, upgrade_steps
 from hookline.store.wakeup import Listener, Notifier
+
+log = logging.getLogger("hookline.store")
 
 #: Queries that notify a channel (as ``pg_notify`` does in PostgreSQL): run by the
 #: connector itself, after the commit, instead of as SQL.
@@ -270,4 +273,10 @@ class SQLiteConnector:
     async def listen(self, channel: str, callback: Callable[[], None]) -> Listener | NoSubscription:
         if self.path == ":memory:":
             return NoSubscription()
-        return Listener(self.path, channel, callback)
+        try:
+            return Listener(self.path, channel, callback)
+        except OSError as exc:
+            # No socket beside the file (a directory we may not write, a system without
+            # /proc): this engine finds new work by polling instead.
+            log.warning("cannot listen for wake-ups beside %s (%s); polling", self.path, exc)
+            return NoSubscription()

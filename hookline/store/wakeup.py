@@ -56,12 +56,17 @@ class Notifier:
         self._sock.setblocking(False)
 
     def notify(self, channel: str) -> None:
-        if self._dir is None:
-            if not os.path.isdir(self._path):
-                return  # nobody has ever listened
-            self._dir = _Directory(self._path)
+        try:
+            if self._dir is None:
+                if not os.path.isdir(self._path):
+                    return  # nobody has ever listened
+                self._dir = _Directory(self._path)
+            names = os.listdir(self._path)
+        except OSError as exc:
+            log.debug("no wake-ups beside the database: %s", exc)
+            return
         prefix = channel + "."
-        for name in os.listdir(self._path):
+        for name in names:
             if name.startswith(prefix):
                 self._send(name)
 

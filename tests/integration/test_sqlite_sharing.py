@@ -148,3 +148,14 @@ async def test_a_write_gives_up_after_the_busy_timeout(
     finally:
         release.set()
         await asyncio.to_thread(holder.join)
+
+
+async def test_without_a_place_for_wake_up_sockets_engines_poll_and_publishing_works(
+    two: tuple[Store, Store], tmp_path: Path
+) -> None:
+    publisher, deliverer = two
+    await _app_for(publisher, "store-1")
+    (tmp_path / "shared.db-wake").write_text("not a directory")
+    subscription = await deliverer.on_published(lambda: None)  # no error: it polls
+    await publisher.publish([NewEvent("evt-1", "order_completed", "store-1", "{}")])
+    await subscription.close()

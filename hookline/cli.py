@@ -174,8 +174,8 @@ def worker(
     PostgreSQL: on SQLite, `hookline serve` already delivers, and a worker beside it
     adds a process on the same machine only (it says so at start).
 
-    ``--supervised`` is how `hookline serve` starts its delivery processes: the worker
-    stops when its stdin closes and reports to its stdout (``hookline.sender.processes``).
+    `--supervised` is how `hookline serve` starts its delivery processes: the worker
+    stops when its stdin closes and reports on its stdout (hookline.sender.processes).
     """
     from hookline.serving import raise_open_file_limit
 

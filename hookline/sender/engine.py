@@ -49,6 +49,9 @@ RECORD_BATCH = 1000
 #: Seconds between two vacuums of the lanes table by one engine (on average).
 LANES_VACUUM_INTERVAL = 10.0
 
+#: How late a rate-limited delivery may still go out after the moment its claim set.
+SEND_LATE = 0.05
+
 
 class Engine:
     def __init__(
@@ -195,6 +198,19 @@ class Engine:
 
     async def _send(self, job: Job, lease_ends: float) -> None:
         assert self._transport is not None
+        if job.send_at is not None:
+            # A rate-limited endpoint's: sent at the moment its claim set, or not at all.
+            if job.send_at > time.time():
+                await asyncio.sleep(job.send_at - time.time())
+            if time.time() > job.send_at + SEND_LATE:
+                # This process stalled: sent now, it could reach the endpoint together
+                # with deliveries claimed after it, past the limit. Another claim, which
+                # counts it against the limit again, sends it instead.
+                log.info("delivery %d missed its moment; handing it back", job.delivery_id)
+                with contextlib.suppress(StorageError):
+                    await self.store.hand_back(self.owner, [job])
+                self.wake()
+                return
         if time.time() + job.timeout > lease_ends:
             # Too late to finish within the lease (this process stalled): another worker
             # may take the lane over before the answer is in. Send nothing; the lane goes

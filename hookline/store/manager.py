@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -545,10 +546,12 @@ class Store:
         claims run one at a time, so the limit holds across every engine and host. The
         answer says when the first endpoint held back by its limit or its pace opens.
         """
-        now = time.time()
         max_timeout = self.limits.max_timeout
         async with self.db.transaction(durable=False) as tx:
             await tx.execute("lock_claims")
+            # Read once the lock is held: the claims' clocks then run in the order they
+            # decide, as a rate limit needs (and each lease counts from its own claim).
+            now = time.time()
             limited = await tx.fetch("rate_limits", now=now)
             rates = {
                 r["id"]: EndpointRate(r["rate_limit"], r["rate_limit_burst"], r["rate_tat"])
@@ -600,6 +603,18 @@ class Store:
                 empty = [r for r in leased if (r["endpoint_id"], r["lane"]) not in found]
                 await tx.execute("clear_lanes", rows=_json(empty))
         claimed = Claimed(self._jobs(heads, now))
+        if taken:
+            # The claim let these go at ``now``, spaced from the others by the limit:
+            # each is sent a fixed delay later, not whenever the commit and the engine
+            # get to it, so they reach the endpoint with that spacing (the delay absorbs
+            # how long the commit takes, which varies from one claim to the next).
+            playout = {ep: now + RATE_PLAYOUT for ep in taken}
+            claimed[:] = [
+                replace(job, send_at=playout[job.endpoint_id])
+                if job.endpoint_id in playout
+                else job
+                for job in claimed
+            ]
         return _held_back(claimed, limited, rates, {ep: now + pacing[ep] for ep in paced}, now)
 
     def _jobs(self, heads: list[Row], now: float, runs: dict[Lane, int] | None = None) -> list[Job]:
@@ -617,6 +632,23 @@ class Store:
                 )
             )
         return jobs
+
+    async def hand_back(self, owner: str, jobs: Sequence[Job]) -> None:
+        """Give back the lanes of claimed jobs that were not sent (a rate-limited one
+        that could not go out at its moment): due again now, for any engine."""
+        rows = sorted({(job.endpoint_id, job.lane) for job in jobs})
+        async with self.db.transaction(durable=False) as tx:
+            await tx.execute(
+                "settle_lanes",
+                rows=_json(
+                    [
+                        {"endpoint_id": ep, "lane": lane, "count": 0, "retry_at": None}
+                        for ep, lane in rows
+                    ]
+                ),
+                owner=owner,
+                now=time.time(),
+            )
 
     async def record(
         self,
@@ -1506,6 +1538,11 @@ _UNCAPPED = 2**31 - 1
 #: kept lease saves a claim; the other lanes of an endpoint at its cap wait for at most
 #: this many deliveries of one lane before their turn.
 MAX_RUN = 16
+
+#: How long after its claim a rate-limited delivery goes out, so that deliveries reach
+#: their endpoint spaced as its limit spaced their claims, however long each claim's
+#: commit took (see ``Store.claim``; the engine hands back one it could not send then).
+RATE_PLAYOUT = 0.1
 
 #: An endpoint's last 2xx is written at most once this many seconds (each write locks
 #: its row against the other records of a busy endpoint), so it is that coarse.

@@ -67,6 +67,9 @@ class Job:
     #: How many deliveries of this lane went before this one under the same lease (see
     #: ``Store.record``): 0 for a claimed delivery.
     run: int = 0
+    #: For a rate-limited endpoint: when to send it (its claim's moment plus a short
+    #: fixed delay, see ``Store.claim``); None: at once.
+    send_at: float | None = None
 
     @classmethod
     def from_row(

@@ -49,6 +49,9 @@ class Arrival:
     event_id: str
     token: str
     remote: str
+    #: When it arrived (time.monotonic()) and from which local port of the sender.
+    at: float = 0.0
+    port: int = 0
 
 
 @dataclass
@@ -95,6 +98,8 @@ class Sink:
                 envelope["event_id"],
                 envelope["token"],
                 request.remote or "",
+                time.monotonic(),
+                _peer_port(request),
             )
         )
         try:
@@ -106,6 +111,30 @@ class Sink:
 
     def distinct(self) -> int:
         return len({a.event_id for a in self.arrivals})
+
+
+def _peer_port(request: web.Request) -> int:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if peer else 0
+
+
+def local_ports(pid: int) -> set[int]:
+    """The local ports of the TCP sockets process ``pid`` holds open (IPv4, loopback
+    tests), read from /proc: which sender process a sink's connection comes from."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 class Proc:

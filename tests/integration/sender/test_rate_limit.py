@@ -178,6 +178,23 @@ async def test_a_lane_goes_on_from_its_record_only_without_a_limit(store: Store)
     assert nxt.lane == job.lane and nxt.event_id == "e0-3"
 
 
+async def test_a_limited_delivery_goes_out_a_moment_after_its_claim_or_is_handed_back(
+    store: Store,
+) -> None:
+    await endpoint_for(store, 2, rate_limit=SLOW, rate_limit_burst=3)
+    await publish(store, 2, 1)
+    before = time.time()
+    jobs = await claim(store)
+    # Every job of a claim goes at one moment, shortly after it, whatever the commit took.
+    assert len({job.send_at for job in jobs}) == 1
+    assert all(job.send_at is not None and job.send_at > before for job in jobs)
+    # One that missed its moment is handed back, and claimed again (counted again).
+    await store.hand_back("w1", jobs[:1])
+    (again,) = await claim(store, owner="w2")
+    assert (again.delivery_id, again.token) == (jobs[0].delivery_id, jobs[0].token)
+    assert await claim(store, owner="w3") == []  # 3 of the burst taken
+
+
 async def test_each_users_order_holds_under_the_limit(store: Store) -> None:
     await endpoint_for(store, 3, rate_limit=SLOW, rate_limit_burst=1000)
     await publish(store, 3, 4)

@@ -435,22 +435,19 @@ async def test_the_schema_is_current_after_open(database_url: str, store: Store)
 # -- notifications ---------------------------------------------------------------------
 
 
-async def test_other_processes_hear_of_a_publish_where_the_backend_can_tell(
-    database_url: str, store: Store
-) -> None:
+async def test_other_processes_hear_of_a_publish(database_url: str, store: Store) -> None:
     await app_with_endpoint(store, ["u1"])
     other = await Store.open(database_url)
     heard = asyncio.Event()
     subscription = await other.on_published(heard.set)
     try:
-        await asyncio.sleep(0.3)  # connected; the first call is the "connected" one
-        heard.clear()
-        await store.publish([event("e1", "u1")])
         if store.db.dialect == "postgres":
-            await asyncio.wait_for(heard.wait(), 5)
-        else:
-            await asyncio.sleep(0.2)
-            assert not heard.is_set()
+            # It calls once when it starts listening (it may have missed a NOTIFY before);
+            # a SQLite listener's socket is bound before on_published returns.
+            await asyncio.wait_for(heard.wait(), 10)
+            heard.clear()
+        await store.publish([event("e1", "u1")])
+        await asyncio.wait_for(heard.wait(), 10)
     finally:
         await subscription.close()
         await other.close()

@@ -40,10 +40,13 @@ JOB = Job(
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (reqwest's included)."""
+    """User + system CPU of a process and its children (``serve`` starts a delivery
+    process), all their threads (reqwest's included)."""
     with open(f"/proc/{pid}/stat") as file:
         fields = file.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        return total + sum(_cpu_seconds(int(child)) for child in file.read().split())
 
 
 def run_transport(sink: SinkProcess, kind: str, n: int, users: int) -> RunResult:

@@ -244,7 +244,11 @@ class Api:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(self.base_url)
+        # An idle connection is given up well before the server's idle timeout (5 s)
+        # closes it: a request sent on it just as the server closes it would fail.
+        self._session = aiohttp.ClientSession(
+            self.base_url, connector=aiohttp.TCPConnector(keepalive_timeout=2)
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

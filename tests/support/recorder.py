@@ -159,8 +159,12 @@ class Recorder:
         self.port = self._runner.addresses[0][1]
         return self
 
-    async def stop(self) -> None:
+    def release(self) -> None:
+        """Answer every hanging request now (503), and any later one at once."""
         self._release.set()
+
+    async def stop(self) -> None:
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -120,11 +120,19 @@ def _event(i: int, users: int) -> dict[str, Any]:
 
 
 async def _publish(base: str, n: int, rate: float, users: int) -> dict[str, float]:
-    """One event per request at a steady ``rate``, each request in its own task."""
+    """One event per request at a steady ``rate``, each request in its own task; a
+    user's publish waits for that user's previous one to be answered, as a platform
+    publishing one user's changes in order does (concurrent publishes for one user have
+    no order the sink could check)."""
     sent: dict[str, float] = {}
     failures: list[int] = []
+    last_of_user: dict[str, asyncio.Task[None]] = {}
 
-    async def one(session: aiohttp.ClientSession, event: dict[str, Any]) -> None:
+    async def one(
+        session: aiohttp.ClientSession, event: dict[str, Any], after: asyncio.Task[None] | None
+    ) -> None:
+        if after is not None:
+            await after
         sent[event["event_id"]] = now()
         async with session.post(f"{base}/api/v1/events", data=orjson.dumps(event)) as response:
             if response.status != 202:
@@ -137,7 +145,11 @@ async def _publish(base: str, n: int, rate: float, users: int) -> dict[str, floa
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, _event(i, users))))
+            event = _event(i, users)
+            user = event["user_id"]
+            task = asyncio.create_task(one(session, event, last_of_user.get(user)))
+            last_of_user[user] = task
+            tasks.append(task)
         await asyncio.gather(*tasks)
     if failures:
         raise RuntimeError(f"{len(failures)} publishes failed, e.g. {failures[0]}")

@@ -198,3 +198,14 @@ def in_flight_peak(hits: Iterable[Hit], key: Callable[[Hit], Any] | None = None)
             del open_now[k]
         peak = max(peak, len(open_now))
     return peak
+
+
+def most_in_one_second(moments: list[float]) -> int:
+    """The most of ``moments`` in any window [t, t + 1 s)."""
+    ordered = sorted(moments)
+    most, start = 0, 0
+    for end, moment in enumerate(ordered):
+        while ordered[start] <= moment - 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

@@ -31,21 +31,11 @@ from tests.acceptance.scale.cluster import (
     wait_for,
     worker,
 )
+from tests.support.recorder import most_in_one_second
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 USERS, PER_USER, RATE, BURST = 50, 20, 20, 5
-
-
-def most_in_one_second(moments: list[float]) -> int:
-    """The most of ``moments`` in any window [t, t + 1 s)."""
-    ordered = sorted(moments)
-    most, start = 0, 0
-    for end, moment in enumerate(ordered):
-        while ordered[start] <= moment - 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 async def test_two_workers_keep_the_rate_limit_and_each_users_order(

@@ -22,7 +22,7 @@ from hookline.exceptions import ValidationError
 from hookline.sender import Engine
 from hookline.store import AttemptResult, Claimed, Job, NewEvent, Store
 from tests.support.hookline_proc import wait_until
-from tests.support.recorder import Recorder, in_flight_peak
+from tests.support.recorder import Recorder, in_flight_peak, most_in_one_second
 
 SLOW = 0.01  # one delivery every 100 s: nothing refills within a test
 
@@ -257,17 +257,6 @@ async def test_bad_limits_are_refused_and_nothing_is_stored(
 
 
 # -- the engine --------------------------------------------------------------------------
-
-
-def most_in_one_second(moments: list[float]) -> int:
-    """The most of ``moments`` in any window [t, t + 1 s)."""
-    ordered = sorted(moments)
-    most, start = 0, 0
-    for end, moment in enumerate(ordered):
-        while ordered[start] <= moment - 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 async def test_two_engines_on_one_sqlite_file_keep_the_limit_and_each_users_order(

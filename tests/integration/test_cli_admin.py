@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hookline.cli import main
-from hookline.cli_admin import parse_since
+from hookline.cli.admin import parse_since
 from hookline.store import AttemptResult, Store
 from tests.support.pki import TestCa
 

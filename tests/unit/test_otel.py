@@ -45,7 +45,7 @@ def test_nothing_of_opentelemetry_is_imported_where_tracing_is_off() -> None:
     code = """
 import sys
 from hookline.api.app import create_api
-from hookline.cli import _tracing
+from hookline.cli.sender import _tracing
 from hookline.receiver.tracing import configure_from_env, handler_tracer
 from hookline.receiver.workers import Workers
 from hookline.sender.engine import Engine

@@ -7,7 +7,7 @@ import asyncio
 
 import click
 
-from hookline.cli_base import sender_database_option
+from hookline.cli.base import sender_database_option
 from hookline.store.sealing import MASTER_KEY_ENV, OLD_MASTER_KEY_ENV, KeyBox, new_master_key
 
 

@@ -1,6 +1,6 @@
 """The receiver's commands: ``receive``, ``dead-letters``, ``send-test`` and ``verify``.
 
-``hookline/cli.py`` adds every command in ``commands`` to the ``hookline`` group.
+``hookline.cli`` adds every command in ``commands`` to the ``hookline`` group.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
-from hookline.cli_base import database_option
+from hookline.cli.base import database_option
 from hookline.events import EVENT_TYPES
 from hookline.exceptions import HooklineError
 from hookline.receiver._config import DEFAULT_INBOX_URL, INBOX_URL_ENV

@@ -1,4 +1,4 @@
-"""The ``hookline`` command."""
+"""The sender's processes: ``hookline serve``, ``hookline worker`` and ``hookline migrate``."""
 
 from __future__ import annotations
 
@@ -15,19 +15,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hookline import __version__
-from hookline.cli_base import HooklineGroup, sender_database_option
+from hookline.cli.base import sender_database_option
 from hookline.config import EngineSettings, RateLimits, check_admin_token, redact_url
 
 if TYPE_CHECKING:
     from hookline.sender.tracing import SenderTracing
     from hookline.store import Store
     from hookline.store.connector import Connector
-
-
-@click.group(cls=HooklineGroup)
-@click.version_option(__version__, prog_name="hookline")
-def main() -> None:
-    """hookline: signed, retried, ordered webhooks, sender and receiver."""
 
 
 def _settings(allow_private_targets: bool) -> EngineSettings:
@@ -40,7 +34,7 @@ def _logging(json_logs: bool) -> None:
     configure(json_logs=json_logs)
 
 
-@main.command()
+@click.command()
 @sender_database_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -147,7 +141,7 @@ async def _prepare(url: str) -> None:
     await store.close()
 
 
-@main.command()
+@click.command()
 @sender_database_option
 @click.option("--allow-private-targets", is_flag=True, help="Deliver to private addresses too.")
 @click.option(
@@ -253,7 +247,7 @@ async def _open_waiting(url: str, wait: float) -> Store:
             delay = min(delay * 2, 5.0)
 
 
-@main.command()
+@click.command()
 @sender_database_option
 def migrate(database: str) -> None:
     """Bring the database schema up to date (creating the SQLite file if it is missing)."""
@@ -280,7 +274,7 @@ async def _apply_migrations(connector: Connector, before: int) -> list[int]:
     """Migrate, with a progress bar when there is anything to apply."""
     from rich.console import Console
 
-    from hookline.cli_admin import progress_bar
+    from hookline.cli.admin import progress_bar
     from hookline.store.queries import load_migrations
 
     pending = [v for v, _, _ in load_migrations(connector.dialect) if v > before]
@@ -294,14 +288,4 @@ async def _apply_migrations(connector: Connector, before: int) -> list[int]:
     return applied
 
 
-def _register_optional_commands() -> None:
-    """Commands that live beside the part of hookline they drive."""
-    from hookline.cli_admin import commands as admin_commands
-    from hookline.cli_keys import commands as key_commands
-    from hookline.receiver.cli import commands as receiver_commands
-
-    for command in [*admin_commands, *key_commands, *receiver_commands]:
-        main.add_command(command)
-
-
-_register_optional_commands()
+commands = [serve, worker, migrate]

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hookline import rules
-from hookline.cli_base import sender_database_option
+from hookline.cli.base import sender_database_option
 from hookline.config import EngineSettings
 from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, WILDCARD, format_timestamp
 from hookline.exceptions import HooklineError

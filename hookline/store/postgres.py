@@ -17,17 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import asyncpg
 
 from hookline.exceptions import StorageError, StorageUnavailable, ValidationError
+from hookline.sql.named import Query, compile_queries
 from hookline.store.connector import Connection, Row
 from hookline.store.queries import load_queries, upgrade_steps
 
@@ -59,44 +58,20 @@ _UNAVAILABLE = (
 #: Held while migrating, so that processes starting together migrate one at a time.
 _MIGRATION_LOCK = 7031964200
 
-# A ``:name`` not preceded by a colon or a word character: ``::jsonb`` casts are left
-# alone. Written by hand rather than with a SQL parser because the queries are ours and
-# simple (no string literals or comments with colons in them), and a test covers it.
-_PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A named block as asyncpg takes it: ``$n`` placeholders and their names in order."""
-
-    sql: str
-    names: tuple[str, ...]
-
-    @classmethod
-    def compile(cls, sql: str) -> Query:
-        names: list[str] = []
-
-        def number(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in names:
-                names.append(name)
-            return f"${names.index(name) + 1}"
-
-        return cls(_PARAM.sub(number, sql), tuple(names))
-
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        values = [params[name] for name in self.names]
-        for value in values:
-            if isinstance(value, str) and "\x00" in value:
-                # PostgreSQL cannot hold NUL in text; the input rules refuse it in
-                # what is stored, and this refuses it in a lookup (an id in a path).
-                raise ValidationError("text must not contain NUL (\\u0000) characters")
-        return values
-
 
 @cache
 def compiled_queries() -> dict[str, Query]:
-    return {name: Query.compile(sql) for name, sql in load_queries("postgres").items()}
+    return compile_queries(load_queries("postgres"))
+
+
+def _args(query: Query, params: dict[str, Any]) -> list[Any]:
+    values = query.args(params)
+    for value in values:
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL cannot hold NUL in text; the input rules refuse it in what is
+            # stored, and this refuses it in a lookup (an id in a path).
+            raise ValidationError("text must not contain NUL (\\u0000) characters")
+    return values
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -146,7 +121,7 @@ class _Conn:
     async def fetch(self, query: str, **params: Any) -> list[Row]:
         q = self._queries[query]
         async with self._errors(query):
-            rows = await self._conn.fetch(q.sql, *q.args(params))
+            rows = await self._conn.fetch(q.sql, *_args(q, params))
         return [dict(row) for row in rows]
 
     async def fetchrow(self, query: str, **params: Any) -> Row | None:
@@ -156,7 +131,7 @@ class _Conn:
     async def execute(self, query: str, **params: Any) -> None:
         q = self._queries[query]
         async with self._errors(query):
-            await self._conn.execute(q.sql, *q.args(params))
+            await self._conn.execute(q.sql, *_args(q, params))
 
 
 class PostgresConnector:

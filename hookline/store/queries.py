@@ -10,19 +10,14 @@ applied in order (tests check both).
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from importlib import resources
 
-_BLOCK = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+from hookline.sql import named
 
 
-@cache
 def load_queries(dialect: str) -> dict[str, str]:
-    text = resources.files("hookline.store").joinpath(f"queries/{dialect}.sql").read_text()
-    parts = _BLOCK.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return named.load_queries("hookline.store", f"queries/{dialect}.sql")
 
 
 @cache

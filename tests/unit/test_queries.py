@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hookline.store.postgres import Query, compiled_queries
+from hookline.store.postgres import compiled_queries
 from hookline.store.queries import load_migrations, load_queries, upgrade_steps
 
 
@@ -24,13 +24,6 @@ def test_a_new_database_gets_the_whole_schema_in_one_step() -> None:
     (step,) = upgrade_steps("postgres", 0)
     assert [v for v, _ in step[1]] == [v for v, _, _ in load_migrations("postgres")]
     assert upgrade_steps("postgres", len(load_migrations("postgres"))) == []
-
-
-def test_named_parameters_become_numbered_and_casts_stay() -> None:
-    query = Query.compile("SELECT :a::jsonb, :b, :a, x::text FROM t WHERE y = :b_c")
-    assert query.sql == "SELECT $1::jsonb, $2, $1, x::text FROM t WHERE y = $3"
-    assert query.names == ("a", "b", "b_c")
-    assert query.args({"a": 1, "b": 2, "b_c": 3, "unused": 4}) == [1, 2, 3]
 
 
 def test_every_postgres_query_compiles_to_numbered_parameters_only() -> None:

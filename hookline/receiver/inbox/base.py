@@ -11,10 +11,8 @@ from __future__ import annotations
 import abc
 import enum
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -23,15 +21,12 @@ from hookline.config import redact_url
 from hookline.events import Envelope
 from hookline.exceptions import ConfigError
 from hookline.receiver.stages import Marks, clock
-
-_BLOCK = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+from hookline.sql import named
 
 
 def load_queries(dialect: str) -> dict[str, str]:
-    """Read ``sql/<dialect>.sql`` into ``{name: sql}``; text before the first block is a comment."""
-    text = resources.files("hookline.receiver").joinpath(f"sql/{dialect}.sql").read_text("utf-8")
-    parts = _BLOCK.split(text)
-    return {name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
+    """The inbox's named queries of ``dialect`` (``receiver/sql/<dialect>.sql``)."""
+    return named.load_queries("hookline.receiver", f"sql/{dialect}.sql")
 
 
 def no_inbox(url: str) -> ConfigError:

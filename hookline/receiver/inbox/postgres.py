@@ -9,7 +9,6 @@ and another process takes the lane over.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +29,8 @@ from hookline.receiver.inbox.base import (
     no_inbox,
 )
 from hookline.receiver.inbox.batching import Batcher
+from hookline.sql.named import compile_queries
 
-_PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 _RESULT_QUERY = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DEAD: "bury"}
 
 
@@ -39,25 +38,7 @@ _RESULT_QUERY = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DE
 _DEADLOCK_RETRIES = 3
 
 
-class _Query:
-    """A named block with ``:name`` parameters turned into asyncpg's ``$n``."""
-
-    def __init__(self, sql: str) -> None:
-        self.names: list[str] = []
-
-        def number(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.names:
-                self.names.append(name)
-            return f"${self.names.index(name) + 1}"
-
-        self.sql = _PARAM.sub(number, sql)
-
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        return [params[name] for name in self.names]
-
-
-_Q = {name: _Query(sql) for name, sql in load_queries("postgres").items()}
+_Q = compile_queries(load_queries("postgres"))
 
 
 async def _lazy(conn: Any) -> None:

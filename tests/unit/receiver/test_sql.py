@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from hookline.receiver.inbox.base import load_queries
+from hookline.sql.named import PARAM, compile_queries
 
 
 def test_both_dialects_define_the_same_queries() -> None:
@@ -14,7 +15,11 @@ def test_both_dialects_define_the_same_queries() -> None:
 
 
 def test_each_query_takes_the_same_parameters_in_both() -> None:
-    param = re.compile(r"(?<![:\w]):([a-z_]+)")
     sqlite, postgres = load_queries("sqlite"), load_queries("postgres")
     for name in sqlite:
-        assert set(param.findall(sqlite[name])) == set(param.findall(postgres[name])), name
+        assert set(PARAM.findall(sqlite[name])) == set(PARAM.findall(postgres[name])), name
+
+
+def test_every_postgres_query_compiles_to_numbered_parameters_only() -> None:
+    for name, query in compile_queries(load_queries("postgres")).items():
+        assert not re.search(r"(?<![:\w]):[a-z_]", query.sql), name

@@ -7,6 +7,7 @@ import re
 import time
 from email.utils import parsedate_to_datetime
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import THROTTLE_STATUSES, RetryPolicy
 from hookline.events import encode_envelope, format_timestamp
 from hookline.sender.transport import Transport
@@ -67,7 +68,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-async def attempt(transport: Transport, job: Job, retry: RetryPolicy) -> AttemptResult:
+async def attempt(
+    transport: Transport, job: Job, retry: RetryPolicy, clock: Clock = SYSTEM_CLOCK
+) -> AttemptResult:
     """Make one attempt and judge it; never raises (but for cancellation).
 
     Whatever goes wrong, even a bug of ours, becomes a failed attempt with a message: it
@@ -75,8 +78,8 @@ async def attempt(transport: Transport, job: Job, retry: RetryPolicy) -> Attempt
     endpoint's health. An exception escaping here would record nothing, and the delivery
     would go out again at every lease, forever.
     """
-    now = time.time()
-    started = time.perf_counter()
+    now = clock.now()
+    started = time.perf_counter()  # the real time the request took, whatever the clock
     try:
         body, headers = build_request(job, now)
         reply = await transport.post(job, body, headers)

@@ -28,9 +28,9 @@ import os
 import random
 import secrets
 import socket
-import time
 from typing import TYPE_CHECKING, Any
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import EngineSettings
 from hookline.exceptions import StorageError
 from hookline.sender.attempt import attempt
@@ -62,8 +62,11 @@ class Engine:
         transport: Transport | None = None,
         observers: list[EngineObserver] | None = None,
         tracing: SenderTracing | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
+        #: What every lease, retry and wait of this engine is timed by.
+        self.clock = clock
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._transport = transport
@@ -100,7 +103,12 @@ class Engine:
             self._tasks.append(asyncio.create_task(self._prune_loop(), name="hookline-pruner"))
         self._tasks.append(asyncio.create_task(self._vacuum_loop(), name="hookline-vacuum"))
         health = HealthMonitor(
-            self.store, self.settings, self._transport, self._observers, self.wake
+            self.store,
+            self.settings,
+            self._transport,
+            self._observers,
+            self.wake,
+            clock=self.clock,
         )
         self._tasks += [
             asyncio.create_task(health.run_checks(), name="hookline-health"),
@@ -159,7 +167,7 @@ class Engine:
             # Cleared before claiming: a wake-up that arrives while the claim runs is kept
             # and makes the next sleep return at once.
             self._wakeup.clear()
-            claimed_at = time.time()
+            claimed_at = self.clock.now()
             try:
                 jobs = await self.store.claim(
                     self.owner,
@@ -179,7 +187,7 @@ class Engine:
                 # next poll: claim again then, so that it gets its whole rate.
                 wait = self.settings.poll_interval
                 if jobs.opens_at is not None:
-                    wait = min(wait, max(jobs.opens_at - time.time(), 0.001))
+                    wait = min(wait, max(jobs.opens_at - self.clock.now(), 0.001))
                 await self._sleep(wait)
 
     def _start(self, jobs: list[Job], leased_at: float) -> None:
@@ -191,8 +199,7 @@ class Engine:
             task.add_done_callback(self._sending.discard)
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), seconds)
+        await self.clock.wait(self._wakeup, seconds)
 
     # -- sending ------------------------------------------------------------------------
 
@@ -200,9 +207,9 @@ class Engine:
         assert self._transport is not None
         if job.send_at is not None:
             # A rate-limited endpoint's: sent at the moment its claim set, or not at all.
-            if job.send_at > time.time():
-                await asyncio.sleep(job.send_at - time.time())
-            if time.time() > job.send_at + SEND_LATE:
+            if job.send_at > self.clock.now():
+                await self.clock.sleep(job.send_at - self.clock.now())
+            if self.clock.now() > job.send_at + SEND_LATE:
                 # This process stalled: sent now, it could reach the endpoint together
                 # with deliveries claimed after it, past the limit. Another claim, which
                 # counts it against the limit again, sends it instead.
@@ -211,7 +218,7 @@ class Engine:
                     await self.store.hand_back(self.owner, [job])
                 self.wake()
                 return
-        if time.time() + job.timeout > lease_ends:
+        if self.clock.now() + job.timeout > lease_ends:
             # Too late to finish within the lease (this process stalled): another worker
             # may take the lane over before the answer is in. Send nothing; the lane goes
             # out again when the lease ends, so no delivery is ever in flight twice.
@@ -220,10 +227,10 @@ class Engine:
         for observer in self._observers:
             _safely(observer.before_attempt, job)
         if self._tracing is None:
-            result = await attempt(self._transport, job, self.settings.retry)
+            result = await attempt(self._transport, job, self.settings.retry, self.clock)
         else:
             job, span = self._tracing.start_attempt(job)
-            result = await attempt(self._transport, job, self.settings.retry)
+            result = await attempt(self._transport, job, self.settings.retry, self.clock)
             self._tracing.end_attempt(span, result)
         self._unrecorded += 1
         self._results.put_nowait(result)
@@ -260,7 +267,7 @@ class Engine:
             # The batch's slots go to the lanes kept for their next delivery. A stopping
             # engine keeps none: what it does not send, another engine will.
             keep = 0 if self._stopping else len(batch)
-            recorded_at = time.time()
+            recorded_at = self.clock.now()
             try:
                 jobs = await self.store.record(
                     self.owner,
@@ -279,7 +286,7 @@ class Engine:
                 log.warning("recording %d attempt(s) failed, retrying: %s", len(batch), exc)
                 if self._stopping:
                     return
-                await asyncio.sleep(1.0)
+                await self.clock.sleep(1.0)
         if not self._stopping:
             self._start(jobs, recorded_at)
         # Else the lanes kept stay leased to this engine until stop() gives them back.
@@ -298,7 +305,7 @@ class Engine:
         # thousands a second they outgrow the few live rows within seconds, and a bloated
         # table slows every claim. A vacuum of so small a table takes milliseconds.
         while True:
-            await asyncio.sleep(random.uniform(0.5, 1.5) * LANES_VACUUM_INTERVAL)
+            await self.clock.sleep(random.uniform(0.5, 1.5) * LANES_VACUUM_INTERVAL)
             try:
                 await self.store.vacuum_lanes()
             except StorageError as exc:
@@ -307,7 +314,7 @@ class Engine:
     async def _prune_loop(self) -> None:
         interval = self.settings.prune_interval
         # A random start: workers started together do not all prune at the same moment.
-        await asyncio.sleep(random.uniform(0, min(interval, 60.0)))
+        await self.clock.sleep(random.uniform(0, min(interval, 60.0)))
         while True:
             try:
                 pruned = await self.store.prune(self.settings.retention_days * 86400)
@@ -320,7 +327,7 @@ class Engine:
                         pruned,
                         self.settings.retention_days,
                     )
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
 
 
 def log_final(result: AttemptResult) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.events import EVENT_TYPES, new_token
 from hookline.exceptions import HooklineError
@@ -58,18 +59,21 @@ class HealthMonitor:
         transport: Transport | None,
         observers: Sequence[HealthObserver] = (),
         wake: Callable[[], None] | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self.settings = settings
         self.transport = transport
         self.observers = observers
         self.wake = wake or (lambda: None)
+        self.clock = clock
 
     async def run_checks(self) -> None:
-        await _every(self.settings.health_interval, self.check, "the endpoint health check")
+        await self._every(self.settings.health_interval, self.check, "the endpoint health check")
 
     async def run_probes(self) -> None:
-        await _every(self.settings.probe_interval, self.probe, "probing disabled endpoints")
+        await self._every(self.settings.probe_interval, self.probe, "probing disabled endpoints")
 
     async def check(self) -> list[dict[str, Any]]:
         """Complete due key rotations; disable endpoints failing for too long."""
@@ -119,7 +123,7 @@ class HealthMonitor:
     async def _probe_one(self, endpoint: dict[str, Any]) -> str | None:
         assert self.transport is not None
         job = probe_job(endpoint, self.settings.probe_timeout)
-        result = await attempt(self.transport, job, _ONE_TRY)
+        result = await attempt(self.transport, job, _ONE_TRY, self.clock)
         if result.outcome != "delivered":
             log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
             return None
@@ -134,20 +138,22 @@ class HealthMonitor:
         self._tell("endpoint_enabled", endpoint)
         return str(endpoint["id"])
 
+    async def _every(
+        self, seconds: float, step: Callable[[], Awaitable[object]], what: str
+    ) -> None:
+        """Run ``step`` every ``seconds`` until cancelled; a failure is logged and waited
+        out."""
+        while True:
+            try:
+                await step()
+            except HooklineError as exc:
+                log.warning("%s failed, will try again: %s", what, exc)
+            await self.clock.sleep(seconds)
+
     def _tell(self, hook: str, endpoint: dict[str, Any]) -> None:
         for observer in self.observers:
             with contextlib.suppress(Exception):
                 getattr(observer, hook)(endpoint)
-
-
-async def _every(seconds: float, step: Callable[[], Awaitable[object]], what: str) -> None:
-    """Run ``step`` every ``seconds`` until cancelled; a failure is logged and waited out."""
-    while True:
-        try:
-            await step()
-        except HooklineError as exc:
-            log.warning("%s failed, will try again: %s", what, exc)
-        await asyncio.sleep(seconds)
 
 
 def probe_job(endpoint: dict[str, Any], max_timeout: float) -> Job:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import RetryPolicy
 from hookline.events import WILDCARD, check_receivable_type
 from hookline.exceptions import ConfigError
@@ -44,7 +45,9 @@ class Receiver:
     covers the body); ``require_standard=False`` also accepts requests signed only with
     ``X-Selz-Signature``, for senders such as Selz itself, and warns at start about the
     risk (see docs/receiver.md, "Modes"). Register handlers with ``@receiver.on("order_completed")``
-    or ``@receiver.on("*")``; they may be plain or ``async`` functions.
+    or ``@receiver.on("*")``; they may be plain or ``async`` functions. ``clock`` times
+    what is stored, the retries and the leases (tests pass a ``ManualClock``); signature
+    timestamps are always checked against the real time, the sender's.
     """
 
     def __init__(
@@ -55,8 +58,10 @@ class Receiver:
         tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
         require_standard: bool = True,
         retry: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         **settings: Any,
     ) -> None:
+        self.clock = clock
         self.verifier = Verifier(tuple(keys), tolerance_seconds, require_standard)
         extra: dict[str, Any] = {"retry": retry} if retry is not None else {}
         self.settings = ReceiverSettings(
@@ -75,6 +80,7 @@ class Receiver:
             self.open_inbox,
             max_body_bytes=self.settings.max_body_bytes,
             on_accept=self._wake_workers,
+            clock=clock,
         )
 
     # -- handlers -------------------------------------------------------------------------
@@ -119,7 +125,7 @@ class Receiver:
         stages.install_from_env()
         inbox = await self.open_inbox()
         if workers and self._workers is None:
-            self._workers = Workers(inbox, self.handlers_for, self.settings)
+            self._workers = Workers(inbox, self.handlers_for, self.settings, clock=self.clock)
             await self._workers.start()
 
     async def stop(self) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.events import Envelope, parse_timestamp
 
 if TYPE_CHECKING:
@@ -24,9 +24,10 @@ class OnceGuard:
     inbox: Inbox
     loop: asyncio.AbstractEventLoop
     inbox_id: int
+    clock: Clock = SYSTEM_CLOCK
 
     async def claim(self, key: str) -> bool:
-        return await self.inbox.claim_once(key, self.inbox_id, time.time())
+        return await self.inbox.claim_once(key, self.inbox_id, self.clock.now())
 
     async def forget(self, key: str) -> None:
         await self.inbox.forget_once(key)

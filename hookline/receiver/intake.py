@@ -14,12 +14,12 @@ the webhook's transaction has committed.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.events import Envelope, parse_envelope
 from hookline.exceptions import (
     BadSignature,
@@ -73,8 +73,10 @@ class Intake:
         *,
         max_body_bytes: int,
         on_accept: Callable[[], None] = lambda: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._verifier = verifier
+        self._clock = clock
         self._inbox = inbox
         self.max_body_bytes = max_body_bytes
         self._on_accept = on_accept
@@ -107,7 +109,7 @@ class Intake:
         incoming = Incoming.from_envelope(envelope, body, marks, _traceparent(headers))
         try:
             inbox = await self._inbox()
-            outcome = await inbox.accept(incoming, time.time())
+            outcome = await inbox.accept(incoming, self._clock.now())
         except StorageError as exc:
             log.error("could not store webhook %s: %s", envelope.token, exc)
             # 503: the sender keeps the webhook and tries again later.

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.exceptions import HooklineError
 from hookline.receiver.inbox import Inbox
 
@@ -31,8 +31,16 @@ RENEWALS_PER_LEASE = 10
 
 
 class LeaseKeeper:
-    def __init__(self, open_inbox: Callable[[], Inbox], owner: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        open_inbox: Callable[[], Inbox],
+        owner: str,
+        lease_seconds: float,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._open_inbox = open_inbox
+        self._clock = clock
         self._owner = owner
         self._lease = lease_seconds
         self.interval = lease_seconds / RENEWALS_PER_LEASE
@@ -58,7 +66,7 @@ class LeaseKeeper:
     def confirmed(self, user_id: str, margin: float) -> bool:
         """Whether the lease of ``user_id`` is known to hold for ``margin`` seconds more."""
         with self._lock:
-            return self._until.get(user_id, 0.0) - time.time() >= margin
+            return self._until.get(user_id, 0.0) - self._clock.now() >= margin
 
     def start(self) -> None:
         """Open the keeper's own connection and start renewing (raises if it cannot open)."""
@@ -97,10 +105,7 @@ class LeaseKeeper:
         try:
             while not self._stop.is_set():
                 await self._renew(inbox)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), self.interval)
-                except TimeoutError:
-                    pass
+                await self._clock.wait(self._stop, self.interval)
         finally:
             await inbox.close()
 
@@ -110,7 +115,7 @@ class LeaseKeeper:
         lanes = list(before)
         if not lanes:
             return
-        lease_until = time.time() + self._lease  # taken before the write: conservative
+        lease_until = self._clock.now() + self._lease  # taken before the write: conservative
         try:
             held = await inbox.renew_leases(self._owner, lanes, lease_until)
         except HooklineError as exc:

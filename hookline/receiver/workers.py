@@ -31,12 +31,12 @@ import logging
 import os
 import secrets
 import socket
-import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.events import parse_envelope
 from hookline.exceptions import ConfigError, StorageError
 from hookline.receiver._config import ReceiverSettings
@@ -68,16 +68,22 @@ class Workers:
         settings: ReceiverSettings,
         *,
         lease_inbox: Callable[[], Inbox] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """``lease_inbox`` opens the leases' own connection (default: the same database)."""
+        """``lease_inbox`` opens the leases' own connection (default: the same database);
+        ``clock`` times the leases, retries and waits."""
         if lease_inbox is None and inbox.url.endswith((":memory:", ":///")):
             raise ConfigError("workers need an inbox in a file or on PostgreSQL, not :memory:")
         self._inbox = inbox
         self._handlers = handlers
         self._settings = settings
         self.owner = new_owner_id()
+        self._clock = clock
         self._keeper = LeaseKeeper(
-            lease_inbox or (lambda: open_inbox(inbox.url)), self.owner, settings.lease_seconds
+            lease_inbox or (lambda: open_inbox(inbox.url)),
+            self.owner,
+            settings.lease_seconds,
+            clock=clock,
         )
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
@@ -131,11 +137,10 @@ class Workers:
                     await self._claim(free)
                 except StorageError as exc:
                     log.warning("could not claim work: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_interval)
+            await self._clock.wait(self._wakeup, self._settings.poll_interval)
 
     async def _claim(self, limit: int) -> None:
-        now, lease = time.time(), self._settings.lease_seconds
+        now, lease = self._clock.now(), self._settings.lease_seconds
         # Lanes still running here (or being given back) are never claimed again meanwhile:
         # one task per lane in this process, whatever the lease says.
         running = list(self._lanes)
@@ -154,13 +159,13 @@ class Workers:
         """Now and then forget long-finished webhooks, and lanes with nothing pending that
         were not deleted when given back (left by a stop, or by earlier versions)."""
         while True:
-            now = time.time()
+            now = self._clock.now()
             try:
                 await self._inbox.purge_finished(now - self._settings.retention_seconds)
                 await self._inbox.prune_lanes()
             except StorageError as exc:
                 log.warning("could not purge finished webhooks: %s", exc)
-            await asyncio.sleep(3600)
+            await self._clock.sleep(3600)
 
     async def _write(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
         """``write()`` until it succeeds; a storage error is retried with backoff.
@@ -173,7 +178,7 @@ class Workers:
                 return await write()
             except StorageError as exc:
                 log.warning("%s failed (retrying in %.2f s): %s", what, delay, exc)
-            await asyncio.sleep(delay)
+            await self._clock.sleep(delay)
             delay = min(delay * 2, WRITE_RETRY_MAX)
 
     # -- one lane -----------------------------------------------------------------------
@@ -182,7 +187,7 @@ class Workers:
         # Half the lease: renewals (every tenth of it) have failed five times in a row.
         margin = self._settings.lease_seconds / 2
         head = await self._write("reading a lane", lambda: self._inbox.lane_head(user_id))
-        while head is not None and head.next_attempt_at <= time.time() and not self._stopping:
+        while head is not None and head.next_attempt_at <= self._clock.now() and not self._stopping:
             if not self._keeper.confirmed(user_id, margin):
                 log.warning("the lease of user %r is not confirmed; giving the lane back", user_id)
                 break
@@ -212,7 +217,7 @@ class Workers:
 
     async def _process(self, stored: Stored) -> Finish:
         envelope = parse_envelope(stored.body)
-        guard = OnceGuard(self._inbox, asyncio.get_running_loop(), stored.id)
+        guard = OnceGuard(self._inbox, asyncio.get_running_loop(), stored.id, self._clock)
         event = Event.from_envelope(
             envelope, attempt=stored.attempts + 1, inbox_id=stored.id, guard=guard
         )
@@ -224,7 +229,7 @@ class Workers:
                     await self._run_handlers(event)
         except Exception as exc:
             return self._failed(stored, event, exc)
-        return Finish(stored.id, Result.DONE, time.time(), stored.attempts)
+        return Finish(stored.id, Result.DONE, self._clock.now(), stored.attempts)
 
     async def _run_handlers(self, event: Event) -> None:
         for handler in self._handlers(event.event_type):
@@ -241,7 +246,7 @@ class Workers:
             await _as_awaitable(result)
 
     def _failed(self, stored: Stored, event: Event, exc: Exception) -> Finish:
-        now = time.time()
+        now = self._clock.now()
         error = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
         delay = self._settings.retry.next_delay(stored.attempts + 1)
         if delay is None:

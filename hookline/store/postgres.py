@@ -5,11 +5,12 @@ advisory lock so the per-endpoint cap counts every process's leases, lanes are l
 with ``FOR UPDATE SKIP LOCKED``, and lane rows are always locked in one order.
 
 What makes it survive a database restart is here. Every driver error is translated at
-this edge: a lost or refused connection, a server shutting down or a timeout becomes
-``StorageUnavailable`` (the API answers 503, the engine waits and retries), anything else
-``StorageError``. After such a failure the pool's connections are replaced and, for a
-short and growing back-off, calls fail at once instead of each waiting for a connect
-timeout; the first call after the back-off tries the server again.
+this edge, by the table in ``hookline.sql.errors``: a lost or refused connection, a server
+shutting down or a timeout becomes ``StorageUnavailable`` (the API answers 503, the engine
+waits and retries), anything else ``StorageError``. After such a failure the pool's
+connections are replaced and, for a short and growing back-off, calls fail at once instead
+of each waiting for a connect timeout; the first call after the back-off tries the server
+again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from hookline.exceptions import StorageError, StorageUnavailable, ValidationError
+from hookline.sql.errors import postgres_errors, storage_error
 from hookline.sql.named import Query, compile_queries
 from hookline.store.connector import Connection, Row
 from hookline.store.queries import load_queries, upgrade_steps
@@ -33,27 +35,7 @@ from hookline.store.queries import load_queries, upgrade_steps
 log = logging.getLogger("hookline.store")
 
 #: Errors the driver (or the network under it) raises; nothing else is translated.
-_DRIVER_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
-
-#: The server is gone, going or full for now: worth trying again later.
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    # A connection left mid-operation by a failure ("another operation is in
-    # progress"): it is replaced, like every pooled connection after an outage.
-    asyncpg.InternalClientError,
-)
+_DRIVER_ERRORS = postgres_errors()
 
 #: Held while migrating, so that processes starting together migrate one at a time.
 _MIGRATION_LOCK = 7031964200
@@ -72,13 +54,6 @@ def _args(query: Query, params: dict[str, Any]) -> list[Any]:
             # stored, and this refuses it in a lookup (an id in a path).
             raise ValidationError("text must not contain NUL (\\u0000) characters")
     return values
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, _UNAVAILABLE):
-        return True
-    # asyncpg says "connection is closed" when a pooled connection died under us.
-    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
 
 
 class _Backoff:
@@ -167,13 +142,13 @@ class PostgresConnector:
         try:
             yield
         except _DRIVER_ERRORS as exc:
-            if not is_unavailable(exc):
-                raise StorageError(f"{what}: {exc}") from exc
-            self._backoff.failed()
-            if self._pool is not None:
-                # Every pooled connection is suspect now: open new ones on next use.
-                await self._pool.expire_connections()
-            raise StorageUnavailable(f"PostgreSQL unreachable ({what}): {exc!r}") from exc
+            error = storage_error(exc, what, database="PostgreSQL")
+            if isinstance(error, StorageUnavailable):
+                self._backoff.failed()
+                if self._pool is not None:
+                    # Every pooled connection is suspect now: open new ones on next use.
+                    await self._pool.expire_connections()
+            raise error from exc
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -194,7 +169,7 @@ class PostgresConnector:
             return
         try:
             await asyncio.wait_for(pool.close(), 10)
-        except (TimeoutError, *_DRIVER_ERRORS):
+        except _DRIVER_ERRORS:  # TimeoutError included
             pool.terminate()
 
     @asynccontextmanager

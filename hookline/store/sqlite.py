@@ -30,6 +30,7 @@ import aiosqlite
 
 from hookline.config import check_sqlite_path
 from hookline.exceptions import ConfigError, StorageError
+from hookline.sql.errors import SQLITE_ERRORS, storage_error
 from hookline.store.connector import Connection, NoSubscription, Row
 from hookline.store.queries import load_queries, upgrade_steps
 from hookline.store.wakeup import Listener, Notifier
@@ -60,6 +61,10 @@ _PRAGMAS = (
 )
 
 
+def _error(exc: BaseException, what: str) -> StorageError:
+    return storage_error(exc, what, database="SQLite")
+
+
 def _path_from_url(url: str) -> str:
     if not url.startswith("sqlite:///"):
         raise ConfigError(
@@ -84,8 +89,8 @@ class _Conn:
         try:
             async with self._db.execute(self._queries[query], params) as cursor:
                 rows = await cursor.fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"{query}: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise _error(exc, query) from exc
         return [dict(row) for row in rows]
 
     async def fetchrow(self, query: str, **params: Any) -> Row | None:
@@ -98,8 +103,8 @@ class _Conn:
             return
         try:
             await self._db.execute(self._queries[query], params)
-        except sqlite3.Error as exc:
-            raise StorageError(f"{query}: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise _error(exc, query) from exc
 
 
 class SQLiteConnector:
@@ -140,9 +145,9 @@ class SQLiteConnector:
             self._writer = await self._connect()
             await self._writer.execute("PRAGMA busy_timeout = 0")  # see _begin
             self._reader = await self._connect() if self.path != ":memory:" else self._writer
-        except sqlite3.Error as exc:
+        except SQLITE_ERRORS as exc:
             await self.close()
-            raise StorageError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            raise _error(exc, f"opening {self.path!r}") from exc
 
     async def close(self) -> None:
         for db in {id(d): d for d in (self._reader, self._writer) if d is not None}.values():
@@ -180,8 +185,8 @@ class SQLiteConnector:
                     await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
                     self._durable = durable
                 await self._begin(db)
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot start a transaction: {exc}") from exc
+            except SQLITE_ERRORS as exc:
+                raise _error(exc, "starting a transaction") from exc
             conn = _Conn(db, self._queries)
             try:
                 yield conn
@@ -191,8 +196,8 @@ class SQLiteConnector:
             else:
                 try:
                     await db.commit()
-                except sqlite3.Error as exc:
-                    raise StorageError(f"commit failed: {exc}") from exc
+                except SQLITE_ERRORS as exc:
+                    raise _error(exc, "committing") from exc
         if conn.notified:
             self._notify(conn.notified)
 
@@ -253,10 +258,10 @@ class SQLiteConnector:
                 script = f"BEGIN IMMEDIATE;\n{sql}\n{recorded}COMMIT;"
                 try:
                     await db.executescript(script)
-                except sqlite3.Error as exc:
+                except SQLITE_ERRORS as exc:
                     if db.in_transaction:
                         await db.rollback()
-                    raise StorageError(f"migration to {versions[-1][1]} failed: {exc}") from exc
+                    raise _error(exc, f"migrating to {versions[-1][1]}") from exc
                 applied.extend(version for version, _ in versions)
         return applied
 

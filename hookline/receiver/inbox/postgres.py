@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from hookline.exceptions import StorageError, StorageUnavailable
+from hookline.exceptions import StorageError
 from hookline.receiver.inbox.base import (
     Finish,
     Inbox,
@@ -29,6 +29,7 @@ from hookline.receiver.inbox.base import (
     no_inbox,
 )
 from hookline.receiver.inbox.batching import Batcher
+from hookline.sql.errors import postgres_errors, storage_error
 from hookline.sql.named import compile_queries
 
 _RESULT_QUERY = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DEAD: "bury"}
@@ -55,12 +56,12 @@ async def _lazy(conn: Any) -> None:
     await conn.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _wrap(exc: BaseException) -> StorageError:
-    if isinstance(
-        exc, OSError | asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError
-    ):
-        return StorageUnavailable(f"PostgreSQL inbox unreachable: {exc}")
-    return StorageError(f"PostgreSQL inbox: {exc}")
+#: What is caught at this edge and translated (``_error``).
+_DRIVER_ERRORS = postgres_errors()
+
+
+def _error(exc: BaseException, what: str) -> StorageError:
+    return storage_error(exc, what, database="PostgreSQL inbox")
 
 
 class PostgresInbox(Inbox):
@@ -84,9 +85,9 @@ class PostgresInbox(Inbox):
                         raise no_inbox(self.url)
                     await conn.execute(_Q["schema"].sql)
                     await conn.execute(_Q["add_traceparent"].sql)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except _DRIVER_ERRORS as exc:
             self._drop_pool()
-            raise _wrap(exc) from exc
+            raise _error(exc, "opening") from exc
         except BaseException:
             self._drop_pool()
             raise
@@ -118,8 +119,8 @@ class PostgresInbox(Inbox):
         try:
             async with self.pool.acquire() as conn:
                 return await self._fetch(conn, name, **params)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _error(exc, name) from exc
 
     async def _run_lazily(self, name: str, **params: Any) -> list[Any]:
         """``_run`` in a transaction that does not wait for its WAL flush (``_lazy``)."""
@@ -127,8 +128,8 @@ class PostgresInbox(Inbox):
             async with self.pool.acquire() as conn, conn.transaction():
                 await _lazy(conn)
                 return await self._fetch(conn, name, **params)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _error(exc, name) from exc
 
     # -- accepting, grouped -----------------------------------------------------------
 
@@ -149,9 +150,9 @@ class PostgresInbox(Inbox):
                 return [by_index[i] for i in range(len(batch))]
             except asyncpg.DeadlockDetectedError as exc:
                 if attempt == _DEADLOCK_RETRIES:
-                    raise _wrap(exc) from exc
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise _wrap(exc) from exc
+                    raise _error(exc, "storing webhooks") from exc
+            except _DRIVER_ERRORS as exc:
+                raise _error(exc, "storing webhooks") from exc
         raise AssertionError("unreachable")
 
     async def _accept_all(self, conn: Any, batch: list[tuple[Incoming, float]]) -> list[Outcome]:
@@ -212,8 +213,8 @@ class PostgresInbox(Inbox):
                 await self._fetch(conn, _RESULT_QUERY[finish.result], **finish.params())
                 head = await self._fetch(conn, "lane_head", user_id=user_id)
                 return head_from_row(head[0] if head else None)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _error(exc, "finish") from exc
 
     async def release_lane(self, owner: str, user_id: str) -> None:
         try:
@@ -231,8 +232,8 @@ class PostgresInbox(Inbox):
                 await self._fetch(
                     conn, "release_lane", user_id=user_id, owner=owner, due_at=head.next_attempt_at
                 )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _error(exc, "release_lane") from exc
 
     async def renew_leases(
         self, owner: str, user_ids: Sequence[str], lease_until: float
@@ -269,23 +270,23 @@ class PostgresInbox(Inbox):
                 if users:
                     await self._fetch(conn, "wake_lane", user_id=users, due_at=[now] * len(users))
                 return sorted(int(r["id"]) for r in rows)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _error(exc, "replay_dead") from exc
 
     async def purge_finished(self, before: float) -> int:
         try:
             async with self.pool.acquire() as conn:
                 status = await conn.execute(_Q["purge_finished"].sql, before)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _error(exc, "purge_finished") from exc
         return int(status.split()[-1])
 
     async def prune_lanes(self) -> int:
         try:
             async with self.pool.acquire() as conn:
                 status = await conn.execute(_Q["prune_lanes"].sql)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _wrap(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _error(exc, "prune_lanes") from exc
         return int(status.split()[-1])
 
     async def count_by_status(self) -> dict[str, int]:

@@ -39,6 +39,7 @@ from hookline.receiver.inbox.base import (
     no_inbox,
 )
 from hookline.receiver.stages import Marks, clock
+from hookline.sql.errors import SQLITE_ERRORS, storage_error
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -47,6 +48,10 @@ _Q = load_queries("sqlite")
 MAX_BATCH = 1024
 _SYNC_MODES = ("full", "normal", "extra")
 _HAS_INBOX = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox_webhooks'"
+
+
+def _error(exc: BaseException, what: str) -> StorageError:
+    return storage_error(exc, what, database="SQLite inbox")
 
 
 def parse_sqlite_url(url: str) -> tuple[str, str]:
@@ -82,8 +87,8 @@ class SqliteInbox(Inbox):
         )
         try:
             self._conn = await asyncio.to_thread(self._connect)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open SQLite inbox {self._path!r}: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise _error(exc, f"opening {self._path!r}") from exc
         self._wakeup = asyncio.Event()
         self._closing = False
         self._writer = asyncio.create_task(self._write_loop(), name="hookline-inbox-writer")
@@ -281,10 +286,10 @@ def _run_alone(conn: sqlite3.Connection, op: Op) -> tuple[bool, Any]:
         conn.execute("BEGIN IMMEDIATE")
         value = op(conn)
         conn.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except SQLITE_ERRORS as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        return False, StorageError(f"SQLite inbox: {exc}")
+        return False, _error(exc, "a write")
     except Exception as exc:  # handed to the caller, who raises it
         if conn.in_transaction:
             conn.execute("ROLLBACK")

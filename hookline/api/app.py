@@ -1,43 +1,31 @@
-"""The ASGI application of ``hookline serve``: REST API, health, metrics, dashboard.
+"""The REST API's application: /api/v1, health, metrics, the OpenAPI document.
 
-The lifespan owns the store, the publisher and (unless ``deliver`` is off) the
-deliveries: ``delivery_processes`` child processes that deliver beside this one
-(``hookline.sender.processes``), or with none, a delivery engine in the same event
-loop. Either way ``serve`` alone is a whole sender.
+``hookline.server`` builds it, gives it the store and the engine, and mounts the
+dashboard beside it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from starlette.types import Lifespan
 
-from hookline import __version__, web
+from hookline import __version__
 from hookline.api import errors, routes, types
 from hookline.api.auth import RequireAuth
 from hookline.api.common import errors as error_answers
 from hookline.api.limits import BodyLimit
 from hookline.api.publish_path import PublishPath
-from hookline.api.quotas import Quotas
 from hookline.api.schemas import HealthOut
-from hookline.config import EngineSettings, Limits, RateLimits, check_admin_token
+from hookline.config import Limits
 from hookline.metrics import SenderMetrics
-from hookline.sender import Engine
-from hookline.sender.processes import DeliveryProcesses
-from hookline.sender.publisher import Publisher
 from hookline.serving import ServerSettings
-from hookline.store import Store
-
-if TYPE_CHECKING:
-    from hookline.sender.tracing import SenderTracing
 
 log = logging.getLogger("hookline.api")
 
@@ -46,55 +34,15 @@ METRICS_TYPE = "text/plain; version=0.0.4"
 
 
 def create_api(
-    *,
-    database_url: str,
-    admin_token: str,
-    settings: EngineSettings | None = None,
-    rate_limits: RateLimits | None = None,
-    deliver: bool = True,
-    server: ServerSettings | None = None,
-    tracing: SenderTracing | None = None,
-    delivery_command: Sequence[str] = (),
-    delivery_processes: int = 0,
+    *, lifespan: Lifespan[FastAPI] | None = None, server: ServerSettings | None = None
 ) -> FastAPI:
-    """The API. ``tracing`` is the OpenTelemetry tracing of publishes and attempts
-    (``SenderTracing.from_env()`` where an OTLP endpoint is configured; None: off).
-    ``delivery_processes`` children running ``delivery_command`` deliver, when both
-    are given; otherwise (and with ``deliver`` on) an engine in this process does."""
-    check_admin_token(admin_token)
-    settings = settings or EngineSettings()
-    server = server or ServerSettings()
-    metrics = SenderMetrics()
-    children = deliver and delivery_processes > 0 and bool(delivery_command)
+    """The API's application: /api/v1, /healthz, /metrics and the documents at /docs.
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await Store.open(database_url)
-        engine = (
-            Engine(store, settings, observers=[metrics], tracing=tracing)
-            if deliver and not children
-            else None
-        )
-        app.state.store = store
-        app.state.engine = engine
-        app.state.publisher = Publisher(store, on_published=engine.wake if engine else None)
-        if engine is not None:
-            await engine.start()
-        if children:
-            app.state.deliverers = DeliveryProcesses(
-                delivery_command, delivery_processes, metrics=metrics
-            )
-            await app.state.deliverers.start()
-        try:
-            yield
-        finally:
-            if engine is not None:
-                await engine.stop()
-            if app.state.deliverers is not None:
-                await app.state.deliverers.stop()
-            await store.close()
-            if tracing is not None:
-                await asyncio.to_thread(tracing.shutdown)
+    It reads what ``hookline.server`` (which also mounts the dashboard on it) leaves in
+    its state: the store, the quotas, the admin token, the metrics, the engine or the
+    delivery processes; ``lifespan`` is the server's, which opens and closes them.
+    """
+    server = server or ServerSettings()
 
     # FastAPIOffline serves /docs and /redoc with their scripts from the package
     # (/static-offline-docs), so the API's documentation works without the internet.
@@ -105,18 +53,11 @@ def create_api(
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
-    app.state.admin_token = admin_token
-    app.state.settings = settings
-    app.state.quotas = Quotas(rate_limits or RateLimits(), on_refused=metrics.refused)
-    app.state.metrics = metrics
-    app.state.tracing = tracing
-    app.state.deliverers = None
     errors.install(app)
     app.include_router(routes.router)
     # Added first, so it runs last of the middleware: after the caller is known and
     # within the body limits.
     app.add_middleware(PublishPath, prefix=routes.router.prefix)
-    web.install(app)
     batch = f"{routes.router.prefix}/events/batch"
     app.add_middleware(
         BodyLimit, default=server.max_body_bytes, routes={batch: server.max_batch_body_bytes}
@@ -148,6 +89,7 @@ def create_api(
     )
     async def get_metrics(request: Request) -> Response:
         store = request.app.state.store
+        metrics: SenderMetrics = request.app.state.metrics
         return Response(
             metrics.render(await store.metrics_snapshot()),
             media_type=f"{METRICS_TYPE}; charset=utf-8",

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
 from hookline.api.common import BODY, Auth, app_of, errors, store
-from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
+from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 from hookline.rules import check_url
 
 router = APIRouter(route_class=JsonRoute)

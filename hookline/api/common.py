@@ -1,21 +1,34 @@
-"""What every route module shares: who is calling, the store, ownership checks."""
+"""What every route module shares: who is calling, the store, ownership checks.
+
+``store``, ``charge`` and ``wake_engine`` are the dashboard's too (``hookline.front``).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
 
 from hookline.api import schemas as s
-from hookline.api.auth import Caller, caller
-from hookline.api.quotas import Action, Quotas
+from hookline.api.auth import caller
 from hookline.exceptions import NotFound
-from hookline.store import Store
+from hookline.front.access import Caller
+from hookline.front.services import charge, store, wake_engine
 
-log = logging.getLogger("hookline.api")
+__all__ = [
+    "BODY",
+    "ERRORS",
+    "Auth",
+    "app_of",
+    "charge",
+    "delivery_of",
+    "endpoint_of",
+    "endpoint_out",
+    "errors",
+    "store",
+    "wake_engine",
+]
 
 Auth = Annotated[Caller, Depends(caller)]
 
@@ -46,39 +59,6 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 ERRORS = errors(401, 422, 429, 503)
 #: What a route that reads a JSON body may answer besides.
 BODY = (400, 413, 415)
-
-
-def store(request: Request) -> Store:
-    found: Store = request.app.state.store
-    return found
-
-
-def charge(request: Request, app_id: str | None, action: Action) -> None:
-    """Count one ``action`` against the app's rate limit (429 past it; the admin, with
-    ``app_id`` None, is not limited)."""
-    quotas: Quotas = request.app.state.quotas
-    quotas.charge(app_id, action)
-
-
-def wake_engine(request: Request) -> None:
-    """A delivery became due now: tell this process's engine, and those of the other
-    processes (the delivery processes of ``serve``, workers) that listen."""
-    engine = request.app.state.engine
-    if engine is not None:
-        engine.wake()
-    task = asyncio.create_task(store(request).wake_engines())
-    # Kept until done (the loop holds tasks weakly); a failed wake-up only means a poll.
-    _waking.add(task)
-    task.add_done_callback(_woken)
-
-
-_waking: set[asyncio.Task[None]] = set()
-
-
-def _woken(task: asyncio.Task[None]) -> None:
-    _waking.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("waking the engines failed: %s", task.exception())
 
 
 async def app_of(request: Request, who: Caller, app_id: str) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Query, Request
 from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
 from hookline.api.common import Auth, app_of, delivery_of, errors, store, wake_engine
-from hookline.api.paging import DeliveryLimit
 from hookline.api.types import AnyEventType, TimeQuery
 from hookline.exceptions import Conflict
+from hookline.front.paging import DeliveryLimit
 from hookline.rules import INT64_MAX
 
 router = APIRouter(tags=["deliveries"], route_class=JsonRoute)

@@ -21,7 +21,7 @@ from hookline.api.common import (
     store,
     wake_engine,
 )
-from hookline.api.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
+from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 from hookline.rules import check_url, with_authorization
 from hookline.samples import sample_data
 from hookline.store.manager import TEST_USER

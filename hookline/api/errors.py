@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -12,8 +11,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from hookline import exceptions as exc
+from hookline.front.quotas import retry_after_header
 
 STATUS: list[tuple[type[exc.HooklineError], int]] = [
+    (exc.Unauthorized, 401),
+    (exc.Forbidden, 403),
     (exc.NotFound, 404),
     (exc.Conflict, 409),
     (exc.RateLimited, 429),
@@ -23,17 +25,6 @@ STATUS: list[tuple[type[exc.HooklineError], int]] = [
     (exc.StorageError, 500),
     (exc.ConfigError, 500),
 ]
-
-
-class ApiError(exc.HooklineError):
-    """An error that already knows its HTTP status (auth, limits)."""
-
-    status: int
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 def error_response(
@@ -74,19 +65,12 @@ def allowed_methods(app: FastAPI, request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-def retry_after_header(seconds: float) -> str:
-    """Whole seconds, rounded up: a client that waits that long is let through."""
-    return str(max(1, math.ceil(seconds)))
-
-
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
 
 
 def response_for(error: exc.HooklineError) -> JSONResponse:
-    if isinstance(error, ApiError):
-        return error_response(error.status, error.code, error.message)
     status = next((s for cls, s in STATUS if isinstance(error, cls)), 500)
     retry_after = error.retry_after if isinstance(error, exc.RateLimited) else None
     return error_response(status, error.code, error.message, retry_after=retry_after)

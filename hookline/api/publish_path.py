@@ -26,9 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hookline.api import errors
 from hookline.api import schemas as s
-from hookline.api.auth import CALLER, Caller
+from hookline.api.auth import CALLER
 from hookline.api.events import event_out, new_event, publish, traceparent_of
 from hookline.exceptions import HooklineError
+from hookline.front.access import Caller
 from hookline.rules import InvalidJson, parse_json
 
 

@@ -71,8 +71,8 @@ def serve(
     up to date.
     """
     from hookline import serving
-    from hookline.api.app import create_api
     from hookline.sender.processes import worker_command
+    from hookline.server import create_server
 
     _logging(json_logs)
     settings = _settings(allow_private_targets)
@@ -95,7 +95,7 @@ def serve(
         where = serving.address(sock)
         click.echo(f"hookline {__version__} on {where} with {redact_url(database)}", err=True)
 
-    api = create_api(
+    api = create_server(
         database_url=database,
         admin_token=token or made_token,
         settings=settings,

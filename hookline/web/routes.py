@@ -22,11 +22,6 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from hookline.api import paging
-from hookline.api.auth import authenticate
-from hookline.api.common import charge, wake_engine
-from hookline.api.common import store as app_store
-from hookline.api.errors import retry_after_header
 from hookline.events import (
     EVENT_DESCRIPTIONS,
     EVENT_TYPES,
@@ -35,7 +30,19 @@ from hookline.events import (
     check_event_type,
     format_timestamp,
 )
-from hookline.exceptions import HooklineError, NotFound, RateLimited, ValidationError
+from hookline.exceptions import (
+    Forbidden,
+    HooklineError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationError,
+)
+from hookline.front import paging
+from hookline.front.access import authenticate
+from hookline.front.quotas import retry_after_header
+from hookline.front.services import charge, wake_engine
+from hookline.front.services import store as app_store
 from hookline.rules import (
     APP_NAME,
     INT64_MAX,
@@ -88,14 +95,6 @@ NOTICES = {
 STATIC_TYPES = {"app.css": "text/css", "app.js": "text/javascript"}
 
 
-class SignInRequired(Exception):
-    """No valid session: the page sends the browser to the sign-in form."""
-
-
-class Forbidden(Exception):
-    """Signed in, but as another app."""
-
-
 def _format_time(value: Any) -> str:
     if value is None:
         return "—"
@@ -130,11 +129,13 @@ class _HtmlRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 response = await handler(request)
-            except SignInRequired:
+            except Unauthorized:
+                # No valid session: the browser goes to the sign-in form.
                 target = "/login?" + urlencode({"next": request.url.path})
                 response = RedirectResponse(target, status_code=303)
                 response.delete_cookie(COOKIE, path="/")
             except Forbidden:
+                # Signed in, but as another app (or an app on an admin's page).
                 response = _error(request, 403, "This page belongs to another app.")
             except NotFound as exc:
                 response = _error(request, 404, exc.message)
@@ -179,16 +180,16 @@ async def _session(request: Request) -> Session:
     cookie = request.cookies.get(COOKIE)
     session = signer.loads(cookie) if cookie else None
     if session is None:
-        raise SignInRequired
+        raise Unauthorized("no session; sign in")
     if session.is_admin:
         current = credential_hash(request.app.state.admin_token)
     else:
         try:
             current = (await app_store(request).get_app(session.subject))["api_key_hash"]
         except NotFound:
-            raise SignInRequired from None
+            raise Unauthorized("the app signed in as is gone; sign in") from None
     if not hmac.compare_digest(session.fingerprint, signer.fingerprint(current)):
-        raise SignInRequired
+        raise Unauthorized("the credential signed in with has changed; sign in")
     return session
 
 
@@ -198,14 +199,13 @@ def _check_csrf(session: Session, token: str) -> None:
 
 
 async def _app_for(request: Request, session: Session, app_id: str) -> dict[str, Any]:
-    if not session.may_see(app_id):
-        raise Forbidden
+    session.caller.require_app(app_id)
     return await app_store(request).get_app(app_id)
 
 
 async def _endpoint_for(request: Request, session: Session, endpoint_id: str) -> dict[str, Any]:
     endpoint = await app_store(request).get_endpoint(endpoint_id)
-    if not session.may_see(endpoint["app_id"]):
+    if not session.caller.may_see(endpoint["app_id"]):
         # The same answer as a missing endpoint: another app's ids are not confirmed.
         raise NotFound(f"no endpoint with id {endpoint_id!r}")
     return endpoint
@@ -354,8 +354,7 @@ async def create_app(
 ) -> Response:
     session = await _session(request)
     _check_csrf(session, csrf)
-    if not session.is_admin:
-        raise Forbidden
+    session.caller.require_admin()
     APP_NAME.check(name)
     app, api_key = await app_store(request).create_app(name)
     # Rendered, not redirected: the API key is shown this once and never stored.
@@ -436,8 +435,7 @@ async def install_user(
 ) -> Response:
     session = await _session(request)
     _check_csrf(session, csrf)
-    if not session.is_admin:
-        raise Forbidden
+    session.caller.require_admin()
     USER_ID.check(user_id)
     await app_store(request).install(app_id, user_id)
     return RedirectResponse(f"/apps/{app_id}?notice=installed", status_code=303)
@@ -625,7 +623,7 @@ async def retry(
     _check_csrf(session, csrf)
     store = app_store(request)
     delivery = await store.get_delivery(delivery_id)
-    if not session.may_see(delivery["app_id"]):
+    if not session.caller.may_see(delivery["app_id"]):
         raise NotFound(f"no delivery with id {delivery_id}")
     await store.retry_deliveries([delivery_id])
     wake_engine(request)

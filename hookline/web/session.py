@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hookline.config import parse_bool
 from hookline.exceptions import ConfigError
+from hookline.front.access import Caller
 
 COOKIE = "hookline_session"
 #: A session ends after this long even if the key is still good.
@@ -101,8 +102,10 @@ class Session:
     def app_id(self) -> str | None:
         return None if self.is_admin else self.subject
 
-    def may_see(self, app_id: str) -> bool:
-        return self.is_admin or self.subject == app_id
+    @property
+    def caller(self) -> Caller:
+        """Who signed in, asked what they may see as the API asks (``hookline.front.access``)."""
+        return Caller(app_id=self.app_id)
 
 
 class SessionSigner:

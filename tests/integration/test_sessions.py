@@ -14,9 +14,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hookline.api.app import create_api
 from hookline.cli import main
 from hookline.exceptions import ConfigError
+from hookline.server import create_server
 from hookline.web.session import SessionSigner, credential_hash, session_secret
 from tests.support.api_server import ADMIN, running_api
 
@@ -100,7 +100,7 @@ WEAK = ["secret-admin", "x" * 40, "abcabcabcabcabcabcabcabcabc", ""]
 @pytest.mark.parametrize("token", WEAK)
 def test_a_weak_admin_token_is_refused(token: str) -> None:
     with pytest.raises(ConfigError, match=r"secrets.token_urlsafe\(32\)"):
-        create_api(database_url="sqlite:///unused.db", admin_token=token)
+        create_server(database_url="sqlite:///unused.db", admin_token=token)
 
 
 @pytest.mark.parametrize("token", WEAK[:3])

@@ -1,4 +1,4 @@
-"""``create_api`` served by a real uvicorn on a loopback port, inside the test's loop.
+"""``create_server`` served by a real uvicorn on a loopback port, inside the test's loop.
 
 Tests that need real HTTP to the sender (metrics, dashboard forms) use this instead of
 spawning ``hookline serve``: it starts in a fraction of a second and shares the loop.
@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager, contextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from hookline.api.app import create_api
 from hookline.config import EngineSettings, RateLimits
+from hookline.server import create_server
 
 ADMIN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
 
@@ -34,7 +34,7 @@ async def running_api(
     """Yield the base URL of a running sender; stop it (lifespan and all) on exit.
 
     ``change`` is given the application before it starts (to take a route out, say)."""
-    app = create_api(
+    app = create_server(
         database_url=database_url,
         admin_token=ADMIN,
         settings=settings or EngineSettings(allow_private_targets=True),
@@ -68,9 +68,9 @@ NO_RATE_LIMITS = RateLimits(auth_failures=None, tests=None, recovers=None, new_e
 
 @contextmanager
 def api_in_thread(database_url: str, *, allow_private_targets: bool) -> Iterator[str]:
-    """``create_api`` (no deliveries, no rate limits) on a loopback port in a thread of
+    """``create_server`` (no deliveries, no rate limits) on a loopback port in a thread of
     its own, for tests whose clients block (schemathesis, requests)."""
-    app = create_api(
+    app = create_server(
         database_url=database_url,
         admin_token=ADMIN,
         settings=EngineSettings(allow_private_targets=allow_private_targets),

@@ -44,7 +44,7 @@ def test_nothing_of_opentelemetry_is_imported_where_tracing_is_off() -> None:
     OTEL_* variables loads them."""
     code = """
 import sys
-from hookline.api.app import create_api
+from hookline.server import create_server
 from hookline.cli.sender import _tracing
 from hookline.receiver.tracing import configure_from_env, handler_tracer
 from hookline.receiver.workers import Workers

@@ -1,6 +1,6 @@
 """Property-based checks of the whole REST API against its own /openapi.json.
 
-A real ``create_api`` runs under uvicorn on a loopback port (lifespan, store and all),
+A real ``create_server`` runs under uvicorn on a loopback port (lifespan, store and all),
 on SQLite and on PostgreSQL (which cannot hold NUL in text, and schemathesis sends it);
 schemathesis (its own runner, ``st run``) generates requests for every operation of the
 document, with the admin token, in all its phases (examples, coverage, fuzzing) and

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from fastapi.routing import APIRoute
 
-from hookline.api.app import create_api
+from hookline.server import create_server
 from tests.support.api_server import ADMIN, running_api
 
 #: A valid body for each request model, so a refusal is never a 422 in disguise.
@@ -58,7 +58,7 @@ def _model(route: APIRoute) -> str | None:
 
 def api_routes() -> list[tuple[str, str, str | None]]:
     """(method, path template, body model name) of every /api/v1 route."""
-    app = create_api(database_url="sqlite:///unused.db", admin_token=ADMIN, deliver=False)
+    app = create_server(database_url="sqlite:///unused.db", admin_token=ADMIN, deliver=False)
     return [
         (method, path, _model(route))
         for path, route in _flat(app.routes)

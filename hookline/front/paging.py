@@ -1,5 +1,6 @@
-"""Pages on every list: ``?limit=`` (at most ``MAX_LIMIT``) and ``?cursor=``; the answer
-is ``{"data": [...], "next_cursor": ...}``, with ``next_cursor`` null on the last page.
+"""Pages on every list of the API (and the dashboard's list of apps): ``?limit=`` (at
+most ``MAX_LIMIT``) and ``?cursor=``; the answer is ``{"data": [...], "next_cursor":
+...}``, with ``next_cursor`` null on the last page.
 
 A cursor is opaque to clients: here the (created_at, id) of the last row of the page,
 so a page goes on after that row (keyset paging: rows added or removed meanwhile never

@@ -68,3 +68,9 @@ class Quotas:
                 retry_after=attempt.wait,
             )
         return attempt
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` in whole seconds, rounded up: a client that waits that long is
+    let through."""
+    return str(max(1, math.ceil(seconds)))

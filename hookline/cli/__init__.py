@@ -3,7 +3,8 @@
 ``sender`` runs the sender (``serve``, ``worker``, ``migrate``), ``admin`` works on its
 database (``apps``, ``endpoints``, ``events``, ``deliveries``), ``keys`` seals
 verification keys, ``receiver`` runs and inspects a receiver (``receive``,
-``dead-letters``, ``send-test``, ``verify``); ``base`` holds what they share.
+``dead-letters``, ``send-test``, ``verify``), ``outbox`` keeps the outbox in a platform's
+database and relays it (``outbox``, ``relay``); ``base`` holds what they share.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import click
 
 from hookline import __version__
-from hookline.cli import admin, keys, receiver, sender
+from hookline.cli import admin, keys, outbox, receiver, sender
 from hookline.cli.base import HooklineGroup
 
 __all__ = ["main"]
@@ -23,5 +24,11 @@ def main() -> None:
     """hookline: signed, retried, ordered webhooks, sender and receiver."""
 
 
-for _command in [*sender.commands, *admin.commands, *keys.commands, *receiver.commands]:
+for _command in [
+    *sender.commands,
+    *admin.commands,
+    *keys.commands,
+    *outbox.commands,
+    *receiver.commands,
+]:
     main.add_command(_command)

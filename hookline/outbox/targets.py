@@ -1,0 +1,141 @@
+"""Where the relay publishes: hookline's API, or hookline's database directly.
+
+A target takes a batch of events, in order, and returns once hookline has stored all of
+them (duplicates included: an event_id hookline already has is accepted as a repeat).
+What it raises tells the relay what to do:
+
+* ``Unavailable`` / ``StorageUnavailable``: hookline cannot answer now; send the same
+  batch again later.
+* ``ValidationError`` or ``EventConflict``: hookline refuses an event of the batch, and
+  would refuse it again; the relay finds which one and sets it aside.
+* ``Unauthorized`` / ``Forbidden`` / ``ConfigError``: the token is wrong, or the
+  database is not hookline's; nothing will get through.
+* anything else: an error worth retrying, with a log line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from hookline.config import EngineSettings, redact_url
+from hookline.exceptions import ConfigError, ValidationError
+from hookline.store.records import NewEvent
+
+
+class Target(Protocol):
+    #: Where it publishes, for logs (no password, no token).
+    description: str
+
+    async def open(self) -> None: ...
+
+    async def send(self, events: Sequence[NewEvent]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpTarget:
+    """``POST /api/v1/events/batch`` through ``hookline.AsyncClient``, with the admin
+    token (publishing is the platform's, not an app's)."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.timeout = timeout
+        self.description = base_url
+        self._client: object | None = None
+
+    async def open(self) -> None:
+        from hookline.client import AsyncClient, Retries
+
+        # One try per call: the relay itself waits and sends again, and says so in its
+        # log, for as long as hookline is away.
+        self._client = AsyncClient(
+            self.base_url, self.token, timeout=self.timeout, retries=Retries(attempts=1)
+        )
+
+    async def send(self, events: Sequence[NewEvent]) -> None:
+        from hookline.client import AsyncClient
+
+        assert isinstance(self._client, AsyncClient), "open the target first"
+        await self._client.events.publish_batch(
+            [
+                {
+                    "event_type": e.event_type,
+                    "user_id": e.user_id,
+                    "data": orjson.loads(e.data),
+                    "event_id": e.id,
+                    "traceparent": e.traceparent,
+                }
+                for e in events
+            ]
+        )
+
+    async def close(self) -> None:
+        from hookline.client import AsyncClient
+
+        client, self._client = self._client, None
+        if isinstance(client, AsyncClient):
+            await client.aclose()
+
+
+class StoreTarget:
+    """hookline's own database (PostgreSQL or a SQLite file), through the store: what
+    ``POST /api/v1/events/batch`` does, without the API in between."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.description = redact_url(url)
+        self.max_event_bytes = EngineSettings.from_env().max_event_bytes
+        self._store: object | None = None
+
+    async def open(self) -> None:
+        """Nothing yet: the database is opened by the first ``send``, so that a relay
+        started while it is down waits for it like for any other outage."""
+
+    async def send(self, events: Sequence[NewEvent]) -> None:
+        from hookline.store import Store
+
+        if self._store is None:
+            # create=False: a relay never makes hookline's database; `hookline migrate`
+            # or `hookline serve` does.
+            self._store = await Store.open(self.url, create=False)
+        assert isinstance(self._store, Store)
+        for event in events:
+            # The store checks ids, user and type; the size is the API's rule.
+            if len(event.data.encode()) > self.max_event_bytes:
+                raise ValidationError(
+                    f"event {event.id!r}: data is {len(event.data.encode())} bytes; this "
+                    f"hookline takes at most {self.max_event_bytes} (HOOKLINE_MAX_EVENT_BYTES)"
+                )
+        await self._store.publish(events)
+
+    async def close(self) -> None:
+        from hookline.store import Store
+
+        store, self._store = self._store, None
+        if isinstance(store, Store):
+            await store.close()
+
+
+def target_for(to: str, token: str | None) -> Target:
+    """The target ``--to`` names: an ``http(s)://`` URL of hookline's API, a database URL
+    (``postgresql://``, ``sqlite:///``), or the path of a SQLite file."""
+    if to.startswith(("http://", "https://")):
+        if not token:
+            raise ConfigError(
+                "relaying to hookline's API needs its admin token: set HOOKLINE_ADMIN_TOKEN "
+                "(or pass --token)"
+            )
+        return HttpTarget(to, token)
+    if to.startswith(("postgresql:", "postgres:", "sqlite:")):
+        return StoreTarget(to)
+    if "://" not in to and Path(to).is_file():
+        return StoreTarget(f"sqlite:///{Path(to).resolve()}")
+    raise ConfigError(
+        f"--to {redact_url(to)!r} is neither hookline's API (http://host:port) nor its "
+        "database (postgresql://user@host/db, sqlite:///path.db, or an existing file)"
+    )

@@ -1,0 +1,236 @@
+"""The outbox in a platform's PostgreSQL database and the relay that empties it, on real
+PostgreSQL: a platform database with the outbox, and hookline's database beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from hookline.outbox import queries, source, write_params
+from hookline.outbox.relay import Relay, RelaySettings
+from hookline.outbox.targets import HttpTarget, StoreTarget, Target
+from hookline.sql.named import Query
+from hookline.store import NewEvent, Store
+from tests.conftest import fresh_postgres
+from tests.support import hookline_proc
+from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess, wait_until
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[str]:
+    """The platform's database, with the outbox installed."""
+    async with fresh_postgres() as url:
+        assert await source.install(url) is True
+        yield url
+
+
+@pytest.fixture
+async def hookline_db() -> AsyncIterator[str]:
+    async with fresh_postgres() as url:
+        store = await Store.open(url)
+        await store.close()
+        yield url
+
+
+async def write(conn: asyncpg.Connection, user_id: str, event_id: str, **data: Any) -> None:
+    """One event into the outbox, as ``hookline.publish`` writes it."""
+    q = Query.compile(queries()["write"])
+    event = NewEvent(event_id, "order_completed", user_id, orjson.dumps(data).decode())
+    await conn.execute(q.sql, *q.args(write_params(event)))
+
+
+async def stored_ids(url: str) -> list[str]:
+    """The events hookline holds, in the order it stored them."""
+    conn = await asyncpg.connect(url)
+    try:
+        return [row["id"] for row in await conn.fetch("SELECT id FROM events ORDER BY seq")]
+    finally:
+        await conn.close()
+
+
+async def outbox_rows(url: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [dict(r) for r in await conn.fetch("SELECT * FROM hookline.outbox ORDER BY id")]
+    finally:
+        await conn.close()
+
+
+class Running:
+    """A relay in the test's event loop."""
+
+    def __init__(self, platform: str, target: Target) -> None:
+        self.relay = Relay(platform, target, RelaySettings(poll=0.2, max_backoff=0.5))
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Relay:
+        self.task = asyncio.create_task(self.relay.run())
+        return self.relay
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.relay.stop()
+        await asyncio.wait_for(self.task, 30)
+
+
+async def test_committed_rows_reach_hookline_in_order_and_leave_the_outbox(
+    platform: str, hookline_db: str
+) -> None:
+    conn = await asyncpg.connect(platform)
+    try:
+        async with conn.transaction():
+            await write(conn, "store-1", "evt-1", n=1)
+            await write(conn, "store-2", "evt-2", n=1)
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await write(conn, "store-1", "evt-rolled-back", n=2)
+                raise RuntimeError("the platform's transaction fails")
+        async with conn.transaction():
+            await write(conn, "store-1", "evt-3", n=3)
+    finally:
+        await conn.close()
+    assert [r["event_id"] for r in await outbox_rows(platform)] == ["evt-1", "evt-2", "evt-3"]
+
+    async with Running(platform, StoreTarget(hookline_db)) as relay:
+        await wait_until(lambda: relay.relayed == 3, message="3 rows relayed")
+    assert await stored_ids(hookline_db) == ["evt-1", "evt-2", "evt-3"]
+    assert await outbox_rows(platform) == []
+    assert (await source.status(platform))["pending"] == 0
+
+
+async def _waiting_on_advisory_lock(platform: str, pid: int) -> bool:
+    conn = await asyncpg.connect(platform)
+    try:
+        row = await conn.fetchrow(
+            "SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = $1", pid
+        )
+    finally:
+        await conn.close()
+    return row is not None and (row["wait_event_type"], row["wait_event"]) == ("Lock", "advisory")
+
+
+async def test_a_users_row_never_overtakes_an_earlier_uncommitted_one(
+    platform: str, hookline_db: str
+) -> None:
+    first, other, second = [await asyncpg.connect(platform) for _ in range(3)]
+    try:
+        # store-1's first transaction writes and stays open.
+        t1 = first.transaction()
+        await t1.start()
+        await write(first, "store-1", "s1-first", n=1)
+        # Another user's transaction writes after it, and commits first.
+        async with other.transaction():
+            await write(other, "store-2", "s2-only", n=1)
+        # store-1's second transaction must wait for the first one to end.
+        t3 = second.transaction()
+        await t3.start()
+        writing = asyncio.create_task(write(second, "store-1", "s1-second", n=2))
+        pid = second.get_server_pid()
+        await wait_until(
+            lambda: _waiting_on_advisory_lock(platform, pid),
+            message="the second transaction of store-1 waiting for the first",
+        )
+        async with Running(platform, StoreTarget(hookline_db)) as relay:
+            # The committed row of the other user goes; store-1's do not overtake.
+            await wait_until(lambda: relay.relayed == 1, message="store-2's row relayed")
+            assert not writing.done()
+            await t1.commit()
+            await writing
+            await t3.commit()
+            await wait_until(lambda: relay.relayed == 3, message="all three relayed")
+        assert await stored_ids(hookline_db) == ["s2-only", "s1-first", "s1-second"]
+    finally:
+        for conn in (first, other, second):
+            await conn.close()
+
+
+async def test_a_refused_event_is_set_aside_and_the_rows_after_it_go_on(
+    platform: str, hookline_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await asyncpg.connect(platform)
+    try:
+        async with conn.transaction():
+            await write(conn, "store-1", "evt-1", n=1)
+            await write(conn, "store-1", "evt-1", n=2)  # the same id, other data
+            await write(conn, "store-1", "evt-2", n=3)
+    finally:
+        await conn.close()
+
+    with caplog.at_level(logging.ERROR, "hookline.relay"):
+        async with Running(platform, StoreTarget(hookline_db)) as relay:
+            await wait_until(lambda: relay.relayed + relay.refused == 3, message="3 rows done")
+    assert (relay.relayed, relay.refused) == (2, 1)
+    assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]
+    (kept,) = await outbox_rows(platform)
+    assert (kept["event_id"], orjson.loads(kept["data"])) == ("evt-1", {"n": 2})
+    assert kept["failed_at"] is not None
+    assert "already published" in kept["error"]
+    assert "hookline refused event evt-1" in caplog.text
+    assert (await source.status(platform))["failed"] == 1
+
+
+async def test_the_relay_waits_for_hookline_and_sends_again_once_it_is_back(
+    platform: str,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    serve = ServeProcess(tmp_path / "hookline.db")
+    conn = await asyncpg.connect(platform)
+    try:
+        await write(conn, "store-1", "evt-1", n=1)
+        await serve.start()
+        base = serve.base_url
+        await serve.interrupt()  # hookline is down: its port refuses connections
+        with caplog.at_level(logging.WARNING, "hookline.relay"):
+            async with Running(platform, HttpTarget(base, ADMIN_TOKEN)) as relay:
+                await wait_until(
+                    lambda: "is unavailable" in caplog.text, message="the relay saying it waits"
+                )
+                assert len(await outbox_rows(platform)) == 1
+                # Up again on the same port (the relay knows that one).
+                monkeypatch.setattr(hookline_proc, "free_port", lambda: serve.port)
+                await serve.start()
+                await wait_until(lambda: relay.relayed == 1, message="the row relayed")
+                await write(conn, "store-1", "evt-2", n=2)  # woken by the commit's NOTIFY
+                await wait_until(lambda: relay.relayed == 2, message="the next row relayed")
+        async with serve.api() as api:
+            for event_id in ("evt-1", "evt-2"):
+                await api.expect(200, "GET", f"/api/v1/events/{event_id}")
+        assert "trying again in" in caplog.text
+    finally:
+        await conn.close()
+        await serve.stop()
+
+
+async def test_two_relays_take_turns(
+    platform: str, hookline_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await asyncpg.connect(platform)
+    try:
+        with caplog.at_level(logging.INFO, "hookline.relay"):
+            async with Running(platform, StoreTarget(hookline_db)) as first:
+                await wait_until(lambda: "relaying from" in caplog.text, message="first relay")
+                second_run = Running(platform, StoreTarget(hookline_db))
+                second = await second_run.__aenter__()
+                await wait_until(
+                    lambda: "another relay holds this outbox" in caplog.text,
+                    message="the second relay standing by",
+                )
+                await write(conn, "store-1", "evt-1", n=1)
+                await wait_until(lambda: first.relayed == 1, message="the first relay sends")
+            # The first one stopped: the second takes over.
+            await write(conn, "store-1", "evt-2", n=2)
+            await wait_until(lambda: second.relayed == 1, message="the second relay sends")
+            await second_run.__aexit__()
+        assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]
+    finally:
+        await conn.close()

@@ -4,8 +4,8 @@ One asyncpg connection, which holds the relay's session lock for as long as it l
 two relays started on one outbox take turns (the second stands by until the first is
 gone) instead of sending the same rows side by side. A relay killed with SIGKILL loses
 its connection, and with it the lock, at once. Driver errors are translated here, as
-the store's connectors do: a lost or refused connection is ``StorageUnavailable``,
-anything else ``StorageError``.
+the store's backends do (``hookline.sql.errors``): a lost or refused connection is
+``StorageUnavailable``, anything else ``StorageError``.
 """
 
 from __future__ import annotations
@@ -17,18 +17,10 @@ from typing import Any
 import asyncpg
 
 from hookline.config import check_postgres_url, redact_url
-from hookline.exceptions import ConfigError, StorageError, StorageUnavailable
+from hookline.exceptions import ConfigError, StorageError
 from hookline.outbox import OutboxRow, queries
+from hookline.sql.errors import postgres_errors, storage_error
 from hookline.sql.named import Query
-from hookline.store.postgres import is_unavailable
-
-_DRIVER_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
 
 #: Said when the database has no outbox.
 INSTALL_HINT = "create it with `hookline outbox install --database URL`"
@@ -47,12 +39,8 @@ def check_url(url: str) -> None:
 async def _errors(what: str, url: str) -> AsyncIterator[None]:
     try:
         yield
-    except _DRIVER_ERRORS as exc:
-        if is_unavailable(exc):
-            raise StorageUnavailable(
-                f"the outbox database {redact_url(url)} is unreachable ({what}): {exc!r}"
-            ) from exc
-        raise StorageError(f"the outbox database ({what}): {exc}") from exc
+    except postgres_errors() as exc:
+        raise storage_error(exc, what, database=f"the outbox database {redact_url(url)}") from exc
 
 
 def _query(name: str) -> Query:
@@ -103,7 +91,7 @@ class Source:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(*_DRIVER_ERRORS):
+            with contextlib.suppress(*postgres_errors()):
                 await conn.close(timeout=5)
             if not conn.is_closed():
                 conn.terminate()

@@ -3,6 +3,10 @@
 PostgreSQL tests make a database of their own and drop it afterwards. Where no server
 answers they are skipped, except under CI (``CI=true``), where a missing server is a
 failure: CI must never go green by skipping the PostgreSQL half.
+
+Property tests (Hypothesis) try 100 examples each in everyday runs, so the unit tests
+stay quick, and 400 under CI, where the time is there to look further. Neither has a
+deadline per example: a loaded machine must not fail a correct test.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=400, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 PG_ADMIN_DSN = os.environ.get("HOOKLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

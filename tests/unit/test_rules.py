@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hookline import rules
@@ -19,7 +19,6 @@ def test_what_the_document_allows_the_check_accepts(rule: rules.TextRule) -> Non
     schema = rule.json_schema()
     pattern = re.compile(schema["pattern"])
 
-    @settings(max_examples=300, deadline=None)
     @given(st.from_regex(pattern, fullmatch=True).filter(lambda v: len(v) <= rule.max_length))
     def check(value: str) -> None:
         assert rule.check(value) == value
@@ -28,7 +27,6 @@ def test_what_the_document_allows_the_check_accepts(rule: rules.TextRule) -> Non
 
 
 @given(st.from_regex(re.compile(rules.URL.json_schema()["pattern"]), fullmatch=True))
-@settings(max_examples=300, deadline=None)
 def test_every_documented_url_passes_the_whole_url_check(url: str) -> None:
     if len(url) <= rules.URL.max_length:
         assert rules.check_url(url, allow_private=True) == url

@@ -3,17 +3,13 @@ and how long to wait. (Everything over real sockets: tests/acceptance/api/test_c
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import hookline
 from hookline import exceptions as exc
-from hookline.client import AsyncClient, Client, Retries
+from hookline.client import Retries
 from hookline.client import _operations as ops
 from hookline.client._http import error_for
 
@@ -141,19 +137,6 @@ def test_a_traceparent_is_sent_only_when_given() -> None:
 def test_retries_reject_nonsense() -> None:
     with pytest.raises(exc.ConfigError):
         Retries(attempts=0)
-
-
-def test_import_hookline_leaves_the_client_unloaded_until_used() -> None:
-    code = (
-        "import sys, hookline; heavy = ('typing', 'pydantic', 'pyreqwest', 'hookline.client');"
-        "print([m for m in heavy if m in sys.modules]);"
-        "hookline.Client; print('pyreqwest' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
-    assert out[:2] == ["[]", "True"]
-    assert hookline.Client is Client and hookline.AsyncClient is AsyncClient
 
 
 def test_the_public_surface_is_there() -> None:

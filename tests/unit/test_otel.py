@@ -1,9 +1,7 @@
-"""When tracing is on, and that nothing of OpenTelemetry loads where it is off."""
+"""When tracing is on. (That nothing of OpenTelemetry loads where it is off:
+tests/integration/test_fresh_process.py.)"""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
@@ -37,24 +35,3 @@ def test_the_service_is_named_hookline_unless_the_environment_names_it() -> None
     assert provider is not None
     assert provider.resource.attributes["service.name"] == "hookline"
     provider.shutdown()
-
-
-def test_nothing_of_opentelemetry_is_imported_where_tracing_is_off() -> None:
-    """The sender's API, engine and CLI, and the receiver's workers, as a process without
-    OTEL_* variables loads them."""
-    code = """
-import sys
-from hookline.server import create_server
-from hookline.cli.sender import _tracing
-from hookline.receiver.tracing import configure_from_env, handler_tracer
-from hookline.receiver.workers import Workers
-from hookline.sender.engine import Engine
-assert _tracing() is None and configure_from_env() is None and handler_tracer() is None
-loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
-assert not loaded, loaded
-"""
-    env = {"PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr

@@ -20,8 +20,8 @@ from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hookline import web
 from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES
-from hookline.web import routes as web_routes
 from tests.support.api_server import ADMIN, api_in_thread
 
 FUZZ = settings(
@@ -199,7 +199,7 @@ def test_every_route_and_field_is_fuzzed() -> None:
     """A route or a field added to the dashboard is fuzzed too, or this fails."""
     fuzzed = {(method, path): set(params) | set(fields) for method, path, params, fields in ROUTES}
     fuzzed[("POST", "/login")] = {"key", "next"}  # test_sign_in_form
-    for route in web_routes.router.routes:
+    for route in web.router.routes:
         assert isinstance(route, APIRoute)
         method = next(iter(route.methods))
         if (method, route.path) == ("POST", "/logout"):

@@ -18,15 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from hookline.exceptions import StorageError, StorageUnavailable, ValidationError
+from hookline.exceptions import ConfigError, StorageError, StorageUnavailable, ValidationError
 from hookline.sql.errors import postgres_errors, storage_error
 from hookline.sql.named import Query, compile_queries
 from hookline.store.connector import Connection, Row
@@ -39,6 +41,34 @@ _DRIVER_ERRORS = postgres_errors()
 
 #: Held while migrating, so that processes starting together migrate one at a time.
 _MIGRATION_LOCK = 7031964200
+
+
+#: A schema name hookline accepts: an unquoted PostgreSQL identifier, so that it reads the
+#: same in the URL, in ``search_path`` and in ``psql``.
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """The URL without its ``schema`` option, and that schema (None: not given).
+
+    ``postgresql://host/db?schema=hookline`` keeps hookline's tables in the schema
+    ``hookline`` of that database (made by ``hookline migrate``): hookline's connections
+    get it as their ``search_path``, and ``hookline.publish`` on a platform's connection
+    to the same database finds the tables there. The option is hookline's, not the
+    server's, so the driver never sees it.
+    """
+    parts = urlsplit(url)
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    given = [value for key, value in options if key == "schema"]
+    if not given:
+        return url, None
+    if len(given) > 1 or not _SCHEMA.fullmatch(given[0]):
+        raise ConfigError(
+            f"schema={given[-1]!r} in the database URL: give one schema name of lowercase "
+            "letters, digits and _ (not starting with a digit), e.g. ?schema=hookline"
+        )
+    rest = urlencode([(key, value) for key, value in options if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), given[0]
 
 
 @cache
@@ -120,8 +150,11 @@ class PostgresConnector:
         connect_timeout: float = 3.0,
         acquire_timeout: float = 5.0,
         command_timeout: float = 60.0,
+        schema: str | None = None,
     ) -> None:
         self.dsn = dsn
+        #: Where hookline's tables are (None: the server's default ``search_path``).
+        self.schema = schema
         self.pool_size = pool_size
         # Short on purpose: while the database is gone, an API request should get its
         # 503 in seconds, not hang.
@@ -133,7 +166,8 @@ class PostgresConnector:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresConnector:
-        return cls(url, **options)
+        dsn, schema = split_schema(url)
+        return cls(dsn, schema=schema, **options)
 
     # -- errors -------------------------------------------------------------------------
 
@@ -161,6 +195,7 @@ class PostgresConnector:
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
                 max_inactive_connection_lifetime=60,
+                server_settings={"search_path": self.schema} if self.schema else None,
             )
 
     async def close(self) -> None:
@@ -237,6 +272,9 @@ class PostgresConnector:
             async with self._errors("migrating"):
                 async with conn.transaction():
                     await conn.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+                    if self.schema:
+                        # A checked name (split_schema), so it may stand in the statement.
+                        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                     await conn.execute(
                         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
                         "KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"

@@ -9,12 +9,18 @@ __version__ = "0.1.0"
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hookline.client import AsyncClient, Client
+    from hookline.transactional import publish, publish_async
 
-__all__ = ["AsyncClient", "Client", "__version__"]
+__all__ = ["AsyncClient", "Client", "__version__", "publish", "publish_async"]
 
 #: Loaded on first use, so that ``import hookline`` (and the receiver, the CLI) does not
-#: pay for the client's HTTP library and models.
-_LAZY = {"Client": "hookline.client", "AsyncClient": "hookline.client"}
+#: pay for the client's HTTP library and models, nor for the store.
+_LAZY = {
+    "Client": "hookline.client",
+    "AsyncClient": "hookline.client",
+    "publish": "hookline.transactional",
+    "publish_async": "hookline.transactional",
+}
 
 
 def __getattr__(name: str) -> object:

@@ -16,6 +16,7 @@
     │   └── Timeout              no answer within the client's timeout
     ├── StorageError             the database failed or is unreachable
     │   └── StorageUnavailable   the database is gone for now; try again later
+    ├── NotInTransaction         hookline.publish on a connection outside a transaction
     ├── DeliveryError            a webhook could not be sent (network, timeout, status)
     └── SignatureError           a received webhook is not genuine
         ├── BadSignature         no configured key produces the signature
@@ -122,6 +123,14 @@ class StorageError(HooklineError):
 
 class StorageUnavailable(StorageError):
     code = "storage_unavailable"
+
+
+class NotInTransaction(HooklineError):
+    """``hookline.publish`` was given a connection outside a transaction: the event would
+    be stored whatever became of the platform's own writes, which is what publishing
+    inside the transaction is for. Nothing was written."""
+
+    code = "not_in_transaction"
 
 
 class DeliveryError(HooklineError):

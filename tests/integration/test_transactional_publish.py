@@ -1,0 +1,195 @@
+"""``hookline.publish`` inside the platform's own transaction, through every driver.
+
+hookline lives in the platform's database (PostgreSQL: the schema ``hookline``; SQLite:
+hookline's own file, where the platform keeps its ``orders`` beside it). A commit keeps
+the event with its deliveries, a rollback leaves nothing, a bad event raises before
+anything is written and leaves the platform's transaction usable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import hookline
+from hookline.exceptions import (
+    ConfigError,
+    EventConflict,
+    NotFound,
+    NotInTransaction,
+    TooLarge,
+    ValidationError,
+)
+from hookline.store import Store
+from tests.conftest import fresh_postgres
+from tests.support.platforms import POSTGRES_DRIVERS, SQLITE_DRIVERS, Platform, open_platform
+
+DRIVERS = [pytest.param(d, marks=pytest.mark.postgres) for d in POSTGRES_DRIVERS] + [
+    *SQLITE_DRIVERS
+]
+
+#: The drivers whose connection can be outside a transaction. (psycopg outside
+#: autocommit and a SQLAlchemy Session always begin one themselves.)
+CAN_BE_OUTSIDE = [
+    *(pytest.param(d, marks=pytest.mark.postgres) for d in ("asyncpg", "psycopg_async", "django")),
+    "sqlite3",
+]
+
+
+@dataclass
+class World:
+    platform: Platform
+    store: Store
+    app_id: str
+    driver: str
+
+
+@pytest.fixture(params=DRIVERS)
+async def world(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[World]:
+    driver: str = request.param
+    if driver in SQLITE_DRIVERS:
+        url = f"sqlite:///{tmp_path}/hookline.db"
+        async with _world(driver, url, url) as world:
+            yield world
+        return
+    async with fresh_postgres() as url, _world(driver, url, url + "?schema=hookline") as world:
+        yield world
+
+
+@asynccontextmanager
+async def _world(driver: str, url: str, hookline_url: str) -> AsyncIterator[World]:
+    store = await Store.open(hookline_url)
+    try:
+        app, _ = await store.create_app("shop")
+        await store.install(app["id"], "store-1")
+        # Two endpoints take order_completed, a third does not.
+        for types in (["*"], ["order_completed"], ["product_created"]):
+            await store.create_endpoint(
+                app["id"], url="http://127.0.0.1:9/hook", event_types=types, timeout=5
+            )
+        async with open_platform(driver, url) as platform:
+            yield World(platform, store, app["id"], driver)
+    finally:
+        await store.close()
+
+
+def _order(n: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "event_type": "order_completed",
+        "user_id": "store-1",
+        "data": {"id": f"o-{n}"},
+        "event_id": f"order-{n}",
+        **changes,
+    }
+
+
+async def _deliveries(world: World) -> list[str]:
+    return [d["event_id"] for d in await world.store.list_deliveries(world.app_id)]
+
+
+async def test_commit_keeps_the_event_and_its_deliveries_and_rollback_leaves_nothing(
+    world: World,
+) -> None:
+    platform = world.platform
+    async with platform.transaction():
+        before = await platform.search_path()
+        await platform.insert_order("o-1")
+        published = await platform.publish(**_order(1))
+        # The platform's own statements go on finding its own tables.
+        assert await platform.search_path() == before
+        await platform.insert_order("o-1b")
+    assert (published.id, published.deliveries, published.duplicate) == ("order-1", 2, False)
+
+    async with platform.transaction():
+        await platform.insert_order("o-2")
+        await platform.publish(**_order(2))
+        platform.roll_back()
+
+    assert await platform.orders() == {"o-1", "o-1b"}
+    assert (await world.store.get_event("order-1"))["data"] == '{"id":"o-1"}'
+    with pytest.raises(NotFound):
+        await world.store.get_event("order-2")
+    assert sorted(await _deliveries(world)) == ["order-1", "order-1"]
+
+    # The same event again: a duplicate, as through the API.
+    async with platform.transaction():
+        again = await platform.publish(**_order(1))
+    assert (again.duplicate, again.deliveries) == (True, 0)
+    assert len(await _deliveries(world)) == 2
+
+
+async def test_a_bad_event_raises_before_anything_is_written(world: World) -> None:
+    platform = world.platform
+    async with platform.transaction():
+        await platform.publish(**_order(1))
+    bad: list[tuple[dict[str, Any], type[Exception]]] = [
+        (_order(2, event_type="order_shipped_to_mars"), ValidationError),
+        (_order(2, user_id="not a user"), ValidationError),
+        (_order(2, data=["not", "an", "object"]), ValidationError),
+        (_order(2, data={"blob": "x" * 300_000}), ValidationError),
+        (_order(2, event_id="no spaces allowed"), ValidationError),
+        (_order(1, data={"id": "changed"}), EventConflict),
+    ]
+    async with platform.transaction():
+        await platform.insert_order("o-2")
+        for event, error in bad:
+            with pytest.raises(error):
+                await platform.publish(**event)
+        # The platform's transaction is intact: it goes on, and commits.
+        await platform.publish(**_order(2))
+    assert await platform.orders() == {"o-2"}
+    assert sorted(await _deliveries(world)) == ["order-1", "order-1", "order-2", "order-2"]
+
+
+async def test_too_many_deliveries_are_refused_before_anything_is_written(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKLINE_MAX_DELIVERIES_PER_PUBLISH", "1")
+    async with world.platform.transaction():
+        with pytest.raises(TooLarge):
+            await world.platform.publish(**_order(1))
+        await world.platform.insert_order("o-1")
+    assert await world.platform.orders() == {"o-1"}
+    assert await _deliveries(world) == []
+
+
+@pytest.mark.parametrize("world", CAN_BE_OUTSIDE, indirect=True)
+async def test_a_connection_outside_a_transaction_is_refused(world: World) -> None:
+    with pytest.raises(NotInTransaction, match="not inside a transaction"):
+        await world.platform.publish(**_order(1))
+    with pytest.raises(NotFound):
+        await world.store.get_event("order-1")
+
+
+async def test_the_wrong_function_for_the_connection_says_which_to_use(world: World) -> None:
+    if world.driver in ("asyncpg", "psycopg_async", "sqlalchemy_async"):
+        with pytest.raises(TypeError, match="publish_async"):
+            hookline.publish(world.platform.raw, **_order(1))
+    else:
+        with pytest.raises(TypeError, match=r"hookline\.publish\(conn"):
+            await world.platform.publish_async_on_sync(**_order(1))
+
+
+async def test_tables_not_found_say_how_to_make_them(world: World) -> None:
+    async with world.platform.transaction():
+        await world.platform.insert_order("o-1")
+        if world.driver in SQLITE_DRIVERS:
+            await world.platform.execute("ALTER TABLE installations RENAME TO elsewhere")
+            with pytest.raises(ConfigError, match="hookline migrate"):
+                await world.platform.publish(**_order(1))
+            world.platform.roll_back()
+        else:
+            with pytest.raises(ConfigError, match="hookline migrate"):
+                await world.platform.publish(**_order(1), schema="not_there")
+            world.platform.roll_back()
+
+
+def test_an_unknown_connection_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"cannot publish on a builtins\.object"):
+        hookline.publish(object(), **_order(1))
+    with pytest.raises(ConfigError, match="schema="):
+        hookline.publish(object(), **_order(1), schema="Bad-Name")

@@ -24,12 +24,11 @@ from functools import cache
 from typing import Any
 
 from hookline.exceptions import NotInTransaction, StorageError
+from hookline.sql.named import PARAM
 from hookline.store.connector import Row
 
-# A ``:name`` not preceded by a colon or a word character, so ``::jsonb`` casts stay: as
-# in hookline/store/postgres.py, whose queries these are. Hand-written for the same
-# reason: the statements are hookline's own and simple, and tests cover them.
-_PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
+#: A ``:name`` parameter (``::jsonb`` casts are left alone), as hookline's SQL spells it.
+_PARAM = PARAM
 
 
 @dataclass(frozen=True, slots=True)

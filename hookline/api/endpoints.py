@@ -24,7 +24,7 @@ from hookline.api.common import (
 from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 from hookline.rules import check_url, with_authorization
 from hookline.samples import sample_data
-from hookline.store.manager import TEST_USER
+from hookline.store.deliveries import TEST_USER
 
 router = APIRouter(tags=["endpoints"], route_class=JsonRoute)
 

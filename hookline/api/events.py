@@ -18,7 +18,7 @@ from hookline.api.body import JsonRoute
 from hookline.api.common import BODY, Auth, errors, store
 from hookline.rules import event_data
 from hookline.store import NewEvent, Published
-from hookline.store.manager import new_id
+from hookline.store.base import new_id
 from hookline.traceparent import HEADER, parse, parse_headers
 
 router = APIRouter(tags=["events"], route_class=JsonRoute)

@@ -37,7 +37,7 @@ from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, WILDCARD, form
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
 from hookline.store import NewEvent, Store
-from hookline.store.manager import new_id
+from hookline.store.base import new_id
 
 T = TypeVar("T")
 STATUS_STYLE = {"delivered": "green", "failed": "red", "pending": "yellow", "retry": "yellow"}

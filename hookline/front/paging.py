@@ -19,7 +19,7 @@ import orjson
 from fastapi import Query
 
 from hookline.exceptions import ValidationError
-from hookline.store.manager import PageKey
+from hookline.store.base import PageKey
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100

@@ -3,7 +3,7 @@
 An app with an ``operator_url`` has one *operational endpoint* (``endpoints.operational``)
 subscribed to ``OPERATIONAL_EVENT_TYPES``. When hookline disables or enables one of the
 app's endpoints, when one recovers, or when a delivery fails for good, the store writes
-a notice in the same transaction as that change (``Store._announce``): an event and one
+a notice in the same transaction as that change (``publishing.announce``): an event and one
 delivery to the operational endpoint, sent by the same engine as every other delivery
 (signed with the app's key, retried, logged, held to the address policy).
 

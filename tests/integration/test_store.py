@@ -17,7 +17,7 @@ import pytest
 from hookline.config import Limits
 from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
 from hookline.store import AttemptResult, Job, NewEvent, Store
-from hookline.store.manager import MAX_RUN
+from hookline.store.claims import MAX_RUN
 
 CAP = 64
 

@@ -9,7 +9,7 @@ import pytest
 
 from hookline.exceptions import NotFound, ValidationError
 from hookline.store import AttemptResult, NewEvent, Store
-from hookline.store.manager import TEST_USER
+from hookline.store.deliveries import TEST_USER
 
 
 @pytest.fixture

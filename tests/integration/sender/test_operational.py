@@ -19,6 +19,7 @@ from hookline.sender.health import PROBE_USER
 from hookline.signing import Verifier, selz_signature
 from hookline.store import AttemptResult, Job, NewEvent, Store
 from hookline.store.operational import delivery_failed
+from hookline.store.publishing import announce
 from tests.support.recorder import Answer, Hit, Recorder
 
 SETTINGS = EngineSettings(
@@ -265,7 +266,7 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
         for job in (failed, failed, replace(failed, attempts=5)):
             async with store.db.transaction() as tx:
                 notice = delivery_failed(AttemptResult(job, "failed", 50.0))
-                await store._announce(tx, [notice], 50.0)
+                await announce(tx, [notice], 50.0)
         told = await store.list_deliveries(app["id"], endpoint_id=ops["id"])
         assert len(told) == 2 and {d["user_id"] for d in told} == {regular["id"]}
 

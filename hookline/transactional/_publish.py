@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 from hookline import rules
 from hookline.config import EngineSettings, Limits
 from hookline.exceptions import ConfigError, HooklineError, StorageError
+from hookline.store.base import new_id
 from hookline.store.connector import Row
-from hookline.store.manager import PUBLISHED_CHANNEL, Store, new_id
+from hookline.store.manager import Store
+from hookline.store.publishing import PUBLISHED_CHANNEL
 from hookline.store.queries import load_queries
 from hookline.store.records import NewEvent, Published
 from hookline.store.sealing import KeyBox

@@ -20,8 +20,9 @@ from hookline.cli import main
 from hookline.events import EVENT_TYPES
 from hookline.receiver.samples import sample_data
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess, listening
-from tests.support.receiver import read_runs, wait_for
+from tests.support.receiver import read_runs
 
 pytestmark = pytest.mark.slow
 ADMIN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
@@ -84,7 +85,7 @@ async def test_every_type_from_sender_to_receiver(sender: str, tmp_path: Path) -
                 }
                 async with api.post("/api/v1/events", json=event) as response:
                     assert response.status == 202, await response.text()
-            await wait_for(
+            await eventually(
                 lambda: len([r for r in read_runs(log) if r.end]) >= len(EVENT_TYPES), timeout=120
             )
             time.sleep(1)

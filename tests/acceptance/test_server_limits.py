@@ -30,12 +30,12 @@ from tests.support.attacks import (
     send_and_read,
     status_of,
 )
+from tests.support.eventually import eventually
 from tests.support.hookline_proc import (
     ADMIN_TOKEN,
     ServeProcess,
     limit_open_files,
     open_file_limit,
-    wait_until,
 )
 from tests.support.receive_process import HOOKLINE, ReceiveProcess
 from tests.support.recorder import Recorder
@@ -312,7 +312,7 @@ async def test_idle_connections_never_take_the_last_file_descriptors(tmp_path: P
             held_connections(serve.port, 150) as silent,
             held_connections(serve.port, 150, trickle=b"GET /healthz HTTP/1.1\r\n") as slow_ones,
         ):
-            await wait_until(lambda: silent["opened"] + slow_ones["opened"] >= 300, timeout=30)
+            await eventually(lambda: silent["opened"] + slow_ones["opened"] >= 300, timeout=30)
             async with Probe(serve.port, "/healthz") as probe:
                 for seq in range(20):
                     await api.publish("order_completed", "store-1", {"seq": seq})
@@ -368,7 +368,7 @@ async def test_serve_and_worker_raise_the_open_file_limit_to_the_hard_one(tmp_pa
             stderr=subprocess.DEVNULL,
         )
         try:
-            await wait_until(
+            await eventually(
                 lambda: open_file_limit(worker.pid) == (4096, 4096) or worker.poll() is not None,
                 timeout=30,
             )

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.support.hookline_proc import ServeProcess, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import ServeProcess
 from tests.support.otlp_collector import OtlpCollector, ReceivedSpan
 from tests.support.receive_process import ReceiveProcess
 
@@ -67,7 +68,7 @@ async def test_one_trace_from_publish_through_attempt_to_the_handler(
                 json={"event_type": "order_completed", "user_id": "store-1", "data": {"id": 7}},
                 headers={"traceparent": f"00-{TRACE}-{CALLER_SPAN}-01"},
             )
-            await wait_until(
+            await eventually(
                 lambda: any(s.name == "hookline handle" for s in collector.spans()),
                 message=lambda: (
                     f"a handler span at the collector; have {collector.spans()}"
@@ -76,7 +77,7 @@ async def test_one_trace_from_publish_through_attempt_to_the_handler(
             )
         finally:
             receiver.stop()
-        await wait_until(
+        await eventually(
             lambda: any(s.name == "hookline attempt" for s in collector.spans()),
             message="the attempt span",
         )
@@ -136,7 +137,7 @@ async def test_each_attempt_of_a_retried_delivery_has_its_span(
         url = recorder.script("/hook", [Answer(500)], then=Answer(200))
         await api.create_endpoint(app["id"], url, ["*"])
         await api.publish("order_completed", "store-1", {"id": 1})
-        await wait_until(
+        await eventually(
             lambda: len([s for s in collector.spans() if s.name == "hookline attempt"]) == 2,
             message=lambda: f"two attempt spans; have {collector.spans()}",
         )

@@ -19,7 +19,8 @@ from hookline.sql.named import Query
 from hookline.store import NewEvent, Store
 from tests.conftest import fresh_postgres
 from tests.support import hookline_proc
-from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess
 
 pytestmark = pytest.mark.postgres
 
@@ -100,7 +101,7 @@ async def test_committed_rows_reach_hookline_in_order_and_leave_the_outbox(
     assert [r["event_id"] for r in await outbox_rows(platform)] == ["evt-1", "evt-2", "evt-3"]
 
     async with Running(platform, StoreTarget(hookline_db)) as relay:
-        await wait_until(lambda: relay.relayed == 3, message="3 rows relayed")
+        await eventually(lambda: relay.relayed == 3, message="3 rows relayed")
     assert await stored_ids(hookline_db) == ["evt-1", "evt-2", "evt-3"]
     assert await outbox_rows(platform) == []
     assert (await source.status(platform))["pending"] == 0
@@ -134,18 +135,18 @@ async def test_a_users_row_never_overtakes_an_earlier_uncommitted_one(
         await t3.start()
         writing = asyncio.create_task(write(second, "store-1", "s1-second", n=2))
         pid = second.get_server_pid()
-        await wait_until(
+        await eventually(
             lambda: _waiting_on_advisory_lock(platform, pid),
             message="the second transaction of store-1 waiting for the first",
         )
         async with Running(platform, StoreTarget(hookline_db)) as relay:
             # The committed row of the other user goes; store-1's do not overtake.
-            await wait_until(lambda: relay.relayed == 1, message="store-2's row relayed")
+            await eventually(lambda: relay.relayed == 1, message="store-2's row relayed")
             assert not writing.done()
             await t1.commit()
             await writing
             await t3.commit()
-            await wait_until(lambda: relay.relayed == 3, message="all three relayed")
+            await eventually(lambda: relay.relayed == 3, message="all three relayed")
         assert await stored_ids(hookline_db) == ["s2-only", "s1-first", "s1-second"]
     finally:
         for conn in (first, other, second):
@@ -166,7 +167,7 @@ async def test_a_refused_event_is_set_aside_and_the_rows_after_it_go_on(
 
     with caplog.at_level(logging.ERROR, "hookline.relay"):
         async with Running(platform, StoreTarget(hookline_db)) as relay:
-            await wait_until(lambda: relay.relayed + relay.refused == 3, message="3 rows done")
+            await eventually(lambda: relay.relayed + relay.refused == 3, message="3 rows done")
     assert (relay.relayed, relay.refused) == (2, 1)
     assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]
     (kept,) = await outbox_rows(platform)
@@ -192,16 +193,16 @@ async def test_the_relay_waits_for_hookline_and_sends_again_once_it_is_back(
         await serve.interrupt()  # hookline is down: its port refuses connections
         with caplog.at_level(logging.WARNING, "hookline.relay"):
             async with Running(platform, HttpTarget(base, ADMIN_TOKEN)) as relay:
-                await wait_until(
+                await eventually(
                     lambda: "is unavailable" in caplog.text, message="the relay saying it waits"
                 )
                 assert len(await outbox_rows(platform)) == 1
                 # Up again on the same port (the relay knows that one).
                 monkeypatch.setattr(hookline_proc, "free_port", lambda: serve.port)
                 await serve.start()
-                await wait_until(lambda: relay.relayed == 1, message="the row relayed")
+                await eventually(lambda: relay.relayed == 1, message="the row relayed")
                 await write(conn, "store-1", "evt-2", n=2)  # woken by the commit's NOTIFY
-                await wait_until(lambda: relay.relayed == 2, message="the next row relayed")
+                await eventually(lambda: relay.relayed == 2, message="the next row relayed")
         async with serve.api() as api:
             for event_id in ("evt-1", "evt-2"):
                 await api.expect(200, "GET", f"/api/v1/events/{event_id}")
@@ -218,18 +219,18 @@ async def test_two_relays_take_turns(
     try:
         with caplog.at_level(logging.INFO, "hookline.relay"):
             async with Running(platform, StoreTarget(hookline_db)) as first:
-                await wait_until(lambda: "relaying from" in caplog.text, message="first relay")
+                await eventually(lambda: "relaying from" in caplog.text, message="first relay")
                 second_run = Running(platform, StoreTarget(hookline_db))
                 second = await second_run.__aenter__()
-                await wait_until(
+                await eventually(
                     lambda: "another relay holds this outbox" in caplog.text,
                     message="the second relay standing by",
                 )
                 await write(conn, "store-1", "evt-1", n=1)
-                await wait_until(lambda: first.relayed == 1, message="the first relay sends")
+                await eventually(lambda: first.relayed == 1, message="the first relay sends")
             # The first one stopped: the second takes over.
             await write(conn, "store-1", "evt-2", n=2)
-            await wait_until(lambda: second.relayed == 1, message="the second relay sends")
+            await eventually(lambda: second.relayed == 1, message="the second relay sends")
             await second_run.__aexit__()
         assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]
     finally:

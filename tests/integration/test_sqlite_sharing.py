@@ -19,7 +19,7 @@ from hookline.exceptions import StorageError
 from hookline.store import Store
 from hookline.store import sqlite as sqlite_backend
 from hookline.store.records import NewEvent
-from tests.support.hookline_proc import wait_until
+from tests.support.eventually import eventually
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ async def test_a_write_waits_for_another_writer_without_holding_up_the_loop(
             return ticks >= 20
 
         # The loop runs on while the write waits for the lock.
-        await wait_until(tick, timeout=30, interval=0.01)
+        await eventually(tick, timeout=30, interval=0.01)
         assert not creating.done()
         release.set()
         app, _ = await asyncio.wait_for(creating, 30)

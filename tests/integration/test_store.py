@@ -18,6 +18,7 @@ from hookline.config import Limits
 from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
 from hookline.store import AttemptResult, Job, NewEvent, Store
 from hookline.store.claims import MAX_RUN
+from tests.support.eventually import eventually
 
 CAP = 64
 
@@ -308,14 +309,11 @@ async def test_an_attempt_whose_endpoint_was_deleted_meanwhile_is_dropped(store:
 
 async def _blocked_on_a_lock(conn: asyncpg.Connection) -> None:
     """Wait until some session of this database waits for a lock."""
-    deadline = time.monotonic() + 30
     query = (
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
-    while not await conn.fetchval(query):
-        assert time.monotonic() < deadline, "nothing waited for a lock"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: conn.fetchval(query), message="a session waiting for a lock")
 
 
 @pytest.mark.postgres

@@ -24,9 +24,12 @@ __all__ = ["eventually", "eventually_sync"]
 T = TypeVar("T")
 
 #: Seconds a condition is waited for, unless a test says otherwise.
-TIMEOUT = 30.0
-#: Seconds between two polls: short, since most conditions are met within milliseconds.
-INTERVAL = 0.01
+TIMEOUT = 60.0
+#: Seconds between two polls at most. The first polls come sooner (from a millisecond,
+#: doubling), so a condition met at once costs no wait, and one that takes seconds (a
+#: process starting, an HTTP API asked each time) is not asked hundreds of times.
+INTERVAL = 0.05
+FIRST_INTERVAL = 0.001
 
 
 def _describe(message: str | Callable[[], str], last: object) -> str:
@@ -43,6 +46,7 @@ async def eventually(
 ) -> T:
     """Poll ``condition`` until it returns a truthy value; return that value."""
     deadline = time.monotonic() + timeout
+    pause = min(FIRST_INTERVAL, interval)
     while True:
         value: Any = condition()
         if inspect.isawaitable(value):
@@ -53,7 +57,8 @@ async def eventually(
             raise AssertionError(
                 f"timed out after {timeout:g} s waiting for {_describe(message, value)}"
             )
-        await asyncio.sleep(interval)  # a poll: the condition is looked at again
+        await asyncio.sleep(pause)  # a poll: the condition is looked at again
+        pause = min(pause * 2, interval)
 
 
 def eventually_sync(
@@ -65,6 +70,7 @@ def eventually_sync(
 ) -> T:
     """``eventually`` for synchronous code (a thread, a test without an event loop)."""
     deadline = time.monotonic() + timeout
+    pause = min(FIRST_INTERVAL, interval)
     while True:
         value = condition()
         if value:
@@ -73,4 +79,5 @@ def eventually_sync(
             raise AssertionError(
                 f"timed out after {timeout:g} s waiting for {_describe(message, value)}"
             )
-        time.sleep(interval)  # a poll: the condition is looked at again
+        time.sleep(pause)  # a poll: the condition is looked at again
+        pause = min(pause * 2, interval)

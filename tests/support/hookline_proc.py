@@ -12,15 +12,13 @@ while the test waits for the sender.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import resource
 import signal
 import sqlite3
 import subprocess
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +27,7 @@ from typing import Any, Self
 import aiohttp
 
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.receive_process import HOOKLINE, ROOT
 
 ADMIN_TOKEN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
@@ -42,27 +41,6 @@ FAST_ENV: dict[str, str] = {
     "HOOKLINE_LEASE_MARGIN": "1",
 }
 START_TIMEOUT = 30.0
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]],
-    *,
-    timeout: float = 30.0,
-    interval: float = 0.05,
-    message: str | Callable[[], str] = "condition",
-) -> None:
-    """Poll ``condition`` (sync or async) until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = condition()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {text}")
-        await asyncio.sleep(interval)
 
 
 class ServeProcess:
@@ -108,7 +86,7 @@ class ServeProcess:
                 stderr=log,
                 preexec_fn=limit_open_files(self.open_files),
             )
-        await wait_until(
+        await eventually(
             self._healthy, timeout=START_TIMEOUT, message=lambda: f"/healthz\n{self.log()}"
         )
         return self
@@ -144,7 +122,7 @@ class ServeProcess:
         assert self.proc is not None
         proc = self.proc
         proc.send_signal(sig)
-        await wait_until(
+        await eventually(
             lambda: proc.poll() is not None,
             timeout=timeout,
             message=lambda: f"hookline serve to exit after signal {sig}\n{self.log()}",
@@ -351,7 +329,7 @@ class Api:
             assert len(rows) <= expected, f"{len(rows)} deliveries, expected {expected}"
             return len(rows) == expected and all(r["status"] != "pending" for r in rows)
 
-        await wait_until(
+        await eventually(
             done,
             timeout=timeout,
             interval=0.1,

@@ -85,15 +85,6 @@ async def serving(receiver: Receiver, port: int) -> AsyncIterator[str]:
         await task
 
 
-async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until true; fail the test if it never is."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
-
-
 @dataclass(frozen=True)
 class Run:
     """One run of a handler, as the test handlers log it."""

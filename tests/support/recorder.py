@@ -29,7 +29,7 @@ from typing import Any, Self
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.support.hookline_proc import wait_until
+from tests.support.eventually import eventually
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class Recorder:
         return [h for h in self.hits(path) if h.open]
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-        await wait_until(
+        await eventually(
             condition,
             timeout=timeout,
             message=lambda: f"the recorder; {len(self._hits)} hit(s) so far",

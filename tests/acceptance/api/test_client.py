@@ -18,8 +18,9 @@ import pytest
 from hookline import exceptions as exc
 from hookline.client import AsyncClient, Client, Retries
 from hookline.client import _operations as ops
+from tests.support.eventually import eventually
 from tests.support.faulty_proxy import FaultyProxy
-from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess, wait_until
+from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess
 
 #: Small waits, so that the retry tests take a moment; a long Retry-After is capped.
 FAST = Retries(attempts=4, backoff=0.01, max_backoff=0.05)
@@ -219,7 +220,7 @@ async def test_endpoints_tests_stats_and_recover(
         delivery = await api.deliveries.get(app.id, delivery.id)
         return bool(delivery.status == "failed")
 
-    await wait_until(failed, message=lambda: f"the delivery to fail: {delivery}\n{serve.log()}")
+    await eventually(failed, message=lambda: f"the delivery to fail: {delivery}\n{serve.log()}")
     stats = await api.endpoints.stats(app.id, endpoint.id, window=3600)
     assert stats.attempts >= 1 and stats.endpoint_id == endpoint.id
     since = datetime.now(UTC) - timedelta(hours=1)
@@ -262,7 +263,7 @@ async def test_events_deliveries_and_retry(api: Driven, kind: str) -> None:
         deliveries = await api.every("deliveries", app.id, endpoint_id=endpoint.id)
         return len(deliveries) == 3 and all(d.status == "failed" for d in deliveries)
 
-    await wait_until(all_failed, message=lambda: f"3 failed deliveries, have {deliveries}")
+    await eventually(all_failed, message=lambda: f"3 failed deliveries, have {deliveries}")
     failed = await api.every("deliveries", app.id, status="failed", event_type="order_completed")
     assert [d.event_id for d in failed] == [event.id]
     one = await api.deliveries.get(app.id, failed[0].id)

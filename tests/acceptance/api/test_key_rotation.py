@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.support.hookline_proc import ServeProcess, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import ServeProcess
 from tests.support.receive_process import HOOKLINE, ROOT, listening
 
 GRACE = 2.0
@@ -47,7 +48,7 @@ class Receive:
         return f"http://127.0.0.1:{self.port}/webhooks"
 
     async def started(self) -> Receive:
-        await wait_until(lambda: listening(self.port), timeout=30, message="hookline receive")
+        await eventually(lambda: listening(self.port), timeout=30, message="hookline receive")
         return self
 
     def stop(self) -> None:
@@ -114,7 +115,7 @@ async def test_rotation_rejects_no_delivery_before_during_or_after_the_switch(
                 shown = await api.expect(200, "GET", app_path)
                 return bool(shown["next_verification_key"] is None)
 
-            await wait_until(retired, timeout=10, message="the old key to be retired")
+            await eventually(retired, timeout=10, message="the old key to be retired")
             shown = await api.expect(200, "GET", app_path)
             assert shown["verification_key"] == new
 

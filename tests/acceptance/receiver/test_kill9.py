@@ -12,8 +12,9 @@ import pytest
 
 from tests.acceptance.receiver.checks import check_runs
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.receive_process import ReceiveProcess, deliver
-from tests.support.receiver import read_runs, signed_webhook, wait_for
+from tests.support.receiver import read_runs, signed_webhook
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +47,13 @@ async def test_kill9_under_load_loses_no_acknowledged_webhook(
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             senders = asyncio.gather(*(send_user(session, u) for u in range(USERS)))
-            await wait_for(lambda: len(acknowledged) >= USERS * EVENTS // 3)
+            await eventually(lambda: len(acknowledged) >= USERS * EVENTS // 3)
             first.kill9()
             at_kill = len(acknowledged)
             second = ReceiveProcess(sqlite_url, port, log).start()
             await senders
         assert at_kill < USERS * EVENTS  # the kill really happened under load
-        await wait_for(lambda: _completed(log) >= acknowledged, timeout=120)
+        await eventually(lambda: _completed(log) >= acknowledged, timeout=120)
     finally:
         first.stop()
         if second is not None:

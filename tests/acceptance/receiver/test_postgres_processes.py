@@ -14,8 +14,9 @@ import pytest
 
 from tests.acceptance.receiver.checks import check_runs
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.receive_process import ReceiveProcess, deliver
-from tests.support.receiver import read_runs, signed_webhook, wait_for
+from tests.support.receiver import read_runs, signed_webhook
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -59,10 +60,10 @@ async def test_two_processes_one_database_through_a_kill9(
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             senders = asyncio.gather(*(send_user(session, u) for u in range(USERS)))
-            await wait_for(lambda: len(acknowledged) >= USERS * EVENTS // 3)
+            await eventually(lambda: len(acknowledged) >= USERS * EVENTS // 3)
             a.kill9()
             await senders
-        await wait_for(lambda: _completed(log) >= acknowledged, timeout=120)
+        await eventually(lambda: _completed(log) >= acknowledged, timeout=120)
         await asyncio.sleep(1)  # anything handled twice would show up now
     finally:
         a.stop()

@@ -17,7 +17,7 @@ import pytest
 
 from hookline.receiver.inbox import open_inbox
 from tests.conftest import free_port
-from tests.support.hookline_proc import wait_until
+from tests.support.eventually import eventually
 from tests.support.receive_process import ReceiveProcess, deliver
 from tests.support.receiver import read_runs, signed_webhook
 
@@ -51,12 +51,12 @@ async def test_a_process_paused_past_its_lease_loses_the_user_and_records_nothin
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             first = signed_webhook(user_id="u", event_id="evt-1", unix_ts=base, data={"seq": 1})
             assert await deliver(session, [paused.url], *first) == "accepted"
-            await wait_until(lambda: runs_of("evt-1", paused.pid) == 1, message="evt-1 to start")
+            await eventually(lambda: runs_of("evt-1", paused.pid) == 1, message="evt-1 to start")
             paused.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
             stopped_at = time.monotonic()
 
             other = ReceiveProcess(postgres_url, free_port(), log, *lease).start()
-            await wait_until(
+            await eventually(
                 lambda: runs_of("evt-1", other.pid, ended=True) == 1,
                 timeout=60,
                 message="the other process to run evt-1 again",
@@ -64,14 +64,14 @@ async def test_a_process_paused_past_its_lease_loses_the_user_and_records_nothin
             taken_over_after = time.monotonic() - stopped_at
             second = signed_webhook(user_id="u", event_id="evt-2", unix_ts=base + 1)
             assert await deliver(session, [other.url], *second) == "accepted"
-            await wait_until(
+            await eventually(
                 lambda: runs_of("evt-2", other.pid, ended=True) == 1,
                 timeout=60,
                 message="the other process to go on with the user's next webhook",
             )
 
             paused.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
-            await wait_until(
+            await eventually(
                 lambda: "lost the lease of user 'u' while webhook 1 ran" in paused.stderr(),
                 timeout=60,
                 message=lambda: f"the ERROR in the resumed process's log:\n{paused.stderr()}",
@@ -80,7 +80,7 @@ async def test_a_process_paused_past_its_lease_loses_the_user_and_records_nothin
             # The resumed process goes on working.
             third = signed_webhook(user_id="v", event_id="evt-3", unix_ts=base + 2)
             assert await deliver(session, [paused.url], *third) == "accepted"
-            await wait_until(
+            await eventually(
                 lambda: any(r.event_id == "evt-3" and r.end for r in read_runs(log)),
                 timeout=60,
                 message="evt-3 to be handled",

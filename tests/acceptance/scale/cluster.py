@@ -28,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.receive_process import HOOKLINE, ROOT
 
 ADMIN = "scale-admin-2c8e4a6f0b9d1e3c7a5f"
@@ -212,7 +213,7 @@ async def start_api(database: str, log_dir: Path) -> tuple[Proc, str]:
     args = ["serve", "--no-deliver", "--database", database, "--port", str(port)]
     api = Proc("api", args, log_dir).start()
     base = f"http://127.0.0.1:{port}"
-    await wait_for(lambda: _healthy(base, api), 30, lambda: api.log())
+    await eventually(lambda: _healthy(base, api), timeout=30, message=lambda: api.log())
     return api, base
 
 
@@ -228,19 +229,6 @@ async def _healthy(base: str, proc: Proc) -> bool:
 
 async def stop_all(procs: Sequence[Proc]) -> None:
     await asyncio.gather(*(proc.stop() for proc in procs))
-
-
-async def wait_for(condition: Any, timeout: float, describe: Any = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = condition()
-        if asyncio.iscoroutine(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s\n{describe()}")
-        await asyncio.sleep(0.1)
 
 
 async def call(

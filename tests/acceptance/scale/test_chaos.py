@@ -23,9 +23,9 @@ from tests.acceptance.scale.cluster import (
     publish_all,
     start_api,
     stop_all,
-    wait_for,
     worker,
 )
+from tests.support.eventually import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -70,10 +70,10 @@ async def test_kill9_of_workers_and_a_postgres_restart_lose_nothing(
             chaos(workers, postgres_url, tmp_path, restart_postgres, done)
         )
         await publish_all(base, events(USERS, PER_USER), accepted, answers)
-        await wait_for(
+        await eventually(
             lambda: sink.distinct() >= len(accepted),
-            150,
-            lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
+            timeout=150,
+            message=lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
         )
         done.set()
         kills = await chaos_task

@@ -21,9 +21,9 @@ from tests.acceptance.scale.cluster import (
     publish,
     start_api,
     stop_all,
-    wait_for,
     worker,
 )
+from tests.support.eventually import eventually
 from tests.support.tcp_forwarder import Forwarder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -67,7 +67,7 @@ async def test_the_api_answers_503_while_the_database_is_gone_and_loses_nothing(
         during = [await post_event(base, event) for event in batch[100:105]]
         await forwarder.start()
         await publish(base, batch[100:], accepted, answers)  # retried until taken
-        await wait_for(lambda: sink.distinct() >= len(batch), 60, delivering.log)
+        await eventually(lambda: sink.distinct() >= len(batch), timeout=60, message=delivering.log)
     finally:
         await stop_all([delivering, api])
         await sink.stop()

@@ -21,11 +21,11 @@ from tests.acceptance.scale.cluster import (
     publish_all,
     start_api,
     stop_all,
-    wait_for,
     worker,
 )
 from tests.acceptance.scale.conftest import privileged
 from tests.acceptance.scale.netns import Lan
+from tests.support.eventually import eventually
 from tests.support.tcp_forwarder import Forwarder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -58,17 +58,17 @@ async def test_workers_on_two_other_hosts_share_the_work(tmp_path: Path, postgre
         publishing = asyncio.create_task(
             publish_all(base, events(USERS, PER_USER), accepted, answers)
         )
-        await wait_for(lambda: sink.distinct() >= 2000, 60, remote[0].log)
+        await eventually(lambda: sink.distinct() >= 2000, timeout=60, message=remote[0].log)
         remote[0].kill9()
         procs.append(remote[0].start())
         lan.link(1, "down")
         await asyncio.sleep(3)
         lan.link(1, "up")
         await publishing
-        await wait_for(
+        await eventually(
             lambda: sink.distinct() >= len(accepted),
-            120,
-            lambda: f"{sink.distinct()} of {len(accepted)}\n{remote[1].log()}",
+            timeout=120,
+            message=lambda: f"{sink.distinct()} of {len(accepted)}\n{remote[1].log()}",
         )
         await asyncio.sleep(1)
     finally:

@@ -28,9 +28,9 @@ from tests.acceptance.scale.cluster import (
     publish_all,
     start_api,
     stop_all,
-    wait_for,
     worker,
 )
+from tests.support.eventually import eventually
 from tests.support.recorder import most_in_one_second
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -76,10 +76,10 @@ async def _run(tmp_path: Path, postgres_url: str) -> None:
             }
             await call(session, base, f"/apps/{app['id']}/endpoints", endpoint)
         await publish_all(base, events(USERS, PER_USER), accepted, answers)
-        await wait_for(
+        await eventually(
             lambda: sink.distinct() >= len(accepted),
-            240,
-            lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
+            timeout=240,
+            message=lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
         )
         await asyncio.sleep(1)  # a duplicate would arrive now
         ports = [local_ports(w.proc.pid) for w in workers if w.proc is not None]

@@ -18,9 +18,9 @@ from tests.acceptance.scale.cluster import (
     publish_all,
     start_api,
     stop_all,
-    wait_for,
     worker,
 )
+from tests.support.eventually import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -44,10 +44,10 @@ async def test_four_workers_deliver_each_event_once_in_order_within_the_cap(
     try:
         await make_app(base, USERS, sink.url(), cap=CAP)
         await publish_all(base, events(USERS, PER_USER), accepted, answers)
-        await wait_for(
+        await eventually(
             lambda: sink.distinct() >= len(accepted),
-            150,
-            lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
+            timeout=150,
+            message=lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
         )
         await asyncio.sleep(1)  # a duplicate would arrive now
         busy = [cpu_seconds(w.proc.pid) for w in workers if w.proc is not None]

@@ -20,7 +20,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.support.hookline_proc import Api, ServeProcess, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import Api, ServeProcess
 from tests.support.listener import ConnectionCounter
 from tests.support.receive_process import HOOKLINE, ROOT
 
@@ -189,7 +190,7 @@ async def _sending_refuses_every_spelling(
             len(refused.get(e["id"], [])) == 2 for e in endpoints
         )
 
-    await wait_until(
+    await eventually(
         every_delivery_refused,
         timeout=60,
         message=lambda: f"every delivery refused by the policy; refused so far: {refused}",
@@ -201,6 +202,6 @@ async def _sending_refuses_every_spelling(
         log = serve.log()
         return all(re.search(rf"probe of endpoint {e['id']}: .*{REFUSED}", log) for e in endpoints)
 
-    await wait_until(
+    await eventually(
         every_probe_refused, timeout=60, message="a refused probe of every disabled endpoint"
     )

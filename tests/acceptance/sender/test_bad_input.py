@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support.hookline_proc import Api, ServeProcess, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import Api, ServeProcess
 from tests.support.recorder import Recorder
 
 MIB = 1024 * 1024
@@ -273,7 +274,7 @@ async def test_the_same_event_id_publishes_once(
     assert (reply.status, reply.error_code) == (409, "event_conflict")
     assert serve.counts() == counts
     assert (await api.call("GET", "/api/v1/events/evt-2")).status == 404
-    await wait_until(lambda: len(recorder.hits("/hook")) == 1)
+    await eventually(lambda: len(recorder.hits("/hook")) == 1)
     assert [h.event_id for h in recorder.hits("/hook")] == ["evt-1"]
 
 

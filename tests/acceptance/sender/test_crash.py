@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 
 from hookline.sender.processes import CRASH_LIMIT
-from tests.support.hookline_proc import Api, ServeProcess, alive, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import Api, ServeProcess, alive
 from tests.support.recorder import Answer, Hit, Recorder
 
 USERS = 20
@@ -105,7 +106,7 @@ async def test_kill_9_during_heavy_delivery_loses_nothing(
     serve.kill9()  # the API process
     await publishing
     # Its delivery process stops with it (it finishes and records what it was sending).
-    await wait_until(
+    await eventually(
         lambda: not any(alive(pid) for pid in delivering), timeout=60, message="no orphan"
     )
     at_kill = len(recorder.hits())
@@ -145,7 +146,7 @@ async def test_kill_9_of_the_delivery_process_loses_nothing(
     for user in users:
         await api.install(app["id"], user)
     await api.create_endpoint(app["id"], url, ["*"], timeout=2)
-    await wait_until(lambda: len(_live_children(serve)) == 1, message="a delivery process")
+    await eventually(lambda: len(_live_children(serve)) == 1, message="a delivery process")
     (child,) = _live_children(serve)
 
     accepted: dict[str, list[int]] = defaultdict(list)
@@ -157,7 +158,7 @@ async def test_kill_9_of_the_delivery_process_loses_nothing(
     # The API process goes on taking events while no process delivers.
     await publishing
     assert sum(len(s) for s in accepted.values()) == USERS * EVENTS_PER_USER
-    await wait_until(
+    await eventually(
         lambda: bool(_live_children(serve)) and _live_children(serve) != [child],
         message=lambda: f"a new delivery process\n{serve.log()}",
     )
@@ -178,7 +179,7 @@ async def test_a_delivery_process_that_keeps_dying_stops_serve_loudly(
     assert serve.proc is not None
     killed: set[int] = set()
     for _ in range(CRASH_LIMIT):
-        await wait_until(
+        await eventually(
             lambda: bool(set(_live_children(serve)) - killed),
             timeout=60,
             message=lambda: f"a new delivery process\n{serve.log()}",
@@ -186,7 +187,7 @@ async def test_a_delivery_process_that_keeps_dying_stops_serve_loudly(
         (child,) = set(_live_children(serve)) - killed
         os.kill(child, signal.SIGKILL)
         killed.add(child)
-    await wait_until(lambda: serve.proc is not None and serve.proc.poll() is not None, timeout=60)
+    await eventually(lambda: serve.proc is not None and serve.proc.poll() is not None, timeout=60)
     assert serve.proc.returncode == 1, serve.log()
     assert "a delivery process kept failing" in serve.log()
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from hookline.events import EVENT_TYPES
-from tests.support.hookline_proc import Api, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import Api
 from tests.support.recorder import Hit, Recorder
 from tests.support.seed_receiver import SeedReceiver, node_available
 
@@ -31,7 +32,7 @@ async def test_every_event_type_is_accepted_by_the_seed_receiver(api: Api) -> No
         for seq, event_type in enumerate(EVENT_TYPES):
             data = {"id": f"{event_type}-1", "seq": seq}
             await api.publish(event_type, "store-1", data, event_id=f"evt-{seq}")
-        await wait_until(
+        await eventually(
             lambda: len(seed.requests()) >= len(EVENT_TYPES),
             message=lambda: f"19 requests at the seed receiver, have {seed.verdicts()}",
         )
@@ -130,7 +131,7 @@ async def test_metrics_and_health_count_the_delivery_processes_attempts(
         metrics = reply.body
         return 'hookline_attempts_total{outcome="delivered"} 3.0' in metrics
 
-    await wait_until(counted, message=lambda: f"3 delivered attempts in\n{metrics}")
+    await eventually(counted, message=lambda: f"3 delivered attempts in\n{metrics}")
     assert "hookline_attempt_latency_seconds_count 3.0" in metrics
     health = await api.expect(200, "GET", "/healthz")
     assert health["delivering"] is True

@@ -11,7 +11,8 @@ import pytest
 
 from hookline.exceptions import SignatureError
 from hookline.signing import Verifier
-from tests.support.hookline_proc import Api, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import Api
 from tests.support.recorder import Hit, Recorder
 
 GRACE = 2.0
@@ -60,7 +61,7 @@ async def test_an_endpoint_key_signs_and_rotates_without_a_rejection(
         assert accepted((app_key,), during)
     assert accepted((app_key, new_key), during)
 
-    await wait_until(lambda: time.time() > switch_at + 0.5, timeout=GRACE + 10)
+    await eventually(lambda: time.time() > switch_at + 0.5, timeout=GRACE + 10)
     await api.publish("order_completed", "store-1", {"id": 3})
     await recorder.wait_for(lambda: len(recorder.hits("/shared")) == 3)
     after = recorder.hits("/shared")[2]
@@ -86,6 +87,6 @@ async def test_a_switched_endpoint_key_is_retired(api: Api, recorder: Recorder) 
         row = await api.expect(200, "GET", path)
         return bool(row["next_verification_key"] is None and row["verification_key"])
 
-    await wait_until(retired, timeout=30)
+    await eventually(retired, timeout=30)
     row = await api.expect(200, "GET", path)
     assert row["verification_key"] == rotated["next_verification_key"]

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from hookline.store.sealing import new_master_key
-from tests.support.hookline_proc import Api, ServeProcess, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import Api, ServeProcess
 from tests.support.pki import TestCa
 
 
@@ -128,7 +129,7 @@ async def test_each_endpoint_presents_its_own_client_certificate(
     events = 6
     for seq in range(events):
         await api.publish("order_completed", "store-1", {"id": seq})
-    await wait_until(lambda: len(sink.hits) >= 2 * events, message=lambda: f"{sink.hits}")
+    await eventually(lambda: len(sink.hits) >= 2 * events, message=lambda: f"{sink.hits}")
     rows = await api.settled(app["id"], 3 * events)
 
     # One connection pool, two client certificates: never the wrong one on a connection.
@@ -166,12 +167,12 @@ async def test_a_client_certificate_is_changed_and_removed_by_patch(
     )
     path = f"/api/v1/apps/{app['id']}/endpoints/{endpoint['id']}"
     await api.publish("order_completed", "store-1", {"id": 1})
-    await wait_until(lambda: len(sink.hits) == 1)
+    await eventually(lambda: len(sink.hits) == 1)
     await api.expect(
         200, "PATCH", path, json={"client_cert": second.cert, "client_key": second.key}
     )
     await api.publish("order_completed", "store-1", {"id": 2})
-    await wait_until(lambda: len(sink.hits) == 2)
+    await eventually(lambda: len(sink.hits) == 2)
     assert [h.client for h in sink.hits] == ["client-a", "client-b"]
     removed = await api.expect(200, "PATCH", path, json={"client_cert": None, "client_key": None})
     assert removed["client_cert"] is None

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.hookline_proc import Api, wait_until
+from tests.support.eventually import eventually
+from tests.support.hookline_proc import Api
 from tests.support.recorder import Answer, Hit, Recorder, redirect
 
 
@@ -155,7 +156,7 @@ async def test_retry_after_is_bounded(api: Api, recorder: Recorder) -> None:
         (delivery,) = await api.deliveries(app["id"])
         return len(delivery["attempt_log"]) == 1
 
-    await wait_until(scheduled, message="the first attempt to be recorded")
+    await eventually(scheduled, message="the first attempt to be recorded")
     assert delivery["status"] == "pending"
     assert delivery["attempts"] == 0  # a 503 asks for less; it uses up no attempt
     wait = datetime.fromisoformat(delivery["next_attempt_at"]).timestamp() - _when(

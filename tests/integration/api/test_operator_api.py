@@ -4,10 +4,8 @@ statistics, API-key rotation."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -17,6 +15,7 @@ from aiohttp import web
 from hookline.config import EngineSettings, RetryPolicy
 from tests.conftest import free_port
 from tests.support.api_server import ADMIN, running_api
+from tests.support.eventually import eventually
 
 SETTINGS = EngineSettings(
     retry=RetryPolicy(schedule=(0,), jitter=0),  # one attempt, then failed
@@ -63,14 +62,6 @@ class Client:
             text = await response.text()
             assert response.status == status, (method, path, response.status, text)
             return json.loads(text) if text else None
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := await condition()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-    return found
 
 
 @pytest.fixture
@@ -279,7 +270,7 @@ async def test_an_operator_url_is_set_changed_and_removed_and_hears_of_failures(
 
     await api("POST", "/events", 202, {"event_type": "order_completed", "user_id": "u1",
                                        "data": {"id": "o1"}})  # fmt: skip
-    await eventually(lambda: asyncio.sleep(0, sink.bodies))
+    await eventually(lambda: sink.bodies)
     (body,) = sink.bodies
     assert (body["event_type"], body["user_id"]) == ("delivery.failed", dead["id"])
     assert body["webhook_id"] == ops["id"] and body["data"]["endpoint_id"] == dead["id"]

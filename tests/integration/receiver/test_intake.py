@@ -19,7 +19,8 @@ from hookline.events import format_timestamp
 from hookline.receiver import Event, Receiver
 from hookline.signing import sign_headers
 from tests.conftest import free_port
-from tests.support.receiver import KEY, post, serving, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import KEY, post, serving, signed_webhook
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ async def test_a_signed_webhook_is_accepted_and_handled(
     headers, body = signed_webhook(user_id="u1", data={"id": "ord_1", "total": "9.99"})
     status, answer = await post(session, url, headers, body)
     assert (status, answer) == (200, {"status": "accepted"})
-    await wait_for(lambda: len(handled) == 1)
+    await eventually(lambda: len(handled) == 1)
     event = handled[0]
     envelope = orjson.loads(body)
     assert event.event_id == envelope["event_id"]
@@ -68,7 +69,7 @@ async def test_an_exact_repeat_is_a_duplicate_handled_once(
     answers = [await post(session, url, headers, body) for _ in range(3)]
     assert answers[0] == (200, {"status": "accepted"})
     assert answers[1:] == [(200, {"status": "duplicate"})] * 2
-    await wait_for(lambda: len(handled) == 1)
+    await eventually(lambda: len(handled) == 1)
     await asyncio.sleep(0.5)
     assert len(handled) == 1
 
@@ -82,7 +83,7 @@ async def test_a_retry_with_a_new_timestamp_is_a_duplicate(
     assert first[1] != retry[1]
     assert (await post(session, url, *first))[0] == 200
     assert await post(session, url, *retry) == (200, {"status": "duplicate"})
-    await wait_for(lambda: len(handled) == 1)
+    await eventually(lambda: len(handled) == 1)
 
 
 async def test_the_same_event_id_under_a_new_token_is_a_duplicate(
@@ -91,7 +92,7 @@ async def test_the_same_event_id_under_a_new_token_is_a_duplicate(
     assert (await post(session, url, *signed_webhook(event_id="evt_same")))[0] == 200
     again = signed_webhook(event_id="evt_same")
     assert await post(session, url, *again) == (200, {"status": "duplicate"})
-    await wait_for(lambda: len(handled) == 1)
+    await eventually(lambda: len(handled) == 1)
 
 
 async def test_a_key_being_rotated_out_is_still_accepted(
@@ -132,7 +133,7 @@ async def test_refusals_say_why_and_store_nothing(
     assert answer["error"]["message"]
     # Nothing was stored: a valid webhook is the first and only one handled.
     assert (await post(session, url, *signed_webhook(event_id="evt_after")))[0] == 200
-    await wait_for(lambda: len(handled) == 1)
+    await eventually(lambda: len(handled) == 1)
     await asyncio.sleep(0.3)
     assert [e.event_id for e in handled] == ["evt_after"]
 
@@ -204,7 +205,7 @@ async def test_a_forged_replay_of_a_captured_request_is_refused_by_default(
     assert (await post(session, url, *genuine))[0] == 200
     assert (await post(session, url, *forged))[0] == 401  # and after it
     assert (await post(session, url, selz_only, forged[1]))[0] == 401
-    await wait_for(lambda: len(handled) == 1)
+    await eventually(lambda: len(handled) == 1)
     await asyncio.sleep(0.3)
     assert [e.data for e in handled] == [{"id": "ord_1", "total": "9.99"}]
 
@@ -223,7 +224,7 @@ async def test_a_selz_only_request_is_refused_by_default(
         inbox = await receiver.open_inbox()
         assert await inbox.count_by_status() == {}
         assert (await post(session, url, *signed_webhook(event_id="evt_signed")))[0] == 200
-        await wait_for(lambda: len(handled) == 1)
+        await eventually(lambda: len(handled) == 1)
         await asyncio.sleep(0.3)
     assert [e.event_id for e in handled] == ["evt_signed"]
 
@@ -245,7 +246,7 @@ async def test_selz_only_mode_accepts_the_selz_signature_and_warns_at_start(
             headers, body = signed_webhook(data={"id": "ord_2", "total": "5.00"})
             tampered = body.replace(b"5.00", b"0.05")
             assert (await post(session, url, headers, tampered))[0] == 401
-            await wait_for(lambda: len(handled) == 1)
+            await eventually(lambda: len(handled) == 1)
             await asyncio.sleep(0.3)
     assert [e.data for e in handled] == [{"id": "ord_1", "total": "9.99"}]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import uvicorn
 
 from hookline.receiver import Receiver
 from tests.conftest import free_port
-from tests.support.receiver import post, signed_webhook, wait_for
+from tests.support.eventually import eventually, eventually_sync
+from tests.support.receiver import post, signed_webhook
 
 ROOT = Path(__file__).resolve().parents[3]
 # Selz's published example order (the public copy breaks off inside the first item).
@@ -55,20 +55,13 @@ def _webhook(*, standard: bool = True) -> tuple[dict[str, str], bytes]:
     )
 
 
-def _wait_sync(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
 async def test_fastapi_app_with_the_endpoint_and_the_lifespan() -> None:
     app = importlib.import_module("examples.receiver.fastapi_app").app
 
     sent_emails = _example()[1]
     server = uvicorn.Server(uvicorn.Config(app, port=free_port(), log_level="warning"))
     task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started or task.done())
+    await eventually(lambda: server.started or task.done())
     base = f"http://127.0.0.1:{server.config.port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -85,7 +78,7 @@ async def test_fastapi_app_with_the_endpoint_and_the_lifespan() -> None:
             assert selz_only[0] == 401
             async with session.get(base + "/") as response:
                 assert await response.json() == {"app": "shop"}
-            await wait_for(lambda: len(sent_emails) == 1)
+            await eventually(lambda: len(sent_emails) == 1)
     finally:
         server.should_exit = True
         await task
@@ -111,7 +104,7 @@ def test_flask_view() -> None:
         selz_headers, selz_body = _webhook(standard=False)
         selz_only = client.post("/webhooks/selz", data=selz_body, headers=selz_headers)
         assert selz_only.status_code == 401
-        _wait_sync(lambda: len(sent_emails) == 1)
+        eventually_sync(lambda: len(sent_emails) == 1)
     finally:
         view.background.stop()
     assert sent_emails == ["support@selz.com: receipt for XZHQ59WA"]
@@ -151,7 +144,7 @@ def test_django_view_is_csrf_exempt_and_post_only() -> None:
             "/webhooks/selz", data=selz_body, content_type="application/json", headers=selz_headers
         )
         assert selz_only.status_code == 401
-        _wait_sync(lambda: len(sent_emails) == 1)
+        eventually_sync(lambda: len(sent_emails) == 1)
     finally:
         view.background.stop()
     assert sent_emails == ["support@selz.com: receipt for XZHQ59WA"]

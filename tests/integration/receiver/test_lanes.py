@@ -15,7 +15,8 @@ import asyncpg
 
 from hookline.receiver import Event, Receiver
 from hookline.receiver.inbox import Inbox
-from tests.support.receiver import KEY, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import KEY, signed_webhook
 
 
 async def _sql(url: str, sql: str, *args: Any) -> list[Any]:
@@ -36,10 +37,10 @@ async def _lanes(url: str) -> int:
 
 
 async def _eventually_no_lanes(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while (count := await _lanes(url)) != 0:
-        assert time.monotonic() < deadline, f"{count} lanes left"
-        await asyncio.sleep(0.05)
+    async def none_left() -> bool:
+        return await _lanes(url) == 0
+
+    await eventually(none_left, message="no lanes left")
 
 
 async def test_lanes_with_nothing_pending_are_deleted_and_made_again(database_url: str) -> None:
@@ -49,10 +50,10 @@ async def test_lanes_with_nothing_pending_are_deleted_and_made_again(database_ur
     async with receiver.running():
         for u in range(20):
             assert (await receiver.receive(*signed_webhook(user_id=f"u{u}"))).status == 200
-        await wait_for(lambda: len(handled) == 20)
+        await eventually(lambda: len(handled) == 20)
         await _eventually_no_lanes(database_url)
         assert (await receiver.receive(*signed_webhook(user_id="u3"))).status == 200
-        await wait_for(lambda: len(handled) == 21)
+        await eventually(lambda: len(handled) == 21)
         await _eventually_no_lanes(database_url)
 
 
@@ -82,7 +83,7 @@ async def test_webhooks_arriving_while_their_lane_is_given_back_are_all_handled(
 
     async with receiver.running():
         await asyncio.gather(*(send(u) for u in range(users)))
-        await wait_for(lambda: sum(len(r) for r in runs.values()) == users * events, timeout=120)
+        await eventually(lambda: sum(len(r) for r in runs.values()) == users * events, timeout=120)
         await _eventually_no_lanes(database_url)
         await asyncio.sleep(0.3)
     assert runs == {f"u{u}": list(range(events)) for u in range(users)}

@@ -11,7 +11,8 @@ import aiohttp
 
 from hookline.receiver import Event, Receiver
 from tests.conftest import free_port
-from tests.support.receiver import KEY, post, serving, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import KEY, post, serving, signed_webhook
 
 USERS = 200
 EVENTS = 50
@@ -63,7 +64,7 @@ async def test_users_in_parallel_each_in_order_each_event_once(database_url: str
         async with aiohttp.ClientSession(connector=connector) as session:
             sent = await asyncio.gather(*(send_user(session, url, u) for u in range(USERS)))
         assert sum(sent) > USERS  # duplicates really were mixed in
-        await wait_for(lambda: len(runs) == 2 * USERS * EVENTS, timeout=240)
+        await eventually(lambda: len(runs) == 2 * USERS * EVENTS, timeout=240)
         await asyncio.sleep(0.5)
     assert len(runs) == 2 * USERS * EVENTS
 
@@ -103,5 +104,5 @@ async def test_a_user_is_handled_in_timestamp_order_whatever_the_arrival_order(
             headers, body = signed_webhook(unix_ts=base + i * 2, data={"id": str(i), "seq": i})
             assert (await receiver.receive(headers, body)).status == 200
     async with receiver.running():
-        await wait_for(lambda: len(seen) == 30)
+        await eventually(lambda: len(seen) == 30)
     assert seen == list(range(30))

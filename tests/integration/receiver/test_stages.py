@@ -13,7 +13,8 @@ import pytest
 
 from hookline.receiver import Receiver, stages
 from tests.conftest import free_port
-from tests.support.receiver import post, serving, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import post, serving, signed_webhook
 
 
 def lines(path: Path) -> list[dict[str, dict[str, dict[str, float]]]]:
@@ -34,7 +35,7 @@ async def test_each_accepted_webhook_is_timed_stage_by_stage(
         refused = signed_webhook(["other"])
         assert (await post(session, url, *refused))[0] == 401
         os.kill(os.getpid(), signal.SIGUSR1)
-        await wait_for(lambda: len(lines(out)) == 1)
+        await eventually(lambda: len(lines(out)) == 1)
         assert (await post(session, url, *signed_webhook(["k"])))[0] == 200
     first, last = lines(out)
     assert set(first["stages"]) == set(stages.STAGES)

@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hookline.receiver import Event, Receiver
 from hookline.receiver import workers as workers_module
-from tests.support.receiver import KEY, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import KEY, signed_webhook
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -60,7 +61,7 @@ async def test_handlers_run_in_a_span_continuing_the_webhooks_trace(
         await _send(receiver, "00-nonsense", event_id="e2", user_id="u2")
         await _send(receiver, None, event_id="e3", user_id="u3")
         await _send(receiver, GIVEN, event_id="e4", user_id="fails")
-        await wait_for(lambda: len(spans.get_finished_spans()) >= 4)
+        await eventually(lambda: len(spans.get_finished_spans()) >= 4)
 
     by_event = {s.attributes["hookline.event_id"]: s for s in spans.get_finished_spans()}
     first = by_event["e1"]

@@ -19,7 +19,8 @@ from hookline.events import Envelope, parse_envelope
 from hookline.receiver import Event, Receiver
 from hookline.receiver.asgi import WebhookEndpoint
 from tests.conftest import free_port
-from tests.support.receiver import KEY, serving, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import KEY, serving, signed_webhook
 
 MIB = 1024 * 1024
 
@@ -95,7 +96,7 @@ async def test_unsigned_and_forged_bodies_never_reach_the_json_parser(
         genuine = signed_webhook()
         assert (await post(session, url, *genuine))[0] == 200
         assert parsed == [len(genuine[1])]
-        await wait_for(lambda: len(handled) == 1)
+        await eventually(lambda: len(handled) == 1)
 
 
 async def test_what_a_refusal_costs_in_cpu(sqlite_url: str, parsed: list[int]) -> None:

@@ -23,7 +23,8 @@ from hookline.receiver._config import ReceiverSettings
 from hookline.receiver.inbox import Finish, Result, Stored
 from hookline.receiver.inbox.sqlite import SqliteInbox
 from hookline.receiver.workers import Workers
-from tests.support.receiver import KEY, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import KEY, signed_webhook
 
 T = TypeVar("T")
 USERS = 6
@@ -118,7 +119,7 @@ async def test_storage_errors_at_every_write_run_no_handler_twice_and_lose_nothi
     total = sum(expected_runs(i) for i in range(EVENTS)) * USERS
     await workers.start()
     try:
-        await wait_for(lambda: len(runs) >= 2 * total, timeout=120)
+        await eventually(lambda: len(runs) >= 2 * total, timeout=120)
         # Give a wrongly repeated run the time to show up.
         await asyncio.sleep(1)
         counts = await inbox.count_by_status()
@@ -184,7 +185,7 @@ async def test_a_handler_that_blocks_the_event_loop_past_the_lease_keeps_its_lan
                     user_id="u", event_id=f"e{i}", unix_ts=base + i, data={"hog": hog}
                 )
                 assert (await this.receive(headers, body)).status == 200
-            await wait_for(lambda: sum(1 for r in runs if r[2] == "end") >= 3, timeout=60)
+            await eventually(lambda: sum(1 for r in runs if r[2] == "end") >= 3, timeout=60)
             await asyncio.sleep(3 * lease)  # a second run of e0 would start by now
     finally:
         other_stop.set()

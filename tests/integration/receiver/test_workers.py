@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 
 from hookline.config import RetryPolicy
 from hookline.events import parse_envelope
 from hookline.receiver import Event, Receiver
-from tests.support.receiver import KEY, signed_webhook, wait_for
+from tests.support.eventually import eventually
+from tests.support.receiver import KEY, signed_webhook
 
 FAST_RETRY = RetryPolicy(schedule=(0, 0.05, 0.05), jitter=0)
 
@@ -20,6 +23,16 @@ async def _send(receiver: Receiver, **kwargs: object) -> None:
     headers, body = signed_webhook(**kwargs)  # type: ignore[arg-type]
     receipt = await receiver.receive(headers, body)
     assert receipt.status == 200, receipt.body
+
+
+async def _one(rows: Awaitable[list[Any]]) -> list[Any] | None:
+    """The rows, once there is exactly one."""
+    found = await rows
+    return found if len(found) == 1 else None
+
+
+async def _equal(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 def _receiver(database_url: str, **settings: object) -> Receiver:
@@ -42,28 +55,16 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_then_replayed(
     async with receiver.running():
         inbox = await receiver.open_inbox()
         await _send(receiver, event_id="evt_dead")
-        await wait_for(lambda: len(attempts) == 3)
-        dead = await _eventually(
-            lambda: inbox.list_webhooks("dead", 10), lambda rows: len(rows) == 1
-        )
+        await eventually(lambda: len(attempts) == 3)
+        dead = await eventually(lambda: _one(inbox.list_webhooks("dead", 10)))
         assert dead[0]["attempts"] == 3
         assert "payment service down" in dead[0]["last_error"]
         assert attempts == [1, 2, 3]
 
         healthy.set()
         assert await inbox.replay_dead(dead[0]["id"], time.time()) == [dead[0]["id"]]
-        await wait_for(lambda: len(attempts) == 4)
-        assert await _eventually(inbox.count_by_status, lambda c: c == {"done": 1})
-
-
-async def _eventually(fetch, ok, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, value
-        await asyncio.sleep(0.05)
+        await eventually(lambda: len(attempts) == 4)
+        assert await eventually(lambda: _equal(inbox.count_by_status(), {"done": 1}))
 
 
 async def test_a_retrying_webhook_holds_its_user_back_but_not_others(database_url: str) -> None:
@@ -84,7 +85,7 @@ async def test_a_retrying_webhook_holds_its_user_back_but_not_others(database_ur
         await _send(receiver, user_id="a", event_id="a1", unix_ts=base)
         await _send(receiver, user_id="a", event_id="a2", unix_ts=base + 1)
         await _send(receiver, user_id="b", event_id="b1", unix_ts=base + 2)
-        await wait_for(lambda: len(order) == 3)
+        await eventually(lambda: len(order) == 3)
     assert order.index("b1") < order.index("a1") < order.index("a2")
 
 
@@ -105,7 +106,7 @@ async def test_a_handler_that_crashes_half_way_runs_again_and_once_keeps_the_eff
 
     async with receiver.running():
         await _send(receiver, data={"id": "ord_9"})
-        await wait_for(lambda: len(runs) == 2)
+        await eventually(lambda: len(runs) == 2)
         await asyncio.sleep(0.2)
     assert runs == [1, 2]  # at least once: the handler ran again ...
     assert emails == ["to customer"]  # ... and the guarded effect happened once
@@ -126,7 +127,7 @@ async def test_once_gives_the_key_back_when_the_effect_itself_fails(database_url
 
     async with receiver.running():
         await _send(receiver)
-        await wait_for(lambda: tries == [1, 2])
+        await eventually(lambda: tries == [1, 2])
         await asyncio.sleep(0.2)
     assert tries == [1, 2]
 
@@ -169,7 +170,7 @@ async def test_a_lane_whose_owner_died_is_taken_over_after_its_lease(database_ur
     handled: list[str] = []
     survivor.on("*")(lambda event: handled.append(event.event_id))
     async with survivor.running():
-        await wait_for(lambda: handled == ["evt_orphan"])
+        await eventually(lambda: handled == ["evt_orphan"])
 
 
 async def test_events_without_a_handler_are_marked_done(database_url: str) -> None:
@@ -178,4 +179,4 @@ async def test_events_without_a_handler_are_marked_done(database_url: str) -> No
     async with receiver.running():
         inbox = await receiver.open_inbox()
         await _send(receiver, event_type="customer_deleted")
-        assert await _eventually(inbox.count_by_status, lambda c: c == {"done": 1})
+        assert await eventually(lambda: _equal(inbox.count_by_status(), {"done": 1}))

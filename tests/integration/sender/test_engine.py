@@ -23,7 +23,7 @@ from hookline.sender import Engine
 from hookline.sender.publisher import Publisher
 from hookline.sender.transport import new_transport
 from hookline.store import NewEvent, Store
-from tests.support.hookline_proc import wait_until
+from tests.support.eventually import eventually
 from tests.support.listener import ConnectionCounter
 from tests.support.recorder import Answer, Hit, Recorder, in_flight_peak
 
@@ -86,7 +86,7 @@ async def _settled(store: Store, app_id: str, expected: int) -> list[dict[str, A
         rows = await store.list_deliveries(app_id, limit=10_000)
         return len(rows) == expected and all(r["status"] != "pending" for r in rows)
 
-    await wait_until(done, message=lambda: f"{expected} settled deliveries, have {len(rows)}")
+    await eventually(done, message=lambda: f"{expected} settled deliveries, have {len(rows)}")
     return sorted(rows, key=lambda r: r["id"])
 
 

@@ -4,11 +4,9 @@ in order."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +20,7 @@ from hookline.sender.health import PROBE_USER, HealthMonitor
 from hookline.sender.transport import new_transport
 from hookline.store import AttemptResult, Job, NewEvent, Store
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.recorder import Answer, Recorder, in_flight_peak
 
 SETTINGS = EngineSettings(
@@ -67,13 +66,6 @@ async def endpoint() -> AsyncIterator[tuple[Endpoint, str]]:
 async def recorder() -> AsyncIterator[Recorder]:
     async with Recorder() as rec:
         yield rec
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_failing_endpoint_is_disabled_probed_and_sends_its_backlog_in_order(

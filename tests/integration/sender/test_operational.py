@@ -20,6 +20,7 @@ from hookline.signing import Verifier, selz_signature
 from hookline.store import AttemptResult, Job, NewEvent, Store
 from hookline.store.operational import delivery_failed
 from hookline.store.publishing import announce
+from tests.support.eventually import eventually
 from tests.support.recorder import Answer, Hit, Recorder
 
 SETTINGS = EngineSettings(
@@ -102,7 +103,7 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
             assert {d["event_type"] for d in rows} == {"endpoint.disabled", "endpoint.enabled"}
             return {d["status"] for d in rows} == {"delivered"}
 
-        await _eventually(logged)
+        await eventually(logged)
     finally:
         await engine.stop()
         await store.close()
@@ -142,10 +143,10 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
             return [d for d in rows if d["status"] == status]
 
         # e1 fails for good; its delivery.failed to the sink fails for good too.
-        await _eventually(lambda: sink_deliveries("failed"))
+        await eventually(lambda: sink_deliveries("failed"))
         sink.status = 200
         await store.publish([NewEvent("e2", "order_completed", "u1", json.dumps({"id": 2}))])
-        await _eventually(lambda: sink_deliveries("delivered"))
+        await eventually(lambda: sink_deliveries("delivered"))
 
         rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
         assert len(rows) == 2, "one per failed delivery of the endpoint, none about the sink"
@@ -167,16 +168,6 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
 
 async def _enabled(store: Store, endpoint_id: str) -> bool:
     return bool((await store.get_endpoint(endpoint_id))["enabled"])
-
-
-async def _eventually(condition: Any, timeout: float = 30.0) -> None:
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_recovering_endpoint_and_a_gone_one_are_announced(

@@ -25,7 +25,7 @@ import pytest
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.sender import Engine
 from hookline.store import AttemptResult, Job, NewEvent, Store
-from tests.support.hookline_proc import wait_until
+from tests.support.eventually import eventually
 from tests.support.recorder import Answer, Hit, Recorder
 
 _FAST = {"allow_private_targets": True, "poll_interval": 0.05, "lease_margin": 1.0}
@@ -81,7 +81,7 @@ async def _settled(store: Store, app_id: str, expected: int, timeout: float) -> 
         rows = await store.list_deliveries(app_id, limit=10_000)
         return len(rows) == expected and all(r["status"] != "pending" for r in rows)
 
-    await wait_until(
+    await eventually(
         done,
         timeout=timeout,
         message=lambda: (
@@ -198,7 +198,7 @@ async def test_an_endpoint_failing_as_a_whole_gets_the_long_schedule(
                 )
             )
 
-        await wait_until(parked, timeout=60, message="the second delivery parked on the schedule")
+        await eventually(parked, timeout=60, message="the second delivery parked on the schedule")
     finally:
         await _stop(engines)
 

@@ -21,7 +21,7 @@ from hookline.config import EngineSettings, RetryPolicy
 from hookline.exceptions import ValidationError
 from hookline.sender import Engine
 from hookline.store import AttemptResult, Claimed, Job, NewEvent, Store
-from tests.support.hookline_proc import wait_until
+from tests.support.eventually import eventually
 from tests.support.recorder import Recorder, in_flight_peak, most_in_one_second
 
 SLOW = 0.01  # one delivery every 100 s: nothing refills within a test
@@ -147,7 +147,7 @@ async def test_the_stricter_of_the_limit_and_the_pace_holds(store: Store) -> Non
     row = await store.get_endpoint(job.endpoint_id)
     assert row["pace"] > 0
     assert row["paused_until"] is not None
-    await wait_until(lambda: time.time() > row["paused_until"])
+    await eventually(lambda: time.time() > row["paused_until"])
     paced = await claim(store)
     assert len(paced) == 1  # the pace: one per claim, though the limit allows four more
     assert paced.opens_at is not None  # and when the pace lets the next one go

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from hookline import addresses
 from hookline.events import EVENT_TYPES, WILDCARD, check_event_type
 from hookline.exceptions import ValidationError
 
@@ -204,10 +205,6 @@ def check_url(url: str, *, allow_private: bool) -> str:
     HTTP client reads it (IDNA/UTS 46, by yarl, as the policy does): the document states
     the shape in ASCII, and such a host is another spelling of an ASCII one.
     """
-    # Imported here: the policy lives with the sender, and the store uses these rules
-    # without pulling the sender in.
-    from hookline.sender import addresses
-
     if not isinstance(url, str) or len(url) > URL.max_length or "\x00" in url:
         raise ValidationError(URL.message)
     addresses.check_url(url, allow_private=allow_private)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from hookline.sender.addresses import ForbiddenTarget, guarded_socket
+from hookline.addresses import ForbiddenTarget, guarded_socket
 from hookline.sender.tls import ClientTls, client_certificate_error
 from hookline.sender.transport.base import (
     EXCERPT_BYTES,

@@ -9,7 +9,7 @@ it is chosen by measurement and can change without touching them.
 Every transport keeps the same rules: the endpoint's timeout covers the whole attempt
 (connect, send, answer), redirects are never followed, the answer is not decompressed
 (no ``Accept-Encoding`` is sent), proxies from the environment are ignored, and every
-connection goes to an address the address policy (``hookline.sender.addresses``) has
+connection goes to an address the address policy (``hookline.addresses``) has
 judged, unless the operator allows private targets.
 """
 

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from hookline.sender.addresses import ForbiddenTarget, forbidden_reason, numeric_address
+from hookline.addresses import ForbiddenTarget, forbidden_reason, numeric_address
 from hookline.sender.transport.base import Resolve
 
 #: Seconds a checked address is used before the name is resolved and checked again

@@ -21,7 +21,7 @@ from pyreqwest.exceptions import ConnectError, PyreqwestError
 from pyreqwest.http import Url
 from pyreqwest.response import Response
 
-from hookline.sender.addresses import ForbiddenTarget
+from hookline.addresses import ForbiddenTarget
 from hookline.sender.tls import certificate_alert_error
 from hookline.sender.transport.base import (
     EXCERPT_BYTES,

@@ -20,8 +20,7 @@ import yarl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookline.exceptions import ForbiddenAddress, ValidationError
-from hookline.sender.addresses import (
+from hookline.addresses import (
     FORBIDDEN_NETWORKS,
     ForbiddenTarget,
     check_url,
@@ -30,6 +29,7 @@ from hookline.sender.addresses import (
     numeric_address,
     target_host,
 )
+from hookline.exceptions import ForbiddenAddress, ValidationError
 
 V4_NETWORKS = [net for net, _ in FORBIDDEN_NETWORKS if net.version == 4]
 V6_NETWORKS = [net for net, _ in FORBIDDEN_NETWORKS if net.version == 6]

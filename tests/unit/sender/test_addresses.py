@@ -6,8 +6,7 @@ import socket
 
 import pytest
 
-from hookline.exceptions import ForbiddenAddress, ValidationError
-from hookline.sender.addresses import (
+from hookline.addresses import (
     FORBIDDEN_NETWORKS,
     ForbiddenTarget,
     check_url,
@@ -15,6 +14,7 @@ from hookline.sender.addresses import (
     guarded_socket,
     numeric_address,
 )
+from hookline.exceptions import ForbiddenAddress, ValidationError
 
 #: Addresses and a word the reason for refusing them must contain.
 FORBIDDEN = {

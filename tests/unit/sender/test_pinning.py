@@ -10,7 +10,7 @@ from collections.abc import Hashable, Sequence
 
 import pytest
 
-from hookline.sender.addresses import ForbiddenTarget
+from hookline.addresses import ForbiddenTarget
 from hookline.sender.transport.pinning import PinnedClients
 
 PUBLIC = "93.184.215.14"

@@ -1,4 +1,5 @@
-"""Which addresses the sender may connect to.
+"""Which addresses the sender may connect to (beside the sender, not in it: the rules
+that check a URL at registration apply it too, and the store uses those rules).
 
 Webhook URLs come from apps, so without a policy anyone could make the platform call
 its own private network or a cloud metadata service. The policy is enforced in two

@@ -100,6 +100,21 @@ class Incoming:
         }
 
 
+def note_started(marks: Sequence[Marks | None]) -> None:
+    """A group with these webhooks' marks starts committing (the first try, if split)."""
+    now = clock()
+    for m in marks:
+        if m is not None and not m.started:
+            m.started = now
+
+
+def note_committed(marks: Sequence[Marks | None]) -> None:
+    now = clock()
+    for m in marks:
+        if m is not None:
+            m.committed = now
+
+
 def lane_of(envelope: Envelope) -> str:
     """The user whose handlers run one at a time.
 

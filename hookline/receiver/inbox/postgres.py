@@ -1,7 +1,8 @@
 """The inbox on PostgreSQL, shared by any number of receiver processes on any hosts.
 
-Incoming webhooks are grouped: while one transaction commits, the next requests queue up
-and go together in the following one, so a burst costs a few commits, not one each.
+Incoming webhooks are grouped (``hookline.sql.group``): while one transaction commits, the
+next requests queue up and go together in the following one, so a burst costs a few
+commits, not one each; a webhook that cannot be stored fails alone.
 Lanes are leased with ``FOR UPDATE SKIP LOCKED``, which is what keeps one handler at a
 time per user across processes; a lease that is not renewed (its process died) runs out
 and another process takes the lane over.
@@ -27,13 +28,18 @@ from hookline.receiver.inbox.base import (
     head_from_row,
     load_queries,
     no_inbox,
+    note_committed,
+    note_started,
 )
-from hookline.receiver.inbox.batching import Batcher
 from hookline.sql.errors import postgres_errors, storage_error
+from hookline.sql.group import GroupCommit
 from hookline.sql.named import compile_queries
 
 _RESULT_QUERY = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DEAD: "bury"}
 
+
+#: The most webhooks stored in one transaction.
+MAX_GROUP = 256
 
 #: How often a batch that PostgreSQL chose as a deadlock victim is run again.
 _DEADLOCK_RETRIES = 3
@@ -70,7 +76,10 @@ class PostgresInbox(Inbox):
         self._create = create
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._batcher = Batcher(self._accept_batch, flushers=max(1, pool_size // 2))
+        # Several groups commit at once, on half the pool: the rest serves the workers.
+        self._group: GroupCommit[tuple[Incoming, float], Outcome] = GroupCommit(
+            self._accept_batch, max_group=MAX_GROUP, flushers=max(1, pool_size // 2)
+        )
 
     async def open(self) -> None:
         try:
@@ -91,7 +100,6 @@ class PostgresInbox(Inbox):
         except BaseException:
             self._drop_pool()
             raise
-        self._batcher.start()
 
     def _drop_pool(self) -> None:
         """After a failed open: nothing of the pool may outlive it."""
@@ -100,7 +108,7 @@ class PostgresInbox(Inbox):
             self._pool = None
 
     async def close(self) -> None:
-        await self._batcher.stop()
+        await self._group.drain()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -134,18 +142,21 @@ class PostgresInbox(Inbox):
     # -- accepting, grouped -----------------------------------------------------------
 
     async def accept(self, incoming: Incoming, now: float) -> Outcome:
-        return await self._batcher.submit((incoming, now), incoming.marks)
+        return await self._group.submit((incoming, now))
 
     async def _accept_batch(self, batch: list[tuple[Incoming, float]]) -> list[Outcome]:
         # Several batches commit at once: each takes its rows (lanes, unique keys) in the
         # same order, by user then token, so two batches never wait on each other in a
         # cycle. Should PostgreSQL still find a deadlock, the batch is simply run again.
+        marks = [incoming.marks for incoming, _ in batch]
+        note_started(marks)
         order = sorted(range(len(batch)), key=lambda i: (batch[i][0].user_id, batch[i][0].token))
         ordered = [batch[i] for i in order]
         for attempt in range(_DEADLOCK_RETRIES + 1):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     outcomes = await self._accept_all(conn, ordered)
+                note_committed(marks)
                 by_index = dict(zip(order, outcomes, strict=True))
                 return [by_index[i] for i in range(len(batch))]
             except asyncpg.DeadlockDetectedError as exc:

@@ -1,12 +1,14 @@
 """The inbox on SQLite: one connection, and group commit on the event loop.
 
 Every operation (writes, and reads too, for one consistent view) is a small function
-queued for the writer task. The writer takes everything waiting, runs it inside one
-``BEGIN IMMEDIATE`` on the event loop's thread (statements are microseconds; a thread hop
-each would cost more than the statements), then commits in a worker thread, because
-the commit is where the fsync waits. Operations queued meanwhile go into the next batch:
-one fsync covers a whole batch, so acknowledging stays durable without an fsync each.
-Nobody is answered before their batch has committed.
+submitted to one group commit (``hookline.sql.group``) with a single flusher: the writer.
+It takes everything waiting, runs it inside one ``BEGIN IMMEDIATE`` on the event loop's
+thread (statements are microseconds; a thread hop each would cost more than the
+statements), then commits in a worker thread, because the commit is where the fsync
+waits. Operations submitted meanwhile go into the next group: one fsync covers a whole
+group, so acknowledging stays durable without an fsync each. Nobody is answered before
+their group has committed; an operation that fails (a lost lease, a failing write) fails
+alone, the group being split until it is.
 
 Durability: WAL with ``synchronous=FULL`` by default, so an acknowledged webhook survives a
 power cut as well as a killed process. ``?synchronous=normal`` in the URL keeps it safe
@@ -37,9 +39,12 @@ from hookline.receiver.inbox.base import (
     head_from_row,
     load_queries,
     no_inbox,
+    note_committed,
+    note_started,
 )
-from hookline.receiver.stages import Marks, clock
+from hookline.receiver.stages import Marks
 from hookline.sql.errors import SQLITE_ERRORS, storage_error
+from hookline.sql.group import GroupCommit
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -76,10 +81,9 @@ class SqliteInbox(Inbox):
         self._create = create
         self._path, self._synchronous = parse_sqlite_url(url)
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any], Marks | None]] = []
-        self._wakeup = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
+        self._writer: GroupCommit[tuple[Op, Marks | None], Any] = GroupCommit(
+            self._run_group, max_group=MAX_BATCH
+        )
 
     async def open(self) -> None:
         check_sqlite_path(
@@ -89,17 +93,10 @@ class SqliteInbox(Inbox):
             self._conn = await asyncio.to_thread(self._connect)
         except SQLITE_ERRORS as exc:
             raise _error(exc, f"opening {self._path!r}") from exc
-        self._wakeup = asyncio.Event()
-        self._closing = False
-        self._writer = asyncio.create_task(self._write_loop(), name="hookline-inbox-writer")
 
     async def close(self) -> None:
-        if self._writer is not None:
-            # Let the writer finish what is queued (and its commit) before closing.
-            self._closing = True
-            self._wakeup.set()
-            await self._writer
-            self._writer = None
+        # Let the writer finish what is queued (and its commit) before closing.
+        await self._writer.drain()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -121,31 +118,36 @@ class SqliteInbox(Inbox):
             raise
         return conn
 
-    async def _write_loop(self) -> None:
-        assert self._conn is not None
-        conn = self._conn
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                timed = [marks for _, _, marks in batch if marks is not None]
-                for marks in timed:
-                    marks.started = clock()
-                outcomes = await _run_batch(conn, [op for op, _, _ in batch])
-                for marks in timed:
-                    marks.committed = clock()
-                _settle([future for _, future, _ in batch], outcomes)
-            if self._closing:
-                return
-
     async def _call(self, op: Callable[[sqlite3.Connection], T], marks: Marks | None = None) -> T:
-        if self._writer is None:
+        if self._conn is None:
             raise StorageError("the inbox is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future, marks))
-        self._wakeup.set()
-        return await future
+        result: T = await self._writer.submit((op, marks))
+        return result
+
+    async def _run_group(self, group: list[tuple[Op, Marks | None]]) -> list[Any]:
+        """Run a group's operations in one transaction; commit in a worker thread.
+
+        Operations raise only before they write or with the database failing; either
+        way the whole transaction is rolled back and the error raised, and the group
+        commit tries the group again in parts (``hookline.sql.group``).
+        """
+        conn = self._conn
+        if conn is None:
+            raise StorageError("the inbox is not open")
+        marks = [m for _, m in group]
+        note_started(marks)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            values = [op(conn) for op, _ in group]
+            await asyncio.to_thread(conn.execute, "COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, SQLITE_ERRORS):
+                raise _error(exc, "a write") from exc
+            raise
+        note_committed(marks)
+        return values
 
     # -- the interface ----------------------------------------------------------------
 
@@ -261,50 +263,6 @@ def _head(conn: sqlite3.Connection, user_id: str) -> Stored | None:
 def _record(conn: sqlite3.Connection, finish: Finish) -> None:
     query = {Result.DONE: "complete", Result.RETRY: "retry_later", Result.DEAD: "bury"}
     conn.execute(_Q[query[finish.result]], finish.params())
-
-
-async def _run_batch(conn: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:
-    """Run ``ops`` in one transaction; each outcome is (ok, value or exception).
-
-    Operations raise only before they write or with the database failing, so the happy
-    path needs no savepoint per operation. If any raises, the batch is rolled back and
-    each operation runs again in a transaction of its own, so one failure stays its own.
-    """
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        values = [op(conn) for op in ops]
-        await asyncio.to_thread(conn.execute, "COMMIT")
-    except Exception:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return [_run_alone(conn, op) for op in ops]
-    return [(True, value) for value in values]
-
-
-def _run_alone(conn: sqlite3.Connection, op: Op) -> tuple[bool, Any]:
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        value = op(conn)
-        conn.execute("COMMIT")
-    except SQLITE_ERRORS as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return False, _error(exc, "a write")
-    except Exception as exc:  # handed to the caller, who raises it
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return False, exc
-    return True, value
-
-
-def _settle(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
-    for future, (ok, value) in zip(futures, outcomes, strict=True):
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
 
 
 def _add_traceparent(conn: sqlite3.Connection) -> None:

@@ -4,13 +4,14 @@ asyncpg error reaches the receiver untranslated. No server needed: the pool fail
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
 import pytest
 
 from hookline.exceptions import StorageError, StorageUnavailable
-from hookline.receiver.inbox.base import Finish, Result
+from hookline.receiver.inbox.base import Finish, Incoming, Result
 from hookline.receiver.inbox.postgres import PostgresInbox
 
 
@@ -67,3 +68,15 @@ async def test_an_interface_error_is_a_storage_error(call: str) -> None:
         await CALLS[call](_inbox(error))
     assert not isinstance(raised.value, StorageUnavailable)
     assert raised.value.__cause__ is error
+
+
+async def test_webhooks_stored_together_all_hear_that_the_server_is_going() -> None:
+    inbox = _inbox(asyncpg.AdminShutdownError("terminating connection"))
+    incoming = [
+        Incoming(f"t{n}", None, "hash", "u1", "order_completed", "2026-01-01", b"{}")
+        for n in range(3)
+    ]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(inbox.accept(i, 1.0) for i in incoming), return_exceptions=True), 30
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in results), results

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from hookline.exceptions import Conflict, StorageError, TooLarge
+from hookline.exceptions import Conflict, StorageError, StorageUnavailable, TooLarge
 from hookline.sender.publisher import Publisher
 from hookline.store import NewEvent, Published
 
@@ -70,9 +70,14 @@ async def test_a_conflicting_request_fails_alone() -> None:
         publisher.publish([_event("c1")]),
         return_exceptions=True,
     )
-    # One shared attempt, then each request on its own.
-    assert store.calls[0] == ["a1", "a2", "b1", "bad", "c1"]
-    assert store.calls[1:] == [["a1", "a2"], ["b1", "bad"], ["c1"]]
+    # One shared attempt, then halves until the bad request is alone.
+    assert store.calls == [
+        ["a1", "a2", "b1", "bad", "c1"],
+        ["a1", "a2"],
+        ["b1", "bad", "c1"],
+        ["b1", "bad"],
+        ["c1"],
+    ]
     assert [p.id for p in results[0]] == ["a1", "a2"]  # type: ignore[union-attr]
     assert isinstance(results[1], Conflict)
     assert [p.id for p in results[2]] == ["c1"]  # type: ignore[union-attr]
@@ -108,7 +113,7 @@ async def test_an_unexpected_failure_reaches_every_caller() -> None:
         return_exceptions=True,
     )
     assert all(isinstance(r, ConnectionResetError) for r in results)
-    assert store.calls == [["a", "b"]]
+    assert store.calls == [["a", "b"], ["a"], ["b"]]
     # The publisher is usable again afterwards.
     store.broken = False
     assert [p.id for p in await publisher.publish([_event("c")])] == ["c"]
@@ -151,6 +156,23 @@ async def test_a_storage_error_is_retried_per_request_then_reported() -> None:
     )
     assert results == [error, error]
     assert store.calls == [["a", "b"], ["a"], ["b"]]
+
+
+async def test_a_database_gone_for_now_fails_the_group_at_once() -> None:
+    error = StorageUnavailable("PostgreSQL unreachable")
+
+    class Unavailable(FakeStore):
+        async def publish(self, events: Sequence[NewEvent]) -> list[Published]:
+            self.calls.append([e.id for e in events])
+            raise error
+
+    store = Unavailable()
+    publisher = Publisher(store)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        *(publisher.publish([_event(name)]) for name in "abcd"), return_exceptions=True
+    )
+    assert results == [error] * 4
+    assert store.calls == [["a", "b", "c", "d"]]  # not tried again in parts
 
 
 async def test_a_group_too_large_for_one_transaction_is_split_until_each_part_fits() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import orjson
@@ -201,6 +200,6 @@ async def get_endpoint_stats(
 ) -> dict[str, Any]:
     """Success rate, attempts by outcome and latency percentiles over the window."""
     await endpoint_of(request, who, app_id, endpoint_id)
-    since = time.time() - window
+    since = store(request).clock.now() - window
     stats = await store(request).endpoint_stats(endpoint_id, since)
     return {**stats, "endpoint_id": endpoint_id, "since": since}

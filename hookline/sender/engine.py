@@ -30,7 +30,7 @@ import secrets
 import socket
 from typing import TYPE_CHECKING, Any
 
-from hookline.clock import SYSTEM_CLOCK, Clock
+from hookline.clock import Clock
 from hookline.config import EngineSettings
 from hookline.exceptions import StorageError
 from hookline.sender.attempt import attempt
@@ -62,11 +62,12 @@ class Engine:
         transport: Transport | None = None,
         observers: list[EngineObserver] | None = None,
         tracing: SenderTracing | None = None,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
-        #: What every lease, retry and wait of this engine is timed by.
-        self.clock = clock
+        #: What every lease, retry and wait of this engine is timed by: the store's clock
+        #: unless told otherwise, since leases are compared with the times it keeps.
+        self.clock = clock if clock is not None else store.clock
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._transport = transport

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from hookline.clock import SYSTEM_CLOCK, Clock
+from hookline.clock import Clock
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.events import EVENT_TYPES, new_token
 from hookline.exceptions import HooklineError
@@ -60,14 +60,14 @@ class HealthMonitor:
         observers: Sequence[HealthObserver] = (),
         wake: Callable[[], None] | None = None,
         *,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.transport = transport
         self.observers = observers
         self.wake = wake or (lambda: None)
-        self.clock = clock
+        self.clock = clock if clock is not None else store.clock
 
     async def run_checks(self) -> None:
         await self._every(self.settings.health_interval, self.check, "the endpoint health check")

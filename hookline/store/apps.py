@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from hookline import rules
 from hookline.events import OPERATIONAL_EVENT_TYPES
 from hookline.exceptions import NotFound
@@ -29,7 +27,7 @@ class Apps(StoreBase):
         if operator_url is not None:
             rules.check_url_shape(operator_url)
         api_key = new_api_key()
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
                 "create_app",
@@ -58,7 +56,7 @@ class Apps(StoreBase):
             await tx.execute("lock_app", id=app_id)
             if await tx.fetchrow("get_app", id=app_id) is None:
                 raise NotFound(f"no app with id {app_id!r}")
-            row = await self._set_operator_url(tx, app_id, operator_url, time.time())
+            row = await self._set_operator_url(tx, app_id, operator_url, self.clock.now())
         return self._opened(row)
 
     async def _set_operator_url(

@@ -9,6 +9,7 @@ from typing import Any, Self
 
 import orjson
 
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import Limits, redact_url
 from hookline.exceptions import ConfigError
 from hookline.store.connector import Connector, Row, connector_for
@@ -67,14 +68,22 @@ def signing_keys(app: Row, now: float) -> tuple[str, ...]:
 class StoreBase:
     """``keys`` seals verification keys at rest (``KeyBox.from_env()`` when not given:
     sealed when ``HOOKLINE_MASTER_KEY`` is set, in the clear otherwise). ``limits`` bound
-    what one app may ask for (``Limits.from_env()`` when not given)."""
+    what one app may ask for (``Limits.from_env()`` when not given). ``clock`` gives
+    every time the store writes or compares with what it keeps (the engine and the health
+    monitor over this store read the same clock); the SQL never reads the server's."""
 
     def __init__(
-        self, connector: Connector, keys: KeyBox | None = None, limits: Limits | None = None
+        self,
+        connector: Connector,
+        keys: KeyBox | None = None,
+        limits: Limits | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = connector
         self.keys = keys if keys is not None else KeyBox.from_env()
         self.limits = limits if limits is not None else Limits.from_env()
+        self.clock = clock
 
     @classmethod
     async def open(
@@ -85,6 +94,7 @@ class StoreBase:
         keys: KeyBox | None = None,
         limits: Limits | None = None,
         create: bool = True,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> Self:
         """Open the database at ``url``, bringing its schema up to date.
 
@@ -105,7 +115,7 @@ class StoreBase:
         except BaseException:
             await connector.close()
             raise
-        return cls(connector, keys, limits)
+        return cls(connector, keys, limits, clock=clock)
 
     async def close(self) -> None:
         await self.db.close()

@@ -4,7 +4,6 @@ and pace, operational events), handing lanes back, releasing them, pruning."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -66,7 +65,7 @@ class Claims(StoreBase):
             await tx.execute("lock_claims")
             # Read once the lock is held: the claims' clocks then run in the order they
             # decide, as a rate limit needs (and each lease counts from its own claim).
-            now = time.time()
+            now = self.clock.now()
             limited = await tx.fetch("rate_limits", now=now)
             rates = {
                 r["id"]: EndpointRate(r["rate_limit"], r["rate_limit_burst"], r["rate_tat"])
@@ -162,7 +161,7 @@ class Claims(StoreBase):
                     ]
                 ),
                 owner=owner,
-                now=time.time(),
+                now=self.clock.now(),
             )
 
     async def record(
@@ -188,7 +187,7 @@ class Claims(StoreBase):
         (see ``continue_lanes``; the caps as in ``claim``). Each lane is written once:
         kept, dropped when empty, or given back.
         """
-        now = time.time()
+        now = self.clock.now()
         final = [r for r in results if r.outcome != "retry"]
         lanes = to_json([{"endpoint_id": r.job.endpoint_id, "lane": r.job.lane} for r in results])
         async with self.db.transaction(durable=False) as tx:
@@ -414,7 +413,7 @@ class Claims(StoreBase):
     async def release(self, owner: str) -> None:
         """Hand back every lane ``owner`` still holds (a clean shutdown)."""
         async with self.db.transaction(durable=False) as tx:
-            await tx.execute("release_owner", owner=owner, now=time.time())
+            await tx.execute("release_owner", owner=owner, now=self.clock.now())
 
     async def vacuum_lanes(self) -> None:
         """Clear the dead rows of the lanes table (PostgreSQL; see ``vacuum_lanes``)."""
@@ -429,7 +428,7 @@ class Claims(StoreBase):
         Each batch is its own short transaction and a pause follows it, so pruning a
         large backlog never holds up delivery. Returns how many events went.
         """
-        before = time.time() - older_than
+        before = self.clock.now() - older_than
         total = 0
         while True:
             async with self.db.transaction() as tx:
@@ -437,6 +436,7 @@ class Claims(StoreBase):
             total += len(gone)
             if len(gone) < batch:
                 return total
+            # Real time, whatever the clock: the pause lets the engine's own writes in.
             await asyncio.sleep(pause)
 
 

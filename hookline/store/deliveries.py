@@ -3,7 +3,6 @@ metrics; sending them again; test sends."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -94,7 +93,7 @@ class Deliveries(Endpoints):
 
         Cheap enough for every Prometheus scrape: no query here scans all deliveries.
         """
-        row = await self.db.fetchrow("metrics_snapshot", now=time.time())
+        row = await self.db.fetchrow("metrics_snapshot", now=self.clock.now())
         assert row is not None
         return row
 
@@ -112,7 +111,7 @@ class Deliveries(Endpoints):
         endpoint = await self.get_endpoint(endpoint_id)
         if not endpoint["enabled"]:
             raise ValidationError("the endpoint is disabled; enable it to send a test")
-        now = time.time()
+        now = self.clock.now()
         event_id = new_id("evt_test")
         async with self.db.transaction() as tx:
             (event,) = await tx.fetch(
@@ -149,7 +148,7 @@ class Deliveries(Endpoints):
         """
         if not delivery_ids:
             return 0
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             moved = await tx.fetch(
                 "retry_deliveries", ids=to_json([int(i) for i in delivery_ids]), now=now

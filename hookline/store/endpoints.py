@@ -4,7 +4,6 @@ recovery and statistics."""
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from typing import Any
 
@@ -106,7 +105,7 @@ class Endpoints(Apps):
                 operational=0,
                 rate_limit=rate_limit,
                 rate_limit_burst=rate_limit_burst,
-                now=time.time(),
+                now=self.clock.now(),
             )
         assert row is not None
         return self._shown(row)
@@ -124,7 +123,7 @@ class Endpoints(Apps):
         row["next_verification_key"] = self.keys.open_optional(row["next_verification_key"])
         # Its pause, only while it lasts (a claim moves it on for a paced endpoint).
         paused = row.get("pause_until")
-        row["paused_until"] = paused if paused is not None and paused > time.time() else None
+        row["paused_until"] = paused if paused is not None and paused > self.clock.now() else None
         return row
 
     def _check_endpoint_settings(self, timeout: float | None, max_in_flight: int | None) -> None:
@@ -174,7 +173,7 @@ class Endpoints(Apps):
             changes["rate_limit"] = rules.check_rate_limit(changes["rate_limit"])
         if "rate_limit_burst" in changes:
             rules.check_rate_burst(changes["rate_limit_burst"])
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             if changes.get("enabled"):
                 # Enabling wakes the lanes: take them first (see lock_lanes_of_endpoint).
@@ -236,7 +235,7 @@ class Endpoints(Apps):
         """Make every failed delivery of an endpoint created since ``since`` pending again,
         due now, with its own token and event_id. Each lane sends them in delivery order.
         Returns how many."""
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             moved = await tx.fetch(
                 "recover_endpoint", endpoint_id=endpoint_id, since=since, now=now
@@ -265,7 +264,7 @@ class Endpoints(Apps):
     async def disable_failing_endpoints(self, failing_for: float) -> list[Row]:
         """Disable every endpoint that has been failing for longer than ``failing_for``
         seconds; return them. Their pending deliveries stay, in order."""
-        now = time.time()
+        now = self.clock.now()
         reason = (
             f"failing for more than {_duration(failing_for)}; hookline probes it "
             "and enables it again once it answers"
@@ -283,7 +282,7 @@ class Endpoints(Apps):
         """Take the next ``limit`` endpoints the health check disabled for a probe, each
         with the keys that sign it: those probed longest ago first. Taking them moves
         them to the back, so however many keep failing, every one gets its turn."""
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             rows = await tx.fetch("endpoints_to_probe", limit=limit)
             if rows:
@@ -298,7 +297,7 @@ class Endpoints(Apps):
 
     async def enable_probed_endpoint(self, endpoint_id: str) -> bool:
         """Enable an endpoint that answered its probe; its backlog goes out at once."""
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             await tx.execute("lock_lanes_of_endpoint", id=endpoint_id)
             before = await tx.fetchrow("get_endpoint", id=endpoint_id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from hookline import rules
 from hookline.store.apps import Apps
 from hookline.store.base import PageKey, page_params
@@ -21,7 +19,9 @@ class Installations(Apps):
             existing = await tx.fetchrow("get_installation", app_id=app_id, user_id=user_id)
             if existing is not None:
                 return existing, False
-            await tx.execute("create_installation", app_id=app_id, user_id=user_id, now=time.time())
+            await tx.execute(
+                "create_installation", app_id=app_id, user_id=user_id, now=self.clock.now()
+            )
             row = await tx.fetchrow("get_installation", app_id=app_id, user_id=user_id)
         assert row is not None
         return row, True

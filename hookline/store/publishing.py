@@ -9,7 +9,6 @@ other caller holding a connection to the same database can run them in its own.
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
@@ -36,7 +35,7 @@ class Publishing(StoreBase):
         and nothing of the batch is stored.
         """
         check_events(events)
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             return await write_events(
                 tx, events, now, max_deliveries=self.limits.max_deliveries_per_publish

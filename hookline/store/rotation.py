@@ -3,7 +3,6 @@ sealing every stored secret again under a new master key."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ class Rotation(Endpoints):
         delivery is rejected. A rotation still in its grace period is a ``Conflict``; one
         whose switch has passed is completed first.
         """
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             stored = await tx.fetchrow("get_app", id=app_id)
             if stored is None:
@@ -40,7 +39,7 @@ class Rotation(Endpoints):
         """``rotate_verification_key`` for an endpoint: its next key of its own. One that
         has none yet starts from its app's key, so its receiver, which knows that key,
         rejects nothing either; from the switch on, the endpoint's own key signs."""
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             stored = await tx.fetchrow("get_endpoint", id=endpoint_id)
             if stored is None:
@@ -81,7 +80,7 @@ class Rotation(Endpoints):
     async def retire_switched_keys(self) -> int:
         """Drop the old key of every app and endpoint whose signing has switched to its
         new one."""
-        now = time.time()
+        now = self.clock.now()
         async with self.db.transaction() as tx:
             apps = await tx.fetch("retire_switched_keys", now=now)
             endpoints = await tx.fetch("retire_switched_endpoint_keys", now=now)

@@ -193,3 +193,40 @@ def test_an_unknown_connection_is_a_type_error() -> None:
         hookline.publish(object(), **_order(1))
     with pytest.raises(ConfigError, match="schema="):
         hookline.publish(object(), **_order(1), schema="Bad-Name")
+
+
+@pytest.mark.postgres
+async def test_pooled_and_core_connections_publish_too() -> None:
+    """An asyncpg pool's connection, and SQLAlchemy's Core ``Connection`` and
+    ``AsyncConnection`` (not only sessions)."""
+    import asyncpg
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    async with fresh_postgres() as url, _world("asyncpg", url, url + "?schema=hookline") as world:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await hookline.publish_async(conn, **_order(1))
+        finally:
+            await pool.close()
+
+        engine = create_engine(
+            url.replace("postgresql://", "postgresql+psycopg://"), poolclass=NullPool
+        )
+        with engine.begin() as core:
+            hookline.publish(core, **_order(2))
+        with engine.connect() as core, pytest.raises(NotInTransaction):
+            core.execution_options(isolation_level="AUTOCOMMIT")
+            hookline.publish(core, **_order(3))
+        engine.dispose()
+
+        async_engine = create_async_engine(
+            url.replace("postgresql://", "postgresql+asyncpg://"), poolclass=NullPool
+        )
+        async with async_engine.begin() as async_core:
+            await hookline.publish_async(async_core, **_order(4))
+        await async_engine.dispose()
+
+        assert sorted(await _deliveries(world)) == [f"order-{n}" for n in (1, 1, 2, 2, 4, 4)]

@@ -1,9 +1,10 @@
 """``publish`` and ``publish_async``: the store's own publish, inside the caller's transaction.
 
 The events, their deliveries and their lanes are written by the very code that serves
-``POST /api/v1/events`` (``Store.publish``: validation, duplicate and conflict rules,
-fan-out to every enabled endpoint of every app the user installed, lane order), run on a
-link to the caller's connection instead of on a transaction of hookline's own. The
+``POST /api/v1/events`` (``hookline.store.publishing``: validation, duplicate and
+conflict rules, fan-out to every enabled endpoint of every app the user installed, lane
+order), run on a link to the caller's connection instead of in a transaction of
+hookline's own. The
 caller's commit makes them deliverable and its rollback leaves no trace.
 
 Blocking drivers run the same coroutine too: their link answers each query at once, so
@@ -15,6 +16,7 @@ ever to wait, ``_drive`` stops it and says so rather than block.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -24,11 +26,9 @@ from hookline.config import EngineSettings, Limits
 from hookline.exceptions import ConfigError, HooklineError, StorageError
 from hookline.store.base import new_id
 from hookline.store.connector import Row
-from hookline.store.manager import Store
-from hookline.store.publishing import PUBLISHED_CHANNEL
+from hookline.store.publishing import PUBLISHED_CHANNEL, check_events, write_events
 from hookline.store.queries import load_queries
 from hookline.store.records import NewEvent, Published
-from hookline.store.sealing import KeyBox
 from hookline.store.wakeup import Notifier
 from hookline.traceparent import parse as parse_traceparent
 from hookline.transactional._links import (
@@ -153,19 +153,6 @@ def _missing_table(exc: BaseException) -> bool:
     return False
 
 
-class _InTransaction:
-    """What ``Store`` needs of a connector to publish: a ``transaction()`` that is the
-    caller's own, so it neither begins nor commits."""
-
-    def __init__(self, queries: _Queries) -> None:
-        self.queries = queries
-        self.dialect = queries.dialect
-
-    @asynccontextmanager
-    async def transaction(self, *, durable: bool = True) -> AsyncIterator[_Queries]:
-        yield self.queries
-
-
 @asynccontextmanager
 async def _scoped(queries: _Queries, schema: str | None) -> AsyncIterator[None]:
     """On PostgreSQL, hookline's schema as the ``search_path`` for the publish only
@@ -209,11 +196,16 @@ async def publish_on(
 ) -> tuple[list[Published], bool]:
     """Publish ``events`` through ``link`` with the store's own code; also whether the
     engines need a wake-up after the caller's commit (SQLite)."""
+    check_events(events)
     queries = _Queries(link)
-    # No keys: a publish seals nothing. The limits are the API's (the same variables).
-    store = Store(_InTransaction(queries), KeyBox(), Limits.from_env())  # type: ignore[arg-type]
     async with _scoped(queries, schema):
-        published = await store.publish(events)
+        published = await write_events(
+            queries,
+            events,
+            time.time(),
+            # The API's bound (the same variable): a larger publish writes nothing.
+            max_deliveries=Limits.from_env().max_deliveries_per_publish,
+        )
     return published, queries.notified
 
 

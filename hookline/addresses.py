@@ -23,7 +23,6 @@ outside 2000::/3, the only range allocated for global unicast.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import re
 import socket
@@ -31,7 +30,7 @@ import socket
 import yarl
 from aiohappyeyeballs import AddrInfoType
 
-from hookline.exceptions import ForbiddenAddress, ValidationError
+from hookline.exceptions import ForbiddenAddress, ForbiddenTarget, ValidationError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -154,19 +153,6 @@ def numeric_address(host: str) -> IPAddress | None:
         return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
         return None
-
-
-class ForbiddenTarget(OSError):
-    """A connection the address policy refuses.
-
-    An ``OSError`` with an errno, so the HTTP client reports it as a failed connection
-    whose ``strerror`` is this message.
-    """
-
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__(errno.EACCES, f"refused by the address policy: {address} is {reason}")
-        self.address = address
-        self.reason = reason
 
 
 def guarded_socket(addr_info: AddrInfoType) -> socket.socket:

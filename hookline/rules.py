@@ -27,7 +27,7 @@ import orjson
 
 from hookline import addresses
 from hookline.events import EVENT_TYPES, WILDCARD, check_event_type
-from hookline.exceptions import ValidationError
+from hookline.exceptions import InvalidJson, ValidationError
 
 __all__ = [
     "APP_NAME",
@@ -451,14 +451,6 @@ def check_time(seconds: float) -> float:
 
 
 # -- JSON --------------------------------------------------------------------------------
-
-
-class InvalidJson(ValidationError):
-    """A body that is JSON text but breaks a rule (``malformed`` when it is not JSON)."""
-
-    def __init__(self, message: str, *, malformed: bool = False) -> None:
-        super().__init__(message)
-        self.malformed = malformed
 
 
 #: Where a number beyond 64 bits may hide: 19 digits in a row, or a positive exponent.

@@ -13,9 +13,7 @@ from collections.abc import Mapping
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-class BodyTooLarge(Exception):
-    pass
+from hookline.exceptions import BodyTooLarge
 
 
 class BodyLimit:
@@ -31,7 +29,7 @@ class BodyLimit:
         limit = self.routes.get(scope["path"].rstrip("/"), self.default)
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _refuse(send, limit)
+                await _refuse(send, _too_large(limit))
                 return
         seen = 0
         started = exceeded = False
@@ -43,7 +41,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     exceeded = True
-                    raise BodyTooLarge
+                    raise _too_large(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -53,29 +51,30 @@ class BodyLimit:
                 # answers 400 "error parsing the body"); send the 413 in its place.
                 if not started and message["type"] == "http.response.start":
                     started = True
-                    await _refuse(send, limit)
+                    await _refuse(send, _too_large(limit))
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyTooLarge as error:
+            if not exceeded:
+                raise
             if not started:
-                await _refuse(send, limit)
+                await _refuse(send, error)
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    """413; the server drains what is left of the body without keeping it."""
-    body = orjson.dumps(
-        {
-            "error": {
-                "code": "body_too_large",
-                "message": f"the request body is larger than this route's limit of {limit} "
-                "bytes; send less (a batch: fewer events)",
-            }
-        }
+def _too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(
+        f"the request body is larger than this route's limit of {limit} bytes; "
+        "send less (a batch: fewer events)"
     )
+
+
+async def _refuse(send: Send, error: BodyTooLarge) -> None:
+    """413; the server drains what is left of the body without keeping it."""
+    body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
     await send(
         {
             "type": "http.response.start",

@@ -38,6 +38,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from hookline.exceptions import RequestRefused
 from hookline.serving.settings import ServerSettings
 
 log = logging.getLogger("hookline.serving")
@@ -81,15 +82,6 @@ if _missing:
         f"uvicorn {uvicorn.__version__}'s HttpToolsProtocol has no {', '.join(_missing)}: "
         "hookline.serving.protocol was written against uvicorn 0.54; install that version"
     )
-
-
-class _Refused(Exception):
-    """Stop reading this connection: answer ``status`` (None: no answer) and close."""
-
-    def __init__(self, status: int | None, message: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -146,7 +138,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- reading ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        # uvicorn's data_received, plus the limits; a _Refused raised by a parser
+        # uvicorn's data_received, plus the limits; a RequestRefused raised by a parser
         # callback stops httptools and arrives here as the cause of its callback error.
         # Unlike uvicorn, bytes alone do not stop the idle timer: the parser skips blank
         # lines between requests, so a client sending only CRLFs would never be timed
@@ -155,7 +147,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _Refused):
+            if isinstance(exc.__context__, RequestRefused):
                 self._refuse(exc.__context__)
             else:
                 self.send_400_response("Invalid HTTP request received.")
@@ -192,7 +184,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
         self._header_count += 1
         if self._header_count > self.limits.max_header_count:
-            raise _Refused(
+            raise RequestRefused(
                 431, f"more than {self.limits.max_header_count} header fields in one request"
             )
         self._count_header_bytes(len(name) + len(value) + 4)
@@ -203,8 +195,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._header_bytes > self.limits.max_header_bytes:
                 raise self._headers_too_large()
 
-    def _headers_too_large(self) -> _Refused:
-        return _Refused(
+    def _headers_too_large(self) -> RequestRefused:
+        return RequestRefused(
             431, f"the request line and headers are over {self.limits.max_header_bytes} bytes"
         )
 
@@ -222,7 +214,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._unset_keepalive_if_required()
             self._drained += len(body)
             if self._drained > self.limits.drain_bytes:
-                raise _Refused(None)  # the answer is already out: just close
+                raise RequestRefused(None)  # the answer is already out: just close
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -290,7 +282,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _headers_timed_out(self) -> None:
         if self._in_headers and not self.transport.is_closing():
             self._refuse(
-                _Refused(
+                RequestRefused(
                     408, f"the request headers took longer than {self.limits.header_timeout:g} s"
                 )
             )
@@ -301,7 +293,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             log.debug("closing a connection whose body took over %g s", self.limits.body_timeout)
             self.transport.close()
 
-    def _refuse(self, refusal: _Refused) -> None:
+    def _refuse(self, refusal: RequestRefused) -> None:
         """Answer ``refusal`` and close; just close if an earlier (pipelined) request
         of this connection is still being answered, so that answers never interleave."""
         self._clear_deadline()

@@ -28,7 +28,7 @@ def body(code: str, message: str = "it went wrong") -> bytes:
         (409, "conflict", exc.Conflict),
         (409, "event_conflict", exc.EventConflict),
         (409, "limit_reached", exc.LimitReached),
-        (413, "body_too_large", exc.ValidationError),
+        (413, "body_too_large", exc.BodyTooLarge),
         (413, "too_large", exc.TooLarge),
         (415, "unsupported_media_type", exc.ValidationError),
         (422, "invalid_request", exc.ValidationError),

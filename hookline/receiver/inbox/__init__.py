@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from hookline.config import check_postgres_url, redact_url
-from hookline.exceptions import ConfigError
+from hookline.exceptions import ConfigError, LeaseLost
 from hookline.receiver.inbox.base import (
     Finish,
     Inbox,
     Incoming,
-    LeaseLost,
     Outcome,
     Result,
     Stored,

@@ -196,10 +196,6 @@ class Finish:
         }
 
 
-class LeaseLost(Exception):
-    """This worker no longer owns the lane (its lease ran out and another took it)."""
-
-
 def head_from_row(row: Any) -> Stored | None:
     if row is None:
         return None

@@ -15,12 +15,11 @@ from typing import Any
 
 import asyncpg
 
-from hookline.exceptions import StorageError
+from hookline.exceptions import LeaseLost, StorageError
 from hookline.receiver.inbox.base import (
     Finish,
     Inbox,
     Incoming,
-    LeaseLost,
     Outcome,
     Result,
     Stored,

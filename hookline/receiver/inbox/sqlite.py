@@ -26,12 +26,11 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from hookline.config import check_sqlite_path
-from hookline.exceptions import ConfigError, StorageError
+from hookline.exceptions import ConfigError, LeaseLost, StorageError
 from hookline.receiver.inbox.base import (
     Finish,
     Inbox,
     Incoming,
-    LeaseLost,
     Outcome,
     Result,
     Stored,

@@ -14,6 +14,7 @@ import asyncpg
 import orjson
 import pytest
 
+from hookline.clock import ManualClock
 from hookline.config import Limits
 from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
 from hookline.store import AttemptResult, Job, NewEvent, Store
@@ -24,8 +25,14 @@ CAP = 64
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await Store.open(database_url)
+def clock() -> ManualClock:
+    """The store's clock: the real time when the test starts, then moved only by the test."""
+    return ManualClock(start=time.time())
+
+
+@pytest.fixture
+async def store(database_url: str, clock: ManualClock) -> AsyncIterator[Store]:
+    store = await Store.open(database_url, clock=clock)
     try:
         yield store
     finally:
@@ -245,13 +252,13 @@ async def test_concurrent_claimers_never_share_a_lane_and_keep_the_cap(
 
 
 async def test_a_lane_whose_lease_ran_out_is_claimed_again_with_the_same_token(
-    store: Store,
+    store: Store, clock: ManualClock
 ) -> None:
     await app_with_endpoint(store, ["u1"], timeout=0.1)
     await store.publish([event("e1", "u1"), event("e2", "u1")])
     (lost,) = await claim(store, owner="dead", lease_margin=0.0)
     assert await claim(store, owner="w2", lease_margin=0.0) == []
-    await asyncio.sleep(0.25)
+    clock.advance(0.25)
     (again,) = await claim(store, owner="w2")
     assert (again.delivery_id, again.token, again.event_id) == (lost.delivery_id, lost.token, "e1")
     # The presumed-dead worker records late: the delivery is done, the lease stays w2's.
@@ -263,13 +270,17 @@ async def test_a_lane_whose_lease_ran_out_is_claimed_again_with_the_same_token(
     assert await store.delivery_counts() == {"delivered": 1, "pending": 1}
 
 
-async def test_a_retry_waits_for_its_time_and_keeps_its_place(store: Store) -> None:
+async def test_a_retry_waits_for_its_time_and_keeps_its_place(
+    store: Store, clock: ManualClock
+) -> None:
     endpoint = await app_with_endpoint(store, ["u1"])
     await store.publish([event("e1", "u1"), event("e2", "u1")])
     (job,) = await claim(store)
-    await store.record("w1", [result(job, "retry", retry_at=time.time() + 0.3, error="boom")])
+    await store.record("w1", [result(job, "retry", retry_at=clock.now() + 0.3, error="boom")])
     assert await claim(store) == []  # e2 waits behind e1
-    await asyncio.sleep(0.35)
+    clock.advance(0.29)
+    assert await claim(store) == []  # not yet
+    clock.advance(0.02)
     (again,) = await claim(store)
     assert (again.event_id, again.attempts, again.token) == ("e1", 1, job.token)
     await store.record("w1", [result(again, "failed", error="gave up")])
@@ -390,18 +401,20 @@ async def test_deliveries_are_listed_newest_first_with_filters_and_attempts(stor
 # -- retention -------------------------------------------------------------------------
 
 
-async def test_prune_removes_old_finished_events_with_their_attempts(store: Store) -> None:
+async def test_prune_removes_old_finished_events_with_their_attempts(
+    store: Store, clock: ManualClock
+) -> None:
     endpoint = await app_with_endpoint(store, ["u1", "u2"])
     app_id = endpoint["app_id"]
     await store.publish([event(f"old{i}", "u1", i) for i in range(5)] + [event("stuck", "u2")])
     while jobs := await claim(store):
-        later = time.time() + 60
+        later = clock.now() + 60
         await store.record(
             "w1",
             [result(j, "retry", retry_at=later) if j.user_id == "u2" else result(j) for j in jobs],
         )
     assert await store.prune(3600) == 0  # nothing is an hour old
-    await asyncio.sleep(0.05)
+    clock.advance(0.05)
     await store.publish([event("new", "u1")])
     assert await store.prune(0.02, batch=2) == 5  # in three batches
     remaining = {d["event_id"]: d for d in await store.list_deliveries(app_id)}
@@ -411,13 +424,15 @@ async def test_prune_removes_old_finished_events_with_their_attempts(store: Stor
     assert await store.delivery_counts() == {"pending": 2}
 
 
-async def test_test_notifications_are_pruned_like_any_delivery(store: Store) -> None:
+async def test_test_notifications_are_pruned_like_any_delivery(
+    store: Store, clock: ManualClock
+) -> None:
     endpoint = await app_with_endpoint(store, [])
     for _ in range(3):
         await store.send_test(endpoint["id"], "order_completed", '{"id": 1}')
     while jobs := await claim(store):
         await store.record("w1", [result(j) for j in jobs])
-    await asyncio.sleep(0.05)
+    clock.advance(0.05)
     assert await store.prune(0.02) == 3
     assert await store.list_deliveries(endpoint["app_id"]) == []
 
@@ -677,14 +692,14 @@ async def test_a_lane_goes_back_to_the_claims_after_a_run(store: Store) -> None:
 
 
 async def test_a_kept_lane_whose_worker_died_is_sent_again_with_the_same_token(
-    store: Store,
+    store: Store, clock: ManualClock
 ) -> None:
     await app_with_endpoint(store, ["u1"], timeout=0.1)
     await store.publish([event("e1", "u1"), event("e2", "u1")])
     (first,) = await claim(store, owner="dead", lease_margin=0.0)
     (kept,) = await keep(store, "dead", [result(first)], lease_margin=0.0)
     assert await claim(store, owner="w2") == []  # kept, not yet run out
-    await asyncio.sleep(0.25)  # the worker died with e2 in flight
+    clock.advance(0.25)  # the worker died with e2 in flight
     (again,) = await claim(store, owner="w2")
     assert (again.delivery_id, again.token, again.event_id) == (kept.delivery_id, kept.token, "e2")
     await store.record("w2", [result(again)])

@@ -22,6 +22,7 @@ from pyreqwest.http import Url
 from pyreqwest.response import Response
 
 from hookline.addresses import ForbiddenTarget
+from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.sender.tls import certificate_alert_error
 from hookline.sender.transport.base import (
     EXCERPT_BYTES,
@@ -60,7 +61,9 @@ class ReqwestTransport:
         resolve: Resolve | None = None,
         max_clients: int = MAX_CLIENTS,
         pin_ttl: float = PIN_TTL,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``clock`` times the pins (``pin_ttl``); the request timeout is always real."""
         self._roots = _certificates(ca_bundle) if ca_bundle else []
         self.clients: PinnedClients[Client] = PinnedClients(
             self._build,
@@ -68,6 +71,7 @@ class ReqwestTransport:
             resolve=resolve,
             size=max_clients,
             ttl=pin_ttl,
+            clock=clock.monotonic,
         )
 
     async def post(self, job: Job, body: bytes, headers: Mapping[str, str]) -> Reply:

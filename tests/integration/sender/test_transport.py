@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from hookline.clock import ManualClock
 from hookline.sender.transport import AiohttpTransport, ReqwestTransport, Transport, pinning
 from hookline.sender.transport.base import Resolve
 from hookline.store.records import Job
@@ -133,13 +134,16 @@ async def test_a_name_goes_to_the_address_it_was_pinned_to(host: str, recorder: 
 
 async def test_after_the_ttl_a_name_is_resolved_again_and_the_new_address_used() -> None:
     answers = {"hooks.invalid": ["127.0.0.1"]}
-    transport = ReqwestTransport(allow_private=True, resolve=resolver(answers), pin_ttl=0.2)
+    clock = ManualClock()
+    transport = ReqwestTransport(
+        allow_private=True, resolve=resolver(answers), pin_ttl=0.2, clock=clock
+    )
     try:
         async with ConnectionCounter() as listener:
             url = f"http://hooks.invalid:{listener.port}/"
             await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
             answers["hooks.invalid"] = ["::1"]
-            await asyncio.sleep(0.3)  # past the pin's TTL (not a timing assertion)
+            clock.advance(0.3)  # past the pin's TTL
             await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
         assert [sockname[0] for sockname in listener.accepted] == ["127.0.0.1", "::1"]
     finally:
@@ -221,13 +225,16 @@ async def test_a_name_that_turns_forbidden_after_the_ttl_is_refused_on_the_wire(
         lambda address: None if str(address) == "127.0.0.1" else real_reason(address),
     )
     answers = {"hooks.invalid": ["127.0.0.1"]}
-    transport = ReqwestTransport(allow_private=False, resolve=resolver(answers), pin_ttl=0.2)
+    clock = ManualClock()
+    transport = ReqwestTransport(
+        allow_private=False, resolve=resolver(answers), pin_ttl=0.2, clock=clock
+    )
     try:
         async with ConnectionCounter() as listener:
             url = f"http://hooks.invalid:{listener.port}/"
             await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
             answers["hooks.invalid"] = ["::1"]
-            await asyncio.sleep(0.3)  # past the pin's TTL (not a timing assertion)
+            clock.advance(0.3)  # past the pin's TTL
             refused = await transport.post(replace(JOB, url=url, timeout=2), b"{}", HEADERS)
         assert refused.error == "hooks.invalid: refused by the address policy: ::1 is loopback"
         assert [sockname[0] for sockname in listener.accepted] == ["127.0.0.1"]

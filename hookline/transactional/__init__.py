@@ -18,8 +18,9 @@ What it holds, and what it costs:
 
 - The event's lane (its user, on each ordered endpoint) is locked from the publish to
   the caller's commit or rollback: a later publish for the same user, through the API
-  or another transaction, waits for it. That is what keeps one user's webhooks in
-  commit order; keep such transactions short. Two transactions that publish for two
+  or another transaction, waits for it, and so does a worker recording an attempt on
+  that lane (with the rest of its batch). That is what keeps one user's webhooks in
+  commit order; keep such transactions short, and publish last, just before the commit. Two transactions that publish for two
   users in opposite orders may deadlock; PostgreSQL then fails one of them (a
   ``StorageError``), to be retried like any transaction that lost a deadlock.
 - PostgreSQL serialises the commits of transactions that sent a NOTIFY (a lock on the

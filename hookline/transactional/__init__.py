@@ -20,9 +20,10 @@ What it holds, and what it costs:
   the caller's commit or rollback: a later publish for the same user, through the API
   or another transaction, waits for it, and so does a worker recording an attempt on
   that lane (with the rest of its batch). That is what keeps one user's webhooks in
-  commit order; keep such transactions short, and publish last, just before the commit. Two transactions that publish for two
-  users in opposite orders may deadlock; PostgreSQL then fails one of them (a
-  ``StorageError``), to be retried like any transaction that lost a deadlock.
+  commit order; keep such transactions short, and publish last, just before the
+  commit. Two transactions that publish for two users in opposite orders may
+  deadlock; PostgreSQL then fails one of them (a ``StorageError``), to be retried like
+  any transaction that lost a deadlock.
 - PostgreSQL serialises the commits of transactions that sent a NOTIFY (a lock on the
   notification queue, held through the commit's flush): many small transactions that
   each publish commit one after another, where the API gathers concurrent publishes

@@ -230,3 +230,29 @@ async def test_pooled_and_core_connections_publish_too() -> None:
         await async_engine.dispose()
 
         assert sorted(await _deliveries(world)) == [f"order-{n}" for n in (1, 1, 2, 2, 4, 4)]
+
+
+async def test_on_sqlite_wake_workers_after_the_commit_wakes_listening_engines(
+    tmp_path: Any,
+) -> None:
+    import asyncio
+    import sqlite3
+
+    from hookline.store.publishing import PUBLISHED_CHANNEL
+    from hookline.store.wakeup import Listener
+    from hookline.transactional import wake_workers
+
+    path = f"{tmp_path}/hookline.db"
+    async with _world("sqlite3", f"sqlite:///{path}", f"sqlite:///{path}"):
+        woken = asyncio.Event()
+        listener = Listener(path, PUBLISHED_CHANNEL, woken.set)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            hookline.publish(conn, **_order(1))
+            conn.execute("COMMIT")
+            wake_workers(conn)
+            await asyncio.wait_for(woken.wait(), 10)
+            conn.close()
+        finally:
+            await listener.close()

@@ -20,6 +20,7 @@ import uvicorn
 from hookline.events import encode_envelope, format_timestamp, new_token
 from hookline.receiver import Receiver
 from hookline.signing import sign_headers
+from tests.support.eventually import eventually
 
 KEY = "test-verification-key"
 
@@ -83,6 +84,21 @@ async def serving(receiver: Receiver, port: int) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def all_done(receiver: Receiver, count: int) -> None:
+    """Until exactly ``count`` webhooks are stored and every one has run to the end.
+
+    Then nothing is left that could run a handler again: a test that checks something
+    did *not* happen (a duplicate handled twice, a refused request run) waits for this,
+    not for a while.
+    """
+    inbox = await receiver.open_inbox()
+
+    async def done() -> bool:
+        return await inbox.count_by_status() == {"done": count}
+
+    await eventually(done, message=f"{count} webhook(s) stored, all done")
 
 
 @dataclass(frozen=True)

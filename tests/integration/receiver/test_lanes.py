@@ -16,7 +16,7 @@ import asyncpg
 from hookline.receiver import Event, Receiver
 from hookline.receiver.inbox import Inbox
 from tests.support.eventually import eventually
-from tests.support.receiver import KEY, signed_webhook
+from tests.support.receiver import KEY, all_done, signed_webhook
 
 
 async def _sql(url: str, sql: str, *args: Any) -> list[Any]:
@@ -85,7 +85,7 @@ async def test_webhooks_arriving_while_their_lane_is_given_back_are_all_handled(
         await asyncio.gather(*(send(u) for u in range(users)))
         await eventually(lambda: sum(len(r) for r in runs.values()) == users * events, timeout=120)
         await _eventually_no_lanes(database_url)
-        await asyncio.sleep(0.3)
+        await all_done(receiver, users * events)
     assert runs == {f"u{u}": list(range(events)) for u in range(users)}
 
 

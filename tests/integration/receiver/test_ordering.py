@@ -12,7 +12,7 @@ import aiohttp
 from hookline.receiver import Event, Receiver
 from tests.conftest import free_port
 from tests.support.eventually import eventually
-from tests.support.receiver import KEY, post, serving, signed_webhook
+from tests.support.receiver import KEY, all_done, post, serving, signed_webhook
 
 USERS = 200
 EVENTS = 50
@@ -65,7 +65,7 @@ async def test_users_in_parallel_each_in_order_each_event_once(database_url: str
             sent = await asyncio.gather(*(send_user(session, url, u) for u in range(USERS)))
         assert sum(sent) > USERS  # duplicates really were mixed in
         await eventually(lambda: len(runs) == 2 * USERS * EVENTS, timeout=240)
-        await asyncio.sleep(0.5)
+        await all_done(receiver, USERS * EVENTS)
     assert len(runs) == 2 * USERS * EVENTS
 
     by_user: dict[str, list[tuple[int, str, int]]] = {}

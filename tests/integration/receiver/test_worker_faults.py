@@ -20,11 +20,11 @@ from hookline.config import RetryPolicy
 from hookline.exceptions import StorageError
 from hookline.receiver import Event, Receiver
 from hookline.receiver._config import ReceiverSettings
-from hookline.receiver.inbox import Finish, Result, Stored
+from hookline.receiver.inbox import Finish, Inbox, Result, Stored
 from hookline.receiver.inbox.sqlite import SqliteInbox
 from hookline.receiver.workers import Workers
 from tests.support.eventually import eventually
-from tests.support.receiver import KEY, signed_webhook
+from tests.support.receiver import KEY, all_done, signed_webhook
 
 T = TypeVar("T")
 USERS = 6
@@ -79,6 +79,11 @@ class FaultyInbox(SqliteInbox):
         )
 
 
+async def _final(inbox: Inbox) -> bool:
+    """Whether every webhook is done or dead (none pending: none can run again)."""
+    return "pending" not in await inbox.count_by_status()
+
+
 async def test_storage_errors_at_every_write_run_no_handler_twice_and_lose_nothing(
     sqlite_url: str,
 ) -> None:
@@ -120,8 +125,8 @@ async def test_storage_errors_at_every_write_run_no_handler_twice_and_lose_nothi
     await workers.start()
     try:
         await eventually(lambda: len(runs) >= 2 * total, timeout=120)
-        # Give a wrongly repeated run the time to show up.
-        await asyncio.sleep(1)
+        # Once every webhook is done or dead, nothing can run again: the runs are final.
+        await eventually(lambda: _final(inbox), timeout=120, message="every webhook final")
         counts = await inbox.count_by_status()
     finally:
         await workers.stop()
@@ -186,7 +191,8 @@ async def test_a_handler_that_blocks_the_event_loop_past_the_lease_keeps_its_lan
                 )
                 assert (await this.receive(headers, body)).status == 200
             await eventually(lambda: sum(1 for r in runs if r[2] == "end") >= 3, timeout=60)
-            await asyncio.sleep(3 * lease)  # a second run of e0 would start by now
+            # All three done: no run of them, in either process, can start any more.
+            await all_done(this, 3)
     finally:
         other_stop.set()
         thread.join(60)

@@ -15,11 +15,14 @@ this file; this module and ``relay`` are the only code that reads them.
 
 from __future__ import annotations
 
+import time
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hookline.sql.named import load_queries
-from hookline.store.records import NewEvent
+from hookline.store.records import NewEvent, Published
 
 #: Notified (on commit) by every write, listened to by the relay.
 CHANNEL = "hookline_outbox"
@@ -28,6 +31,60 @@ CHANNEL = "hookline_outbox"
 def queries() -> dict[str, str]:
     """The named SQL blocks of ``postgres.sql`` (``:name`` parameters)."""
     return load_queries("hookline.outbox", "postgres.sql")
+
+
+class Runs(Protocol):
+    """A platform connection as ``hookline.transactional`` links it: runs one ``:name``
+    statement (``what`` names it in errors) in the caller's transaction, returns dict
+    rows, and raises hookline's errors only."""
+
+    async def run(self, what: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
+#: Whether a database holds the outbox, by the driver connection that found out: a
+#: connection stays on one database all its life, and the outbox is installed or dropped
+#: by an operator's command, not by the platform's code, so one look per connection is
+#: enough (a connection made after `hookline outbox install` or `uninstall` looks again).
+_HOLDS_OUTBOX: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+async def holds_outbox(link: Runs, connection: Any) -> bool:
+    """Whether ``publish`` on ``link`` goes to the outbox (the table ``hookline.outbox``
+    is in its database) rather than to hookline's own tables; ``connection``, the
+    driver's connection under ``link``, is what the answer is remembered for."""
+    try:
+        return _HOLDS_OUTBOX[connection]
+    except KeyError:
+        pass
+    except TypeError:  # a connection that cannot be weakly referenced: no memory
+        connection = None
+    (row,) = await link.run("looking for the outbox", queries()["where"], {})
+    found = bool(row["outbox"])
+    if connection is not None:
+        _HOLDS_OUTBOX[connection] = found
+    return found
+
+
+async def write(link: Runs, events: Sequence[NewEvent]) -> list[Published]:
+    """Write validated events into the outbox through ``link``, in the caller's
+    transaction. What comes back is what can be known before the relay publishes them:
+    not yet whether hookline holds the event_id already, nor its deliveries."""
+    sql = queries()["write"]
+    now = time.time()
+    published = []
+    for event in events:
+        await link.run("writing into the outbox", sql, write_params(event))
+        published.append(
+            Published(
+                id=event.id,
+                event_type=event.event_type,
+                user_id=event.user_id,
+                created_at=now,
+                duplicate=False,
+                deliveries=0,
+            )
+        )
+    return published
 
 
 def write_params(event: NewEvent) -> dict[str, Any]:
@@ -62,4 +119,4 @@ class OutboxRow:
         )
 
 
-__all__ = ["CHANNEL", "OutboxRow", "queries", "write_params"]
+__all__ = ["CHANNEL", "OutboxRow", "Runs", "holds_outbox", "queries", "write", "write_params"]

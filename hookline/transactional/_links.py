@@ -96,11 +96,20 @@ class SyncLink(ABC):
         """The SQLite file of hookline's database (None on PostgreSQL, or in memory)."""
         return None
 
+    def identity(self) -> Any:
+        """The driver's own connection under this link: one database all its life, so
+        what is learnt of that database is remembered under it (``hookline.outbox``)."""
+        return getattr(self, "_conn", None)
+
 
 class AsyncLink(ABC):
     """An asyncio connection, as the store's code runs on it."""
 
     dialect: str
+
+    def identity(self) -> Any:
+        """See ``SyncLink.identity``."""
+        return getattr(self, "_conn", None)
 
     @abstractmethod
     def require_transaction(self) -> None: ...
@@ -124,6 +133,10 @@ class AsyncpgLink(AsyncLink):
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+
+    def identity(self) -> Any:
+        # A pool hands out a new proxy on every acquire; the connection under it stays.
+        return getattr(self._conn, "_con", self._conn)
 
     def require_transaction(self) -> None:
         if not self._conn.is_in_transaction():
@@ -230,6 +243,11 @@ class SQLAlchemyLink(SyncLink):
     def database_file(self) -> str | None:
         return self._conn.engine.url.database if self.dialect == "sqlite" else None
 
+    def identity(self) -> Any:
+        # A session's Connection lasts one transaction; the pooled DB-API one under it
+        # stays.
+        return self._conn.connection.dbapi_connection
+
 
 # -- Django --------------------------------------------------------------------------------
 
@@ -258,6 +276,9 @@ class DjangoLink(SyncLink):
 
     def database_file(self) -> str | None:
         return str(self._conn.settings_dict["NAME"]) if self.dialect == "sqlite" else None
+
+    def identity(self) -> Any:
+        return self._conn.connection  # the driver's, behind Django's wrapper
 
 
 # -- sqlite3 -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from hookline import rules
+from hookline import outbox, rules
 from hookline.config import EngineSettings, Limits
 from hookline.exceptions import ConfigError, HooklineError, StorageError
 from hookline.store.base import new_id
@@ -94,6 +94,9 @@ class _Blocking(AsyncLink):
     def require_transaction(self) -> None:
         self.link.require_transaction()
 
+    def identity(self) -> Any:
+        return self.link.identity()
+
     async def run(self, sql: str, params: dict[str, Any]) -> list[Row]:
         return self.link.run(sql, params)
 
@@ -139,7 +142,9 @@ class _Queries:
                 raise ConfigError(
                     f"hookline's tables are not where this connection looks ({exc}); create "
                     "them with `hookline migrate --database <this database's URL>?schema="
-                    f"{DEFAULT_SCHEMA}`, or pass the schema they are in as schema="
+                    f"{DEFAULT_SCHEMA}`, or pass the schema they are in as schema=; where "
+                    "hookline's database is another one, give this one an outbox: "
+                    "`hookline outbox install --database <this database's URL>`"
                 ) from exc
             raise StorageError(f"{what}: {exc}") from exc
 
@@ -202,9 +207,15 @@ async def publish_on(
     link: AsyncLink, events: list[NewEvent], schema: str | None
 ) -> tuple[list[Published], bool]:
     """Publish ``events`` through ``link`` with the store's own code; also whether the
-    engines need a wake-up after the caller's commit (SQLite)."""
+    engines need a wake-up after the caller's commit (SQLite).
+
+    A PostgreSQL database with an outbox (``hookline outbox install``) gets the events
+    in its outbox instead, for ``hookline relay`` to publish: hookline's database is
+    another one."""
     check_events(events)
     queries = _Queries(link)
+    if link.dialect == "postgres" and await outbox.holds_outbox(queries, link.identity()):
+        return await outbox.write(queries, events), False
     async with _scoped(queries, schema):
         published = await write_events(
             queries,

@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 import pytest
 
+from hookline.exceptions import ConfigError, ValidationError
 from hookline.outbox import queries, source, write_params
 from hookline.outbox.relay import Relay, RelaySettings
 from hookline.outbox.targets import HttpTarget, StoreTarget, Target
@@ -21,6 +22,7 @@ from tests.conftest import fresh_postgres
 from tests.support import hookline_proc
 from tests.support.eventually import eventually
 from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess
+from tests.support.platforms import POSTGRES_DRIVERS, open_platform
 
 pytestmark = pytest.mark.postgres
 
@@ -235,3 +237,51 @@ async def test_two_relays_take_turns(
         assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("driver", POSTGRES_DRIVERS)
+async def test_publish_writes_into_the_outbox_through_each_driver(
+    driver: str, platform: str, hookline_db: str
+) -> None:
+    async with open_platform(driver, platform) as shop:
+        async with shop.transaction():
+            await shop.insert_order("o-1")
+            published = await shop.publish(
+                event_type="order_completed",
+                user_id="store-1",
+                data={"id": "o-1"},
+                event_id="order-o-1",
+            )
+        async with shop.transaction():
+            await shop.insert_order("o-2")
+            await shop.publish(event_type="order_completed", user_id="store-1", data={"id": "o-2"})
+            shop.roll_back()
+        # Checked as the API checks it, before anything is written.
+        with pytest.raises(ValidationError, match="unknown event type"):
+            async with shop.transaction():
+                await shop.insert_order("o-3")
+                await shop.publish(event_type="order_shipped", user_id="store-1", data={})
+        async with shop.transaction():  # made an id at write
+            await shop.insert_order("o-4")
+            made = await shop.publish(
+                event_type="order_completed", user_id="store-1", data={"id": "o-4"}
+            )
+        assert await shop.orders() == {"o-1", "o-4"}
+
+    assert (published.id, published.deliveries, published.duplicate) == ("order-o-1", 0, False)
+    assert made.id.startswith("evt_")
+    rows = await outbox_rows(platform)
+    assert [(r["event_id"], orjson.loads(r["data"])) for r in rows] == [
+        ("order-o-1", {"id": "o-1"}),
+        (made.id, {"id": "o-4"}),
+    ]
+    async with Running(platform, StoreTarget(hookline_db)) as relay:
+        await eventually(lambda: relay.relayed == 2, message="2 rows relayed")
+    assert await stored_ids(hookline_db) == ["order-o-1", made.id]
+
+
+async def test_publish_without_an_outbox_or_hookline_tables_says_how_to_make_either() -> None:
+    async with fresh_postgres() as url, open_platform("asyncpg", url) as shop:
+        with pytest.raises(ConfigError, match="hookline outbox install"):
+            async with shop.transaction():
+                await shop.publish(event_type="order_completed", user_id="u", data={})

@@ -251,7 +251,32 @@ def publish(
     traceparent: str | None = None,
     schema: str | None = DEFAULT_SCHEMA,
 ) -> Published:
-    """Publish one event inside the transaction ``conn`` is in; see ``hookline.publish``."""
+    """Publish one event inside the transaction ``conn`` is in, with its deliveries.
+
+    ``conn`` is the platform's open connection to the database hookline's tables are in:
+    a psycopg ``Connection``, a SQLAlchemy ``Session`` or ``Connection``, Django's
+    ``connection`` (inside ``transaction.atomic``), or a ``sqlite3.Connection`` to
+    hookline's database file (for asyncio connections, ``publish_async``). The event is
+    written through it, and nothing is begun, committed or rolled back: the caller's
+    commit makes it deliverable (and wakes the workers, on PostgreSQL), the caller's
+    rollback leaves no trace of it.
+
+    The rest is as ``POST /api/v1/events`` takes it: ``event_type`` one of the 19,
+    ``data`` a JSON object of at most 256 KiB serialised, ``event_id`` your own
+    stable id (made when None; the same id published again is a ``duplicate``, with
+    other contents an ``EventConflict``), ``traceparent`` a W3C trace context for its
+    deliveries (an invalid one is dropped). ``schema`` is the PostgreSQL schema of
+    hookline's tables (``?schema=`` of hookline's URL; None: wherever the connection's
+    own ``search_path`` finds them); SQLite has none.
+
+    Returns the ``Published`` record (``deliveries`` made, ``duplicate``). Raises
+    ``ValidationError`` (``TooLarge`` for a fan-out past
+    ``HOOKLINE_MAX_DELIVERIES_PER_PUBLISH``) or ``EventConflict`` before anything is
+    written, leaving the caller's transaction usable; ``NotInTransaction`` for a
+    connection outside one; ``ConfigError`` where hookline's tables are not found;
+    ``StorageError`` when the database fails (on PostgreSQL the transaction must then
+    be rolled back); ``TypeError`` for a connection of another kind.
+    """
     event = new_event(event_type, user_id, data, event_id, traceparent)
     check_schema(schema)
     link = link_for(conn)
@@ -270,7 +295,9 @@ async def publish_async(
     traceparent: str | None = None,
     schema: str | None = DEFAULT_SCHEMA,
 ) -> Published:
-    """``publish`` for asyncio connections; see ``hookline.publish_async``."""
+    """``publish`` for asyncio connections: an asyncpg connection (a pool's too), a
+    psycopg ``AsyncConnection``, a SQLAlchemy ``AsyncSession`` or ``AsyncConnection``.
+    The same arguments, answer and errors as ``publish``."""
     event = new_event(event_type, user_id, data, event_id, traceparent)
     check_schema(schema)
     if is_sqlalchemy_async(conn):

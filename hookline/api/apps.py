@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,6 +13,7 @@ from hookline.api.body import JsonRoute
 from hookline.api.common import BODY, Auth, app_of, errors, store
 from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 from hookline.rules import check_url
+from hookline.store import App
 
 router = APIRouter(route_class=JsonRoute)
 
@@ -27,8 +29,8 @@ async def create_app(body: s.AppIn, request: Request, who: Auth) -> dict[str, An
     who.require_admin()
     if body.operator_url is not None:
         check_url(body.operator_url, allow_private=request.app.state.settings.allow_private_targets)
-    row, api_key = await store(request).create_app(body.name, body.operator_url)
-    return {**row, "api_key": api_key}
+    app, api_key = await store(request).create_app(body.name, body.operator_url)
+    return {**asdict(app), "api_key": api_key}
 
 
 @router.get("/apps", response_model=s.AppList, tags=["apps"])
@@ -48,7 +50,7 @@ async def list_apps(
 
 
 @router.get("/apps/{app_id}", response_model=s.AppOut, responses=errors(403, 404), tags=["apps"])
-async def get_app(app_id: str, request: Request, who: Auth) -> dict[str, Any]:
+async def get_app(app_id: str, request: Request, who: Auth) -> App:
     return await app_of(request, who, app_id)
 
 
@@ -113,8 +115,8 @@ async def rotate_verification_key(
 async def rotate_api_key(app_id: str, request: Request, who: Auth) -> dict[str, Any]:
     """A new API key, shown once; the old one stops working at once."""
     who.require_app(app_id)
-    row, api_key = await store(request).rotate_api_key(app_id)
-    return {**row, "api_key": api_key}
+    app, api_key = await store(request).rotate_api_key(app_id)
+    return {**asdict(app), "api_key": api_key}
 
 
 @router.post(
@@ -131,10 +133,11 @@ async def create_installation(
     app_id: str, body: s.InstallationIn, request: Request, who: Auth
 ) -> Any:
     who.require_admin()
-    row, created = await store(request).install(app_id, body.user_id)
+    installation, created = await store(request).install(app_id, body.user_id)
     if not created:
-        return JSONResponse(s.InstallationOut(**row).model_dump(mode="json"), status_code=200)
-    return row
+        out = s.InstallationOut.model_validate(installation, from_attributes=True)
+        return JSONResponse(out.model_dump(mode="json"), status_code=200)
+    return installation
 
 
 @router.get(
@@ -149,4 +152,4 @@ async def list_installations(
     """The users who installed the app, oldest first, a page at a time."""
     await app_of(request, who, app_id)
     rows = await store(request).list_installations(app_id, after=decode(cursor), limit=limit + 1)
-    return page(rows, limit, lambda row: (float(row["created_at"]), row["user_id"]))
+    return page(rows, limit, lambda row: (row.created_at, row.user_id))

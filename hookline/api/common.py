@@ -15,6 +15,7 @@ from hookline.api.auth import caller
 from hookline.exceptions import NotFound
 from hookline.front.access import Caller
 from hookline.front.services import charge, store, wake_engine
+from hookline.store import App
 
 __all__ = [
     "BODY",
@@ -61,7 +62,7 @@ ERRORS = errors(401, 422, 429, 503)
 BODY = (400, 413, 415)
 
 
-async def app_of(request: Request, who: Caller, app_id: str) -> dict[str, Any]:
+async def app_of(request: Request, who: Caller, app_id: str) -> App:
     """The app, if the caller may see it: 403 for another app's key, 404 if none."""
     who.require_app(app_id)
     return await store(request).get_app(app_id)

@@ -20,7 +20,7 @@ from hookline.api.common import (
     store,
     wake_engine,
 )
-from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
+from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, decode, page
 from hookline.rules import check_url, with_authorization
 from hookline.samples import sample_data
 from hookline.store.deliveries import TEST_USER
@@ -68,7 +68,7 @@ async def list_endpoints(
     """The app's endpoints, oldest first, a page at a time."""
     await app_of(request, who, app_id)
     rows = await store(request).list_endpoints(app_id, after=decode(cursor), limit=limit + 1)
-    found = page(rows, limit, by_id)
+    found = page(rows, limit, lambda row: (float(row["created_at"]), row["id"]))
     return {**found, "data": [endpoint_out(row) for row in found["data"]]}
 
 

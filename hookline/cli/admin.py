@@ -36,7 +36,7 @@ from hookline.config import EngineSettings
 from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, WILDCARD, format_timestamp
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
-from hookline.store import NewEvent, Store
+from hookline.store import App, NewEvent, Store
 from hookline.store.base import new_id
 
 T = TypeVar("T")
@@ -170,14 +170,14 @@ def apps() -> None:
 def apps_list(database: str) -> None:
     """Every app, with its endpoints."""
 
-    async def work(store: Store) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        return [(a, await store.list_endpoints(a["id"])) for a in await store.list_apps()]
+    async def work(store: Store) -> list[tuple[App, list[dict[str, Any]]]]:
+        return [(a, await store.list_endpoints(a.id)) for a in await store.list_apps()]
 
     table = _table("id", "name", "endpoints", "created (UTC)")
     for app, endpoints in _run(database, work):
         off = sum(1 for e in endpoints if not e["enabled"])
         count = f"{len(endpoints)}" + (f" [red]({off} disabled)[/]" if off else "")
-        table.add_row(app["id"], app["name"], count, _when(app["created_at"]))
+        table.add_row(app.id, app.name, count, _when(app.created_at))
     _console().print(table)
 
 
@@ -204,9 +204,9 @@ def apps_create(
         operator_url = _checked_url(operator_url, allow_private_targets, "--operator-url")
     app, api_key = _run(database, lambda store: store.create_app(name, operator_url))
     console = _console()
-    console.print(f"id                {app['id']}")
+    console.print(f"id                {app.id}")
     console.print(f"api_key           {api_key}   [dim](shown once; keep it)[/]")
-    console.print(f"verification_key  {app['verification_key']}")
+    console.print(f"verification_key  {app.verification_key}")
     if operator_url is not None:
         console.print(f"operator_url      {operator_url}")
 
@@ -234,7 +234,7 @@ def apps_update(
     if operator_url is not None:
         operator_url = _checked_url(operator_url, allow_private_targets, "--operator-url")
 
-    async def work(store: Store) -> dict[str, Any]:
+    async def work(store: Store) -> App:
         app = await store.get_app(app_id)
         if name is not None:
             app = await store.rename_app(app_id, name)
@@ -244,8 +244,8 @@ def apps_update(
 
     app = _run(database, work)
     console = _console()
-    console.print(f"[bold]{app['name']}[/]  {app['id']}")
-    console.print(f"operator_url      {app['operator_url'] or 'none'}")
+    console.print(f"[bold]{app.name}[/]  {app.id}")
+    console.print(f"operator_url      {app.operator_url or 'none'}")
 
 
 @apps.command("install")
@@ -264,20 +264,20 @@ def apps_install(app_id: str, user_id: str, database: str) -> None:
 def apps_show(app_id: str, database: str) -> None:
     """One app: its keys' state, installations and endpoints."""
 
-    async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    async def work(store: Store) -> tuple[App, list[dict[str, Any]], int]:
         app = await store.get_app(app_id)
         installations = await store.count_installations(app_id)
         return app, await store.list_endpoints(app_id), installations
 
     app, endpoints, installations = _run(database, work)
     console = _console()
-    console.print(f"[bold]{app['name']}[/]  {app['id']}")
-    console.print(f"created           {_when(app['created_at'])}")
+    console.print(f"[bold]{app.name}[/]  {app.id}")
+    console.print(f"created           {_when(app.created_at)}")
     console.print(f"installations     {installations}")
-    console.print(f"operator_url      {app.get('operator_url') or 'none'}")
+    console.print(f"operator_url      {app.operator_url or 'none'}")
     rotation = "none"
-    if app.get("next_verification_key"):
-        rotation = f"in progress, the new key signs from {_when(app.get('key_switch_at'))}"
+    if app.next_verification_key:
+        rotation = f"in progress, the new key signs from {_when(app.key_switch_at)}"
     console.print(f"key rotation      {rotation}")
     console.print(_endpoint_table(endpoints))
 

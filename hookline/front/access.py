@@ -57,7 +57,7 @@ async def authenticate(state: Any, host: str | None, token: str) -> Caller | Non
     if hmac.compare_digest(token.encode(), state.admin_token.encode()):
         found = Caller(app_id=None)
     elif (app := await state.store.app_for_api_key(token)) is not None:
-        found = Caller(app_id=app["id"])
+        found = Caller(app_id=app.id)
     if found is None:
         quotas.auth.failed(attempt)
     else:

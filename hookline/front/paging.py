@@ -13,13 +13,15 @@ import base64
 import binascii
 import math
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import orjson
 from fastapi import Query
 
 from hookline.exceptions import ValidationError
 from hookline.store.base import PageKey
+
+T = TypeVar("T")
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
@@ -64,14 +66,22 @@ def decode(cursor: str | None) -> PageKey | None:
     raise ValidationError("cursor: not one this list gave; pass its next_cursor unchanged")
 
 
-def page(
-    rows: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], PageKey]
-) -> dict[str, Any]:
+class Listed(Protocol):
+    """What ``by_id`` pages by: apps and endpoints."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> float: ...
+
+
+def page(rows: list[T], limit: int, key: Callable[[T], PageKey]) -> dict[str, Any]:
     """The answer for ``rows`` fetched with ``limit + 1`` (one more says there is more)."""
     more = len(rows) > limit
     rows = rows[:limit]
     return {"data": rows, "next_cursor": encode(key(rows[-1])) if more else None}
 
 
-def by_id(row: dict[str, Any]) -> PageKey:
-    return float(row["created_at"]), str(row["id"])
+def by_id(row: Listed) -> PageKey:
+    return row.created_at, row.id

@@ -1,6 +1,23 @@
 """Storage: one interface (``Store``), SQLite and PostgreSQL behind it."""
 
 from hookline.store.manager import Store
-from hookline.store.records import AttemptResult, Claimed, Job, NewEvent, Published
+from hookline.store.records import (
+    App,
+    AttemptResult,
+    Claimed,
+    Installation,
+    Job,
+    NewEvent,
+    Published,
+)
 
-__all__ = ["AttemptResult", "Claimed", "Job", "NewEvent", "Published", "Store"]
+__all__ = [
+    "App",
+    "AttemptResult",
+    "Claimed",
+    "Installation",
+    "Job",
+    "NewEvent",
+    "Published",
+    "Store",
+]

@@ -16,11 +16,12 @@ from hookline.store.base import (
     to_json,
 )
 from hookline.store.connector import Connection, Row
+from hookline.store.records import App
 
 
 class Apps(StoreBase):
-    async def create_app(self, name: str, operator_url: str | None = None) -> tuple[Row, str]:
-        """Create an app; return its row and its API key (shown once, stored hashed).
+    async def create_app(self, name: str, operator_url: str | None = None) -> tuple[App, str]:
+        """Create an app; return it and its API key (shown once, stored hashed).
         With ``operator_url``, hookline's operational webhooks about the app's endpoints
         go there (``set_operator_url``)."""
         rules.APP_NAME.check(name)
@@ -40,9 +41,9 @@ class Apps(StoreBase):
             assert row is not None
             if operator_url is not None:
                 row = await self._set_operator_url(tx, row["id"], operator_url, now)
-        return self._opened(row), api_key
+        return self._app(row), api_key
 
-    async def set_operator_url(self, app_id: str, operator_url: str | None) -> Row:
+    async def set_operator_url(self, app_id: str, operator_url: str | None) -> App:
         """Send hookline's operational webhooks about the app's endpoints to
         ``operator_url`` (None: nowhere).
 
@@ -57,7 +58,7 @@ class Apps(StoreBase):
             if await tx.fetchrow("get_app", id=app_id) is None:
                 raise NotFound(f"no app with id {app_id!r}")
             row = await self._set_operator_url(tx, app_id, operator_url, self.clock.now())
-        return self._opened(row)
+        return self._app(row)
 
     async def _set_operator_url(
         self, tx: Connection, app_id: str, url: str | None, now: float
@@ -91,28 +92,29 @@ class Apps(StoreBase):
         assert row is not None
         return row
 
-    async def get_app(self, app_id: str) -> Row:
+    async def get_app(self, app_id: str) -> App:
         row = await self.db.fetchrow("get_app", id=app_id)
         if row is None:
             raise NotFound(f"no app with id {app_id!r}")
-        return self._opened(row)
+        return self._app(row)
 
-    async def app_for_api_key(self, api_key: str) -> Row | None:
-        return await self.db.fetchrow("get_app_by_key_hash", api_key_hash=hash_api_key(api_key))
+    async def app_for_api_key(self, api_key: str) -> App | None:
+        row = await self.db.fetchrow("get_app_by_key_hash", api_key_hash=hash_api_key(api_key))
+        return None if row is None else self._app(row)
 
     async def list_apps(
         self, *, after: PageKey | None = None, limit: int | None = None
-    ) -> list[Row]:
+    ) -> list[App]:
         """Apps oldest first; with ``after`` and ``limit``, one page (``PageKey``)."""
         rows = await self.db.fetch("list_apps", **page_params(after, limit))
-        return [self._opened(row) for row in rows]
+        return [self._app(row) for row in rows]
 
-    async def rename_app(self, app_id: str, name: str) -> Row:
+    async def rename_app(self, app_id: str, name: str) -> App:
         rules.APP_NAME.check(name)
         row = await self.db.fetchrow("rename_app", id=app_id, name=name)
         if row is None:
             raise NotFound(f"no app with id {app_id!r}")
-        return self._opened(row)
+        return self._app(row)
 
     async def delete_app(self, app_id: str) -> None:
         """Delete an app with its installations, endpoints, deliveries and attempts."""
@@ -122,7 +124,7 @@ class Apps(StoreBase):
         if gone is None:
             raise NotFound(f"no app with id {app_id!r}")
 
-    async def rotate_api_key(self, app_id: str) -> tuple[Row, str]:
+    async def rotate_api_key(self, app_id: str) -> tuple[App, str]:
         """A new API key for the app (shown once); the old one stops working at once."""
         api_key = new_api_key()
         async with self.db.transaction() as tx:
@@ -131,4 +133,4 @@ class Apps(StoreBase):
             )
         if row is None:
             raise NotFound(f"no app with id {app_id!r}")
-        return self._opened(row), api_key
+        return self._app(row), api_key

@@ -13,6 +13,7 @@ from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import Limits, redact_url
 from hookline.exceptions import ConfigError
 from hookline.store.connector import Connector, Row, connector_for
+from hookline.store.records import App
 from hookline.store.sealing import KeyBox
 
 #: Where a page of a list starts: just after the row with this (created_at, id), in the
@@ -125,6 +126,13 @@ class StoreBase:
         row["verification_key"] = self.keys.open(row["verification_key"])
         row["next_verification_key"] = self.keys.open_optional(row.get("next_verification_key"))
         return row
+
+    def _app(self, row: Row) -> App:
+        return App.from_row(
+            row,
+            self.keys.open(row["verification_key"]),
+            self.keys.open_optional(row["next_verification_key"]),
+        )
 
     def _seal_headers(self, headers: dict[str, str] | None) -> str | None:
         return self.keys.seal(to_json(headers)) if headers else None

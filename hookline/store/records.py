@@ -1,9 +1,65 @@
-"""The values that cross the store's boundary on the delivery hot path."""
+"""The values that cross the store's boundary: what it is given and what it answers.
+
+Rows become records here, once: JSON columns decoded, 0/1 flags made booleans, sealed
+secrets opened (and kept out of ``repr``, so a log line or a traceback never shows one).
+The layers above read attributes and never decode a column. Frozen dataclasses with
+slots: no record is built on the engine's claim-and-record path (that path has ``Job``),
+so they need no faster kind.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from hookline.store.connector import Row
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """An app, with its verification keys opened: they are the app's to see."""
+
+    id: str
+    name: str
+    created_at: float
+    #: Where hookline's operational webhooks about its endpoints go (None: nowhere).
+    operator_url: str | None
+    verification_key: str = field(repr=False)
+    #: During a rotation: the key that signs from ``key_switch_at`` on.
+    next_verification_key: str | None = field(repr=False)
+    key_switch_at: float | None
+    #: What a dashboard session is bound to: a new API key ends its sessions.
+    api_key_hash: str = field(repr=False)
+
+    @classmethod
+    def from_row(cls, row: Row, verification_key: str, next_key: str | None) -> App:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            created_at=float(row["created_at"]),
+            operator_url=row["operator_url"],
+            verification_key=verification_key,
+            next_verification_key=next_key,
+            key_switch_at=_float_or_none(row["key_switch_at"]),
+            api_key_hash=row["api_key_hash"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    """``user_id`` installed the app ``app_id``: its events fan out to the app."""
+
+    app_id: str
+    user_id: str
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Row) -> Installation:
+        return cls(row["app_id"], row["user_id"], float(row["created_at"]))
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,14 @@ from hookline.exceptions import Conflict, NotFound
 from hookline.store.base import new_verification_key, to_json
 from hookline.store.connector import Row
 from hookline.store.endpoints import Endpoints
+from hookline.store.records import App
 from hookline.store.sealing import KeyBox
 
 
 class Rotation(Endpoints):
     """Extends ``Endpoints``: a rotated endpoint comes back as endpoints are shown."""
 
-    async def rotate_verification_key(self, app_id: str, grace: float) -> Row:
+    async def rotate_verification_key(self, app_id: str, grace: float) -> App:
         """Make the app's next verification key; signing switches to it after ``grace``.
 
         Until then ``X-Selz-Signature`` stays on the current key and ``webhook-signature``
@@ -33,7 +34,7 @@ class Rotation(Endpoints):
                 "set_verification_keys", id=app_id, **self._rotated(stored, now, grace)
             )
         assert row is not None
-        return self._opened(row)
+        return self._app(row)
 
     async def rotate_endpoint_key(self, endpoint_id: str, grace: float) -> Row:
         """``rotate_verification_key`` for an endpoint: its next key of its own. One that

@@ -21,9 +21,9 @@ async def site(sqlite_url: str) -> AsyncIterator[tuple[str, dict[str, str], dict
     for name in ("First", "Second"):
         app, key = await store.create_app(name)
         endpoint = await store.create_endpoint(
-            app["id"], url="https://example.com/hook", event_types=["*"], timeout=5
+            app.id, url="https://example.com/hook", event_types=["*"], timeout=5
         )
-        apps.append({"id": app["id"], "key": key, "endpoint": endpoint["id"]})
+        apps.append({"id": app.id, "key": key, "endpoint": endpoint["id"]})
     await store.close()
     async with running_api(sqlite_url, deliver=False) as base:
         yield base, apps[0], apps[1]
@@ -171,7 +171,7 @@ def test_session_cookies_expire_and_resist_tampering() -> None:
 
 async def test_the_apps_page_shows_a_page_at_a_time(sqlite_url: str) -> None:
     store = await Store.open(sqlite_url)
-    made = [(await store.create_app(f"app {n}"))[0]["id"] for n in range(55)]
+    made = [(await store.create_app(f"app {n}"))[0].id for n in range(55)]
     await store.close()
     async with running_api(sqlite_url, deliver=False) as base:
         http, _ = await _signed_in(base, ADMIN)

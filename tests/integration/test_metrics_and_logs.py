@@ -28,17 +28,15 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def _app_with_backlog(store: Store) -> str:
     app, _ = await store.create_app("shop")
-    await store.install(app["id"], "store-1")
+    await store.install(app.id, "store-1")
     # A closed port: nothing will be delivered while the test looks at the queue.
-    await store.create_endpoint(
-        app["id"], url="http://127.0.0.1:9/hook", event_types=["*"], timeout=1
-    )
+    await store.create_endpoint(app.id, url="http://127.0.0.1:9/hook", event_types=["*"], timeout=1)
     events = [
         NewEvent(id=f"evt-{i}", event_type="order_completed", user_id="store-1", data="{}")
         for i in range(3)
     ]
     await store.publish(events)
-    return str(app["id"])
+    return str(app.id)
 
 
 async def test_snapshot_counts_pending_and_endpoint_states(sqlite_url: str) -> None:

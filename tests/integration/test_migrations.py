@@ -174,6 +174,6 @@ async def test_migrate_upgrades_an_older_database_in_place(database_url: str) ->
     store = await Store.open(database_url, migrate=False)
     try:
         assert await store.db.schema_version() == latest
-        assert (await store.get_app("app_1"))["name"] == "shop"
+        assert (await store.get_app("app_1")).name == "shop"
     finally:
         await store.close()

@@ -74,10 +74,8 @@ async def test_a_listener_hears_publishes_again_after_its_connection_dropped(
 ) -> None:
     publisher = await Store.open(postgres_url)
     app, _ = await publisher.create_app("shop")
-    await publisher.install(app["id"], "u1")
-    await publisher.create_endpoint(
-        app["id"], url="http://127.0.0.1:9/", event_types=["*"], timeout=5
-    )
+    await publisher.install(app.id, "u1")
+    await publisher.create_endpoint(app.id, url="http://127.0.0.1:9/", event_types=["*"], timeout=5)
     listener = await Store.open(_through(postgres_url, forwarder))
     heard = asyncio.Event()
     subscription = await listener.on_published(heard.set)

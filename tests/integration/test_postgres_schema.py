@@ -29,7 +29,7 @@ async def test_migrate_makes_the_schema_and_keeps_every_table_in_it(postgres_url
     store = await Store.open(postgres_url + "?schema=hookline")
     try:
         app, _ = await store.create_app("shop")
-        assert (await store.get_app(app["id"]))["name"] == "shop"
+        assert (await store.get_app(app.id)).name == "shop"
     finally:
         await store.close()
     conn = await asyncpg.connect(postgres_url)

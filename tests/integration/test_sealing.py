@@ -38,32 +38,30 @@ async def test_keys_are_sealed_when_a_master_key_is_set_and_rotated_with_it(
     store = await Store.open(database_url, keys=KeyBox(first))
     try:
         sealed_app, _ = await store.create_app("sealed")
-        rotated = await store.rotate_verification_key(sealed_app["id"], grace=60)
+        rotated = await store.rotate_verification_key(sealed_app.id, grace=60)
         raw = await stored_keys(store)
-        assert raw[plain_app["id"]] == plain_app["verification_key"]
-        assert raw[sealed_app["id"]].startswith("fernet:")
-        assert sealed_app["verification_key"] not in raw[sealed_app["id"]]
+        assert raw[plain_app.id] == plain_app.verification_key
+        assert raw[sealed_app.id].startswith("fernet:")
+        assert sealed_app.verification_key not in raw[sealed_app.id]
         # Both kinds read back in the clear, on the API's path and on the engine's.
-        assert (await store.get_app(sealed_app["id"]))["verification_key"] == (
-            sealed_app["verification_key"]
+        assert (await store.get_app(sealed_app.id)).verification_key == (
+            sealed_app.verification_key
         )
-        assert (await store.get_app(plain_app["id"]))["verification_key"] == (
-            plain_app["verification_key"]
-        )
-        await store.install(sealed_app["id"], "u1")
+        assert (await store.get_app(plain_app.id)).verification_key == (plain_app.verification_key)
+        await store.install(sealed_app.id, "u1")
         await store.create_endpoint(
-            sealed_app["id"], url="http://127.0.0.1:9/", event_types=["*"], timeout=1
+            sealed_app.id, url="http://127.0.0.1:9/", event_types=["*"], timeout=1
         )
         await store.publish([NewEvent("e1", "order_completed", "u1", "{}")])
         (job,) = await store.claim("w", limit=10, default_cap=10, lease_margin=5)
-        assert job.keys == (sealed_app["verification_key"], rotated["next_verification_key"])
+        assert job.keys == (sealed_app.verification_key, rotated.next_verification_key)
     finally:
         await store.close()
 
     without = await Store.open(database_url, keys=KeyBox(None))
     try:
         with pytest.raises(ConfigError, match="HOOKLINE_MASTER_KEY"):
-            await without.get_app(sealed_app["id"])
+            await without.get_app(sealed_app.id)
     finally:
         await without.close()
 
@@ -76,16 +74,16 @@ async def test_keys_are_sealed_when_a_master_key_is_set_and_rotated_with_it(
         raw = await stored_keys(store)
         assert all(value.startswith("fernet:") for value in raw.values())
         for app in (plain_app, sealed_app):
-            assert (await store.get_app(app["id"]))["verification_key"] == app["verification_key"]
-        assert (await store.get_app(sealed_app["id"]))["next_verification_key"] == (
-            rotated["next_verification_key"]
+            assert (await store.get_app(app.id)).verification_key == app.verification_key
+        assert (await store.get_app(sealed_app.id)).next_verification_key == (
+            rotated.next_verification_key
         )
     finally:
         await store.close()
     old_only = await Store.open(database_url, keys=KeyBox(first))
     try:
         with pytest.raises(ConfigError, match="another master key"):
-            await old_only.get_app(plain_app["id"])
+            await old_only.get_app(plain_app.id)
     finally:
         await old_only.close()
 
@@ -93,7 +91,7 @@ async def test_keys_are_sealed_when_a_master_key_is_set_and_rotated_with_it(
     store = await Store.open(database_url, keys=KeyBox(None))
     try:
         raw = await stored_keys(store)
-        assert raw == {a["id"]: a["verification_key"] for a in (plain_app, sealed_app)}
+        assert raw == {a.id: a.verification_key for a in (plain_app, sealed_app)}
     finally:
         await store.close()
 
@@ -113,9 +111,9 @@ async def test_endpoint_headers_are_sealed_and_resealed_with_the_master_key(
     store = await Store.open(database_url, keys=KeyBox(first))
     try:
         app, _ = await store.create_app("shop")
-        await store.install(app["id"], "u1")
+        await store.install(app.id, "u1")
         endpoint = await store.create_endpoint(
-            app["id"],
+            app.id,
             url="http://127.0.0.1:9/",
             event_types=["*"],
             timeout=1,
@@ -124,7 +122,7 @@ async def test_endpoint_headers_are_sealed_and_resealed_with_the_master_key(
         )
         assert endpoint["headers"] == {"X-Api-Key": "••••cdef"}
         own_key = endpoint["verification_key"]
-        assert own_key and own_key != app["verification_key"]
+        assert own_key and own_key != app.verification_key
         (raw,) = await store.db.fetch("endpoint_secrets_after", after="", limit=10)
         assert raw["headers"].startswith("fernet:") and secret not in raw["headers"]
         await store.publish([NewEvent("e1", "order_completed", "u1", "{}")])

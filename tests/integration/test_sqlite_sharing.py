@@ -36,9 +36,9 @@ async def two(tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
 
 async def _app_for(store: Store, user: str) -> None:
     app, _ = await store.create_app("shop")
-    await store.install(app["id"], user)
+    await store.install(app.id, user)
     await store.create_endpoint(
-        app["id"], url="https://example.com/hook", event_types=["*"], timeout=10.0
+        app.id, url="https://example.com/hook", event_types=["*"], timeout=10.0
     )
 
 
@@ -127,7 +127,7 @@ async def test_a_write_waits_for_another_writer_without_holding_up_the_loop(
         assert not creating.done()
         release.set()
         app, _ = await asyncio.wait_for(creating, 30)
-        assert app["name"] == "waits"
+        assert app.name == "waits"
     finally:
         release.set()
         await asyncio.to_thread(holder.join)

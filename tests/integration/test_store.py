@@ -48,9 +48,9 @@ def event(event_id: str, user: str, n: int = 0, event_type: str = "order_complet
 async def app_with_endpoint(store: Store, users: list[str], **endpoint: Any) -> dict[str, Any]:
     app, _ = await store.create_app("shop")
     for user in users:
-        await store.install(app["id"], user)
+        await store.install(app.id, user)
     options = {"url": "http://127.0.0.1:9/hook", "event_types": ["*"], "timeout": 10.0}
-    return await store.create_endpoint(app["id"], **(options | endpoint))
+    return await store.create_endpoint(app.id, **(options | endpoint))
 
 
 async def claim(store: Store, owner: str = "w1", limit: int = 100, **kw: Any) -> list[Job]:
@@ -69,22 +69,22 @@ def result(job: Job, outcome: str = "delivered", **kw: Any) -> AttemptResult:
 
 async def test_apps_are_created_found_by_key_and_listed(store: Store) -> None:
     app, api_key = await store.create_app("shop")
-    assert app["name"] == "shop" and api_key.startswith("hk_")
-    assert (await store.get_app(app["id"]))["verification_key"] == app["verification_key"]
+    assert app.name == "shop" and api_key.startswith("hk_")
+    assert (await store.get_app(app.id)).verification_key == app.verification_key
     found = await store.app_for_api_key(api_key)
-    assert found is not None and found["id"] == app["id"]
+    assert found is not None and found.id == app.id
     assert await store.app_for_api_key("hk_nope") is None
-    assert [a["id"] for a in await store.list_apps()] == [app["id"]]
+    assert [a.id for a in await store.list_apps()] == [app.id]
     with pytest.raises(NotFound):
         await store.get_app("app_missing")
 
 
 async def test_installing_twice_keeps_one_installation(store: Store) -> None:
     app, _ = await store.create_app("shop")
-    _, new = await store.install(app["id"], "u1")
-    _, again = await store.install(app["id"], "u1")
+    _, new = await store.install(app.id, "u1")
+    _, again = await store.install(app.id, "u1")
     assert (new, again) == (True, False)
-    assert [i["user_id"] for i in await store.list_installations(app["id"])] == ["u1"]
+    assert [i.user_id for i in await store.list_installations(app.id)] == ["u1"]
     with pytest.raises(NotFound):
         await store.install("app_missing", "u1")
 
@@ -197,7 +197,7 @@ async def test_a_job_carries_everything_needed_to_send_it(store: Store) -> None:
         0,
     )
     assert (job.url, job.timeout, job.endpoint_id) == (endpoint["url"], 3.0, endpoint["id"])
-    assert job.keys == (app["verification_key"],)
+    assert job.keys == (app.verification_key,)
     assert len(job.token) == 48
 
 
@@ -477,16 +477,16 @@ async def test_an_app_has_at_most_its_endpoints_even_when_creates_race(database_
 
         async def create(n: int) -> Any:
             return await stores[n % 3].create_endpoint(
-                app["id"], url=f"http://127.0.0.1:9/{n}", event_types=["*"], timeout=1
+                app.id, url=f"http://127.0.0.1:9/{n}", event_types=["*"], timeout=1
             )
 
         outcomes = await asyncio.gather(*(create(n) for n in range(12)), return_exceptions=True)
         refused = [o for o in outcomes if isinstance(o, LimitReached)]
         assert len(refused) == 9, outcomes
         assert "HOOKLINE_MAX_ENDPOINTS_PER_APP=3" in refused[0].message
-        assert len(await stores[0].list_endpoints(app["id"])) == 3
+        assert len(await stores[0].list_endpoints(app.id)) == 3
         other, _ = await stores[0].create_app("other")  # a limit per app, not overall
-        await create_in(stores[0], other["id"])
+        await create_in(stores[0], other.id)
     finally:
         for s in stores:
             await s.close()
@@ -502,11 +502,11 @@ async def test_endpoint_timeout_and_in_flight_are_bounded(database_url: str) -> 
     try:
         app, _ = await store.create_app("shop")
         with pytest.raises(ValidationError, match="HOOKLINE_MAX_TIMEOUT"):
-            await create_in(store, app["id"], timeout=30.5)
+            await create_in(store, app.id, timeout=30.5)
         with pytest.raises(ValidationError, match="HOOKLINE_MAX_IN_FLIGHT"):
-            await create_in(store, app["id"], max_in_flight=101)
-        assert await store.list_endpoints(app["id"]) == []
-        endpoint = await create_in(store, app["id"], timeout=30, max_in_flight=100)
+            await create_in(store, app.id, max_in_flight=101)
+        assert await store.list_endpoints(app.id) == []
+        endpoint = await create_in(store, app.id, timeout=30, max_in_flight=100)
         with pytest.raises(ValidationError, match="HOOKLINE_MAX_TIMEOUT"):
             await store.update_endpoint(endpoint["id"], timeout=31)
         with pytest.raises(ValidationError, match="HOOKLINE_MAX_IN_FLIGHT"):
@@ -539,13 +539,13 @@ async def test_an_app_gets_its_cap_and_its_fair_share_across_claimers(store: Sto
     apps = []
     for name in ("a", "b"):
         app, _ = await store.create_app(name)
-        await store.install(app["id"], f"{name}-user")
+        await store.install(app.id, f"{name}-user")
         for _ in range(2):
-            await create_in(store, app["id"], ordered=False)
+            await create_in(store, app.id, ordered=False)
         apps.append(app)
     await store.publish([event(f"{u}-{i}", f"{u}-user", i) for u in "ab" for i in range(40)])
 
-    a, b = apps[0]["id"], apps[1]["id"]
+    a, b = apps[0].id, apps[1].id
     # Apps take turns within a claim.
     turns = await claim(store, owner="w1", limit=4, app_cap=30, slots=20)
     assert Counter(j.app_id for j in turns) == {a: 2, b: 2}
@@ -565,15 +565,15 @@ async def test_a_publish_past_the_delivery_bound_writes_nothing(database_url: st
     store = await Store.open(database_url, limits=Limits(max_deliveries_per_publish=5000))
     try:
         app, _ = await store.create_app("wide")
-        await store.install(app["id"], "u1")
+        await store.install(app.id, "u1")
         for n in range(100):  # the most endpoints one app may have, each taking every event
-            await create_in(store, app["id"], url=f"http://127.0.0.1:9/{n}")
+            await create_in(store, app.id, url=f"http://127.0.0.1:9/{n}")
 
         started = time.perf_counter()
         with pytest.raises(TooLarge, match=r"would make 5100 deliveries.*at most 5000"):
             await store.publish([event(f"e{i}", "u1", i) for i in range(51)])
         refused = time.perf_counter() - started
-        assert await store.list_deliveries(app["id"]) == []
+        assert await store.list_deliveries(app.id) == []
         with pytest.raises(NotFound):
             await store.get_event("e0")
 

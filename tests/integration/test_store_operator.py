@@ -23,11 +23,11 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 async def _setup(store: Store) -> tuple[str, str]:
     app, _ = await store.create_app("shop")
-    await store.install(app["id"], "store-1")
+    await store.install(app.id, "store-1")
     endpoint = await store.create_endpoint(
-        app["id"], url="https://example.com/hook", event_types=["order_completed"], timeout=5
+        app.id, url="https://example.com/hook", event_types=["order_completed"], timeout=5
     )
-    return str(app["id"]), str(endpoint["id"])
+    return str(app.id), str(endpoint["id"])
 
 
 async def _fail_everything(store: Store) -> int:

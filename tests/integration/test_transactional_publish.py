@@ -65,14 +65,14 @@ async def _world(driver: str, url: str, hookline_url: str) -> AsyncIterator[Worl
     store = await Store.open(hookline_url)
     try:
         app, _ = await store.create_app("shop")
-        await store.install(app["id"], "store-1")
+        await store.install(app.id, "store-1")
         # Two endpoints take order_completed, a third does not.
         for types in (["*"], ["order_completed"], ["product_created"]):
             await store.create_endpoint(
-                app["id"], url="http://127.0.0.1:9/hook", event_types=types, timeout=5
+                app.id, url="http://127.0.0.1:9/hook", event_types=types, timeout=5
             )
         async with open_platform(driver, url) as platform:
-            yield World(platform, store, app["id"], driver)
+            yield World(platform, store, app.id, driver)
     finally:
         await store.close()
 

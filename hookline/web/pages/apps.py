@@ -3,7 +3,7 @@ installations and where its operational events go."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -15,6 +15,7 @@ from hookline.front import paging
 from hookline.front.services import charge
 from hookline.front.services import store as app_store
 from hookline.rules import APP_NAME, USER_ID, check_url
+from hookline.store import App
 from hookline.web import chart
 from hookline.web.pages.common import HtmlRoute, app_for, check_csrf, page, rate_fields, signed_in
 from hookline.web.session import Session
@@ -43,10 +44,9 @@ async def apps_page(request: Request, cursor: str | None = None) -> Response:
         APPS_PER_PAGE,
         paging.by_id,
     )
-    for app in found["data"]:
-        app["endpoints"] = await store.list_endpoints(app["id"])
+    apps = [(app, await store.list_endpoints(app.id)) for app in found["data"]]
     more = found["next_cursor"] and "?" + urlencode({"cursor": found["next_cursor"]})
-    return page(request, "apps.html", session, apps=found["data"], more=more, created=None)
+    return page(request, "apps.html", session, apps=apps, more=more, created=None)
 
 
 @router.post("/apps")
@@ -72,7 +72,7 @@ async def app_page(request: Request, app_id: str) -> Response:
 async def _app_page(
     request: Request,
     session: Session,
-    app: dict[str, Any],
+    app: App,
     *,
     form: dict[str, str] | None = None,
     error: str | None = None,
@@ -82,19 +82,19 @@ async def _app_page(
     """The app's page; with an error, the form that caused it filled in again (422)."""
     store = app_store(request)
     since, bucket = chart.window()
-    timeline = await store.delivery_timeline(app["id"], since=since, bucket=bucket)
+    timeline = await store.delivery_timeline(app.id, since=since, bucket=bucket)
     response = page(
         request,
         "app.html",
         session,
         app=app,
-        endpoints=await store.list_endpoints(app["id"]),
-        installations=await store.count_installations(app["id"]),
+        endpoints=await store.list_endpoints(app.id),
+        installations=await store.count_installations(app.id),
         chart=chart.build(timeline, since, bucket),
         form=form
         or {"event": "order_completed", "url": "", "rate_limit": "", "rate_limit_burst": ""},
         error=error,
-        operator_url=(app.get("operator_url") or "") if operator_url is None else operator_url,
+        operator_url=(app.operator_url or "") if operator_url is None else operator_url,
         operator_error=operator_error,
     )
     if error or operator_error:

@@ -40,6 +40,7 @@ from hookline.rules import (
     check_rate_burst,
     check_rate_limit,
 )
+from hookline.store import App
 from hookline.web.session import COOKIE, Session, SessionSigner, credential_hash
 
 #: Deliveries on a page (an endpoint's, an app's).
@@ -150,7 +151,7 @@ async def signed_in(request: Request) -> Session:
         current = credential_hash(request.app.state.admin_token)
     else:
         try:
-            current = (await app_store(request).get_app(session.subject))["api_key_hash"]
+            current = (await app_store(request).get_app(session.subject)).api_key_hash
         except NotFound:
             raise Unauthorized("the app signed in as is gone; sign in") from None
     if not hmac.compare_digest(session.fingerprint, signer.fingerprint(current)):
@@ -163,7 +164,7 @@ def check_csrf(session: Session, token: str) -> None:
         raise ValidationError("the form has expired; reload the page and try again")
 
 
-async def app_for(request: Request, session: Session, app_id: str) -> dict[str, Any]:
+async def app_for(request: Request, session: Session, app_id: str) -> App:
     session.caller.require_app(app_id)
     return await app_store(request).get_app(app_id)
 

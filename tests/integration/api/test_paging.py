@@ -159,17 +159,15 @@ async def test_ties_in_creation_time_page_by_id(database_url: str) -> None:
         app, _ = await store.create_app("ties")
         async with store.db.transaction() as tx:
             for n in range(9):
-                await tx.execute(
-                    "create_installation", app_id=app["id"], user_id=f"u{n}", now=1000.0
-                )
+                await tx.execute("create_installation", app_id=app.id, user_id=f"u{n}", now=1000.0)
         seen: list[str] = []
         after = None
         while True:
-            rows = await store.list_installations(app["id"], after=after, limit=2)
+            rows = await store.list_installations(app.id, after=after, limit=2)
             if not rows:
                 break
-            seen += [row["user_id"] for row in rows]
-            after = (rows[-1]["created_at"], rows[-1]["user_id"])
+            seen += [row.user_id for row in rows]
+            after = (rows[-1].created_at, rows[-1].user_id)
         assert seen == [f"u{n}" for n in range(9)]
     finally:
         await store.close()

@@ -60,10 +60,10 @@ async def _setup(
 ) -> dict[str, Any]:
     app, _ = await store.create_app("shop")
     for user in users:
-        await store.install(app["id"], user)
+        await store.install(app.id, user)
     options = {"timeout": 5.0, **endpoint}
-    app["endpoint"] = await store.create_endpoint(app["id"], url=url, event_types=["*"], **options)
-    return app
+    made = await store.create_endpoint(app.id, url=url, event_types=["*"], **options)
+    return {"id": app.id, "endpoint": made}
 
 
 def _events(user: str, count: int, first: int = 0) -> list[NewEvent]:
@@ -331,12 +331,12 @@ async def test_no_spelling_of_loopback_is_dialled_even_when_stored_unchecked(
 ) -> None:
     async with ConnectionCounter() as listener:
         app, _ = await store.create_app("shop")
-        await store.install(app["id"], "store-1")
+        await store.install(app.id, "store-1")
         urls = {}
         for host in LOOPBACK_SPELLINGS:
             url = f"http://{host}:{listener.port}/hook"
             endpoint = await store.create_endpoint(
-                app["id"], url="https://hooks.example.com/hook", event_types=["*"], timeout=5.0
+                app.id, url="https://hooks.example.com/hook", event_types=["*"], timeout=5.0
             )
             urls[endpoint["id"]] = url
         # Straight into the table, past every check the store and registration make: the
@@ -349,7 +349,7 @@ async def test_no_spelling_of_loopback_is_dialled_even_when_stored_unchecked(
         await engine.start()
         try:
             await store.publish(_events("store-1", 1))
-            deliveries = await _settled(store, app["id"], len(urls))
+            deliveries = await _settled(store, app.id, len(urls))
         finally:
             await engine.stop()
         assert listener.accepted == []

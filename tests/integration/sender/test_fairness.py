@@ -77,16 +77,16 @@ async def test_a_tarpit_app_holds_its_share_of_the_slots_and_no_more(
     store = stores[0]
     a, _ = await store.create_app("attacker")
     victim, _ = await store.create_app("victim")
-    await store.install(a["id"], "a-user")
-    await store.install(victim["id"], "b-user")
+    await store.install(a.id, "a-user")
+    await store.install(victim.id, "b-user")
     # Unordered endpoints asking for the most in flight each, at the longest timeout.
     a_endpoints = [
         await store.create_endpoint(
-            a["id"], url=tarpit, event_types=["*"], timeout=3600, ordered=False, max_in_flight=128
+            a.id, url=tarpit, event_types=["*"], timeout=3600, ordered=False, max_in_flight=128
         )
         for _ in range(4)
     ]
-    await store.create_endpoint(victim["id"], url=healthy, event_types=["*"], timeout=5)
+    await store.create_endpoint(victim.id, url=healthy, event_types=["*"], timeout=5)
     engines = [Engine(s, settings) for s in stores]
     for engine in engines:
         await engine.start()

@@ -77,9 +77,9 @@ async def test_a_failing_endpoint_is_disabled_probed_and_sends_its_backlog_in_or
     engine = Engine(store, SETTINGS, observers=[metrics])
     try:
         app, _ = await store.create_app("shop")
-        await store.install(app["id"], "u1")
+        await store.install(app.id, "u1")
         ep = await store.create_endpoint(
-            app["id"], url=url, event_types=["order_completed"], timeout=2
+            app.id, url=url, event_types=["order_completed"], timeout=2
         )
         await store.publish(
             [
@@ -100,13 +100,13 @@ async def test_a_failing_endpoint_is_disabled_probed_and_sends_its_backlog_in_or
         )
         assert metrics.endpoints_auto_disabled._value.get() == 1
         assert any("is disabled" in r.getMessage() for r in caplog.records)
-        pending = await store.list_deliveries(app["id"], status="pending")
+        pending = await store.list_deliveries(app.id, status="pending")
         assert len(pending) == 5, "a disabled endpoint keeps its backlog"
 
         target.status = 200
 
         async def all_delivered() -> bool:
-            rows = await store.list_deliveries(app["id"], status="delivered")
+            rows = await store.list_deliveries(app.id, status="delivered")
             return len(rows) == 5
 
         await eventually(all_delivered)
@@ -129,7 +129,7 @@ async def test_a_success_clears_failing_since_and_an_operator_disable_is_not_pro
     store = await Store.open(database_url)
     try:
         app, _ = await store.create_app("shop")
-        ep = await store.create_endpoint(app["id"], url=url, event_types=["*"], timeout=2)
+        ep = await store.create_endpoint(app.id, url=url, event_types=["*"], timeout=2)
         job = Job(
             1,
             "t",
@@ -137,7 +137,7 @@ async def test_a_success_clears_failing_since_and_an_operator_disable_is_not_pro
             ep["id"],
             "u1",
             "u1",
-            app["id"],
+            app.id,
             "order_completed",
             "e",
             "{}",
@@ -199,12 +199,12 @@ async def test_every_disabled_endpoint_gets_its_probe_however_many_keep_failing(
     try:
         noisy, _ = await store.create_app("noisy")
         dead = [
-            await store.create_endpoint(noisy["id"], url=tarpit, event_types=["*"], timeout=30)
+            await store.create_endpoint(noisy.id, url=tarpit, event_types=["*"], timeout=30)
             for _ in range(40)
         ]
         await _disabled_for_failing(store, dead, since=100.0)
         quiet, _ = await store.create_app("quiet")
-        mended = await store.create_endpoint(quiet["id"], url=fixed, event_types=["*"], timeout=5)
+        mended = await store.create_endpoint(quiet.id, url=fixed, event_types=["*"], timeout=5)
         await _disabled_for_failing(store, [mended], since=200.0)  # disabled last
 
         monitor = HealthMonitor(store, settings, transport)
@@ -235,13 +235,13 @@ async def test_checks_do_not_wait_behind_probes_that_never_answer(
     engine = Engine(store, settings)
     try:
         app, _ = await store.create_app("shop")
-        await store.install(app["id"], "u1")
+        await store.install(app.id, "u1")
         dead = [
-            await store.create_endpoint(app["id"], url=tarpit, event_types=["*"], timeout=30)
+            await store.create_endpoint(app.id, url=tarpit, event_types=["*"], timeout=30)
             for _ in range(4)
         ]
         await _disabled_for_failing(store, dead, since=100.0)
-        failing = await store.create_endpoint(app["id"], url=url, event_types=["*"], timeout=2)
+        failing = await store.create_endpoint(app.id, url=url, event_types=["*"], timeout=2)
         await engine.start()
         await recorder.wait_for(lambda: len(recorder.open_hits("/tarpit")) == 2)
         await store.publish([NewEvent("e1", "order_completed", "u1", '{"id": 1, "n": "1"}')])

@@ -65,9 +65,9 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
     engine = Engine(store, SETTINGS)
     try:
         app, _ = await store.create_app("shop", operator_url=recorder.url("/ops"))
-        await store.install(app["id"], "u1")
+        await store.install(app.id, "u1")
         ep = await store.create_endpoint(
-            app["id"], url=recorder.url("/shop"), event_types=["order_completed"], timeout=2
+            app.id, url=recorder.url("/shop"), event_types=["order_completed"], timeout=2
         )
         await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
         await engine.start()
@@ -77,17 +77,17 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
         await recorder.wait_for(lambda: len(operational(recorder)) >= 2)
         await recorder.wait_for(lambda: any(h.json["event_id"] == "e1" for h in _ok(recorder)))
 
-        verifier = Verifier(keys=(app["verification_key"],))
+        verifier = Verifier(keys=(app.verification_key,))
         hits = [h for h in recorder.hits("/ops") if h.json["user_id"] != PROBE_USER]
         envelopes = [verifier.verify(h.headers, h.body) for h in hits]
         for hit, envelope in zip(hits, envelopes, strict=True):
             # What a receiver written from the Selz page checks: timestamp + token.
-            selz = selz_signature(app["verification_key"], envelope.timestamp, envelope.token)
+            selz = selz_signature(app.verification_key, envelope.timestamp, envelope.token)
             assert hit.headers["X-Selz-Signature"] == selz
         assert [e.event_type for e in envelopes] == ["endpoint.disabled", "endpoint.enabled"]
-        sink = (await store.get_app(app["id"]))["operator_url"]
+        sink = (await store.get_app(app.id)).operator_url
         assert sink == recorder.url("/ops")
-        (sink_ep,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+        (sink_ep,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
         for envelope in envelopes:
             assert envelope.user_id == ep["id"], "the endpoint the event is about"
             assert envelope.webhook_id == sink_ep["id"]
@@ -99,7 +99,7 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
 
         # Logged like any delivery of the app.
         async def logged() -> bool:
-            rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
+            rows = await store.list_deliveries(app.id, endpoint_id=sink_ep["id"])
             assert {d["event_type"] for d in rows} == {"endpoint.disabled", "endpoint.enabled"}
             return {d["status"] for d in rows} == {"delivered"}
 
@@ -130,16 +130,16 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
     engine = Engine(store, settings)
     try:
         app, _ = await store.create_app("shop", operator_url=recorder.url("/ops"))
-        await store.install(app["id"], "u1")
+        await store.install(app.id, "u1")
         ep = await store.create_endpoint(
-            app["id"], url=recorder.url("/dead"), event_types=["*"], timeout=2
+            app.id, url=recorder.url("/dead"), event_types=["*"], timeout=2
         )
-        (sink_ep,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+        (sink_ep,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
         await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
         await engine.start()
 
         async def sink_deliveries(status: str) -> list[dict[str, Any]]:
-            rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
+            rows = await store.list_deliveries(app.id, endpoint_id=sink_ep["id"])
             return [d for d in rows if d["status"] == status]
 
         # e1 fails for good; its delivery.failed to the sink fails for good too.
@@ -148,7 +148,7 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
         await store.publish([NewEvent("e2", "order_completed", "u1", json.dumps({"id": 2}))])
         await eventually(lambda: sink_deliveries("delivered"))
 
-        rows = await store.list_deliveries(app["id"], endpoint_id=sink_ep["id"])
+        rows = await store.list_deliveries(app.id, endpoint_id=sink_ep["id"])
         assert len(rows) == 2, "one per failed delivery of the endpoint, none about the sink"
         assert {d["user_id"] for d in rows} == {ep["id"]}
         assert {d["event_type"] for d in rows} == {"delivery.failed"}
@@ -188,12 +188,12 @@ async def test_a_recovering_endpoint_and_a_gone_one_are_announced(
     engine = Engine(store, settings)
     try:
         app, _ = await store.create_app("shop", operator_url=recorder.url("/ops"))
-        await store.install(app["id"], "u1")
+        await store.install(app.id, "u1")
         flaky_ep = await store.create_endpoint(
-            app["id"], url=recorder.url("/flaky"), event_types=["*"], timeout=2
+            app.id, url=recorder.url("/flaky"), event_types=["*"], timeout=2
         )
         gone_ep = await store.create_endpoint(
-            app["id"], url=recorder.url("/gone"), event_types=["*"], timeout=2
+            app.id, url=recorder.url("/gone"), event_types=["*"], timeout=2
         )
         await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
         await engine.start()
@@ -224,17 +224,17 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
     store = await Store.open(database_url)
     try:
         app, _ = await store.create_app("shop")
-        assert app["operator_url"] is None
-        await store.install(app["id"], "u1")
+        assert app.operator_url is None
+        await store.install(app.id, "u1")
         regular = await store.create_endpoint(
-            app["id"], url="https://example.com/hook", event_types=["*"], timeout=2
+            app.id, url="https://example.com/hook", event_types=["*"], timeout=2
         )
-        row = await store.set_operator_url(app["id"], "https://ops.example.com/a")
-        assert row["operator_url"] == "https://ops.example.com/a"
-        (ops,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+        row = await store.set_operator_url(app.id, "https://ops.example.com/a")
+        assert row.operator_url == "https://ops.example.com/a"
+        (ops,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
         assert json.loads(ops["event_types"]) == list(OPERATIONAL_EVENT_TYPES)
-        await store.set_operator_url(app["id"], "https://ops.example.com/b")
-        (same,) = [e for e in await store.list_endpoints(app["id"]) if e["operational"]]
+        await store.set_operator_url(app.id, "https://ops.example.com/b")
+        (same,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
         assert same["id"] == ops["id"] and same["url"] == "https://ops.example.com/b"
 
         # Publishers reach the app's endpoints, never the operational one ("*" included).
@@ -252,26 +252,26 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
 
         # The same change written twice (a record retried after a lost commit) is one
         # event; the same kind of change again later is another.
-        failed = Job(7, "t", 2, regular["id"], "u1", "u1", app["id"], "order_completed", "e1",
+        failed = Job(7, "t", 2, regular["id"], "u1", "u1", app.id, "order_completed", "e1",
                      "{}", regular["url"], 1.0, ("k",))  # fmt: skip
         for job in (failed, failed, replace(failed, attempts=5)):
             async with store.db.transaction() as tx:
                 notice = delivery_failed(AttemptResult(job, "failed", 50.0))
                 await announce(tx, [notice], 50.0)
-        told = await store.list_deliveries(app["id"], endpoint_id=ops["id"])
+        told = await store.list_deliveries(app.id, endpoint_id=ops["id"])
         assert len(told) == 2 and {d["user_id"] for d in told} == {regular["id"]}
 
         # The operational endpoint disabled for failing, then enabled: nothing said.
-        job = Job(0, "t", 0, ops["id"], "u", "u", app["id"], "endpoint.enabled", "x", "{}",
+        job = Job(0, "t", 0, ops["id"], "u", "u", app.id, "endpoint.enabled", "x", "{}",
                   ops["url"], 1.0, ("k",))  # fmt: skip
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, [AttemptResult(job, "failed", 100.0)], 0.0)
         assert [e["id"] for e in await store.disable_failing_endpoints(0)] == [ops["id"]]
         assert await store.enable_probed_endpoint(ops["id"])
-        assert len(await store.list_deliveries(app["id"], endpoint_id=ops["id"])) == 2
+        assert len(await store.list_deliveries(app.id, endpoint_id=ops["id"])) == 2
 
-        await store.set_operator_url(app["id"], None)
-        assert [e["id"] for e in await store.list_endpoints(app["id"])] == [regular["id"]]
-        assert (await store.get_app(app["id"]))["operator_url"] is None
+        await store.set_operator_url(app.id, None)
+        assert [e["id"] for e in await store.list_endpoints(app.id)] == [regular["id"]]
+        assert (await store.get_app(app.id)).operator_url is None
     finally:
         await store.close()

@@ -130,12 +130,12 @@ async def test_a_flaky_endpoint_flows_in_order_with_quick_retries(
     app, _ = await store.create_app("shop")
     users = [f"user-{n}" for n in range(10)]
     for user in users:
-        await store.install(app["id"], user)
-    await store.create_endpoint(app["id"], url=url, event_types=["*"], timeout=5)
+        await store.install(app.id, user)
+    await store.create_endpoint(app.id, url=url, event_types=["*"], timeout=5)
     engines = await _engines(stores, EngineSettings(**_FAST))  # the default retry policy
     try:
         await store.publish(_events(users, 20))
-        rows = await _settled(store, app["id"], 200, timeout=120)
+        rows = await _settled(store, app.id, 200, timeout=120)
     finally:
         await _stop(engines)
 
@@ -177,8 +177,8 @@ async def test_an_endpoint_failing_as_a_whole_gets_the_long_schedule(
     url = recorder.respond("/down", lambda hits: Answer(200) if len(hits) == 1 else Answer(500))
     store = stores[0]
     app, _ = await store.create_app("shop")
-    await store.install(app["id"], "user-1")
-    await store.create_endpoint(app["id"], url=url, event_types=["*"], timeout=5)
+    await store.install(app.id, "user-1")
+    await store.create_endpoint(app.id, url=url, event_types=["*"], timeout=5)
     engines = await _engines(stores, EngineSettings(retry=policy, **_FAST))
     rows: list[Any] = []
     try:
@@ -186,7 +186,7 @@ async def test_an_endpoint_failing_as_a_whole_gets_the_long_schedule(
 
         async def parked() -> bool:
             nonlocal rows
-            rows = sorted(await store.list_deliveries(app["id"]), key=lambda r: r["id"])
+            rows = sorted(await store.list_deliveries(app.id), key=lambda r: r["id"])
             head = rows[1]
             return (
                 head["next_attempt_at"] is not None
@@ -226,8 +226,8 @@ async def test_a_fresh_endpoint_that_fails_gets_the_schedule_from_the_start(
     url = recorder.respond("/dead", lambda hits: Answer(500))
     store = stores[0]
     app, _ = await store.create_app("shop")
-    await store.install(app["id"], "user-1")
-    await store.create_endpoint(app["id"], url=url, event_types=["*"], timeout=5)
+    await store.install(app.id, "user-1")
+    await store.create_endpoint(app.id, url=url, event_types=["*"], timeout=5)
     engines = await _engines(stores, EngineSettings(retry=policy, **_FAST))
     try:
         await store.publish(_events(["user-1"], 1))
@@ -259,9 +259,9 @@ async def test_slow_down_answers_pace_the_endpoint_and_use_no_attempts(
     app, _ = await store.create_app("shop")
     users = [f"user-{n}" for n in range(5)]
     for user in users:
-        await store.install(app["id"], user)
-    await store.create_endpoint(app["id"], url=busy_url, event_types=["order_completed"], timeout=5)
-    await store.create_endpoint(app["id"], url=calm_url, event_types=["product_created"], timeout=5)
+        await store.install(app.id, user)
+    await store.create_endpoint(app.id, url=busy_url, event_types=["order_completed"], timeout=5)
+    await store.create_endpoint(app.id, url=calm_url, event_types=["product_created"], timeout=5)
     # A schedule of one attempt: were a 429 counted, every delivery would fail at once.
     engines = await _engines(stores, EngineSettings(retry=RetryPolicy(schedule=(0,)), **_FAST))
     try:
@@ -279,7 +279,7 @@ async def test_slow_down_answers_pace_the_endpoint_and_use_no_attempts(
         await recorder.wait_for(lambda: len(throttled_after_the_burst()) >= 4, timeout=60)
         throttling = False
         lifted = time.monotonic()
-        rows = await _settled(store, app["id"], 70, timeout=120)
+        rows = await _settled(store, app.id, 70, timeout=120)
     finally:
         await _stop(engines)
 
@@ -313,9 +313,9 @@ async def test_a_timeout_storm_on_one_endpoint_never_delays_another_of_the_same_
     app, _ = await store.create_app("shop")
     users = [f"user-{n}" for n in range(100)]
     for user in users:
-        await store.install(app["id"], user)
-    await store.create_endpoint(app["id"], url=tarpit, event_types=["order_completed"], timeout=30)
-    await store.create_endpoint(app["id"], url=calm, event_types=["product_created"], timeout=5)
+        await store.install(app.id, user)
+    await store.create_endpoint(app.id, url=tarpit, event_types=["order_completed"], timeout=30)
+    await store.create_endpoint(app.id, url=calm, event_types=["product_created"], timeout=5)
     settings = EngineSettings(**_FAST)
     engines = await _engines(stores, settings)
     try:
@@ -339,9 +339,9 @@ async def test_the_pace_doubles_once_per_slow_down_and_shrinks_with_good_answers
     store = stores[0]
     app, _ = await store.create_app("shop")
     ep = await store.create_endpoint(
-        app["id"], url="http://127.0.0.1:9/", event_types=["*"], timeout=2
+        app.id, url="http://127.0.0.1:9/", event_types=["*"], timeout=2
     )
-    job = Job(1, "t", 0, ep["id"], "u", "u", app["id"], "order_completed", "e", "{}",
+    job = Job(1, "t", 0, ep["id"], "u", "u", app.id, "order_completed", "e", "{}",
               ep["url"], 2.0, ("k",))  # fmt: skip
 
     async def answer(now: float, *results: AttemptResult) -> dict[str, Any]:

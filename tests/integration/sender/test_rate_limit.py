@@ -39,9 +39,9 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 async def endpoint_for(store: Store, users: int, **settings: Any) -> dict[str, Any]:
     app, _ = await store.create_app("shop")
     for u in range(users):
-        await store.install(app["id"], f"u{u}")
+        await store.install(app.id, f"u{u}")
     options = {"url": "http://127.0.0.1:9/hook", "event_types": ["*"], "timeout": 10.0}
-    return await store.create_endpoint(app["id"], **(options | settings))
+    return await store.create_endpoint(app.id, **(options | settings))
 
 
 async def publish(store: Store, users: int, per_user: int) -> None:
@@ -275,9 +275,9 @@ async def test_two_engines_on_one_sqlite_file_keep_the_limit_and_each_users_orde
         try:
             app, _ = await stores[0].create_app("shop")
             for u in range(users):
-                await stores[0].install(app["id"], f"u{u}")
+                await stores[0].install(app.id, f"u{u}")
             await stores[0].create_endpoint(
-                app["id"],
+                app.id,
                 url=sink.url("/hook"),
                 event_types=["*"],
                 timeout=5.0,

@@ -64,9 +64,9 @@ async def _set_up(hookline_url: str) -> None:
     try:
         app, _ = await store.create_app("bench")
         for n in range(USERS):
-            await store.install(app["id"], f"store-{n}")
+            await store.install(app.id, f"store-{n}")
         await store.create_endpoint(
-            app["id"], url="http://127.0.0.1:9/hook", event_types=["*"], timeout=5
+            app.id, url="http://127.0.0.1:9/hook", event_types=["*"], timeout=5
         )
     finally:
         await store.close()

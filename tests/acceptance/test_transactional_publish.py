@@ -57,8 +57,8 @@ async def _set_up(hookline_url: str, sink: Sink) -> None:
     try:
         app, _ = await store.create_app("shop")
         for n in range(CONNECTIONS * USERS_PER_CONNECTION):
-            await store.install(app["id"], f"store-{n}")
-        await store.create_endpoint(app["id"], url=sink.url(), event_types=["*"], timeout=2)
+            await store.install(app.id, f"store-{n}")
+        await store.create_endpoint(app.id, url=sink.url(), event_types=["*"], timeout=2)
     finally:
         await store.close()
 

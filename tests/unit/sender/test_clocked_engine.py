@@ -72,11 +72,11 @@ def _settings(**overrides: Any) -> EngineSettings:
 
 async def _endpoint(store: Store) -> dict[str, Any]:
     app, _ = await store.create_app("shop")
-    await store.install(app["id"], "store-1")
+    await store.install(app.id, "store-1")
     endpoint = await store.create_endpoint(
-        app["id"], url="http://127.0.0.1:9/hook", event_types=["*"], timeout=TIMEOUT
+        app.id, url="http://127.0.0.1:9/hook", event_types=["*"], timeout=TIMEOUT
     )
-    return {**endpoint, "app_id": app["id"]}
+    return {**endpoint, "app_id": app.id}
 
 
 async def _publish(store: Store, event_id: str) -> None:

@@ -52,9 +52,9 @@ async def platform(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, s
             store = await Store.open(url + "?schema=hookline")
             try:
                 app, _ = await store.create_app("Shop app")
-                await store.install(app["id"], "store-42")
+                await store.install(app.id, "store-42")
                 await store.create_endpoint(
-                    app["id"], url="http://127.0.0.1:9/hook", event_types=["*"], timeout=5
+                    app.id, url="http://127.0.0.1:9/hook", event_types=["*"], timeout=5
                 )
             finally:
                 await store.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import aiohttp
@@ -18,9 +17,10 @@ from click.testing import CliRunner
 
 from hookline.cli import main
 from hookline.events import EVENT_TYPES
+from hookline.receiver.inbox import open_inbox
 from hookline.receiver.samples import sample_data
 from tests.conftest import free_port
-from tests.support.eventually import eventually
+from tests.support.eventually import eventually, eventually_sync
 from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess, listening
 from tests.support.receiver import read_runs
 
@@ -42,14 +42,30 @@ def sender(tmp_path: Path):  # type: ignore[no-untyped-def]
         [HOOKLINE, "serve", "--database", f"sqlite:///{tmp_path}/sender.db", "--port", str(port)],
         cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
     base = f"http://127.0.0.1:{port}"
-    while not listening(port):
-        assert proc.poll() is None and time.monotonic() < deadline, "hookline serve did not start"
-        time.sleep(0.1)
+    eventually_sync(
+        lambda: listening(port) or proc.poll() is not None, message="hookline serve to listen"
+    )
+    assert proc.poll() is None, "hookline serve exited"
     yield base
     proc.terminate()
     proc.wait(timeout=30)
+
+
+async def _all_delivered(api: aiohttp.ClientSession, app_id: str, count: int) -> bool:
+    async with api.get(f"/api/v1/apps/{app_id}/deliveries?limit=100") as response:
+        assert response.status == 200, await response.text()
+        deliveries = (await response.json())["data"]
+    return len(deliveries) == count and all(d["status"] == "delivered" for d in deliveries)
+
+
+async def _inbox_done(url: str, count: int) -> bool:
+    inbox = open_inbox(url)
+    await inbox.open()
+    try:
+        return await inbox.count_by_status() == {"done": count}
+    finally:
+        await inbox.close()
 
 
 async def test_every_type_from_sender_to_receiver(sender: str, tmp_path: Path) -> None:
@@ -67,7 +83,8 @@ async def test_every_type_from_sender_to_receiver(sender: str, tmp_path: Path) -
         log.touch()
         os.environ["HOOKLINE_TEST_KEY"] = app["verification_key"]
         try:
-            receiver = ReceiveProcess(f"sqlite:///{tmp_path}/inbox.db", free_port(), log).start()
+            inbox_url = f"sqlite:///{tmp_path}/inbox.db"
+            receiver = ReceiveProcess(inbox_url, free_port(), log).start()
         finally:
             del os.environ["HOOKLINE_TEST_KEY"]
         try:
@@ -88,7 +105,10 @@ async def test_every_type_from_sender_to_receiver(sender: str, tmp_path: Path) -
             await eventually(
                 lambda: len([r for r in read_runs(log) if r.end]) >= len(EVENT_TYPES), timeout=120
             )
-            time.sleep(1)
+            # Every delivery recorded as delivered, every webhook done: neither side has
+            # anything left that could send or run one again.
+            await eventually(lambda: _all_delivered(api, app["id"], len(EVENT_TYPES)))
+            await eventually(lambda: _inbox_done(inbox_url, len(EVENT_TYPES)))
         finally:
             receiver.stop()
     runs = read_runs(log)

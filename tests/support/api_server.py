@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -18,6 +17,7 @@ from fastapi import FastAPI
 
 from hookline.config import EngineSettings, RateLimits
 from hookline.server import create_server
+from tests.support.eventually import eventually, eventually_sync
 
 ADMIN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
 
@@ -49,10 +49,10 @@ async def running_api(
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.started or task.done(), message="the API to start")
+    if not server.started:
+        task.result()  # raises what stopped it
+        raise AssertionError("the API stopped before it started")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -82,10 +82,10 @@ def api_in_thread(database_url: str, *, allow_private_targets: bool) -> Iterator
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.02)
+    eventually_sync(
+        lambda: server.started or not thread.is_alive(), timeout=20, message="the API to start"
+    )
+    assert server.started, "the API stopped before it started"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

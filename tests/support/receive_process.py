@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.support.eventually import eventually, eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKLINE = str(Path(sys.executable).with_name("hookline"))
@@ -44,12 +44,14 @@ class ReceiveProcess:
         ]  # fmt: skip
         with self.stderr_path.open("ab") as stderr:
             self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr)
-        deadline = time.monotonic() + 30
-        while not listening(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hookline receive exited: {self.stderr()}")
-            assert time.monotonic() < deadline, "hookline receive did not start"
-            time.sleep(0.05)
+        proc = self.proc
+        eventually_sync(
+            lambda: listening(self.port) or proc.poll() is not None,
+            timeout=30,
+            message="hookline receive to listen",
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"hookline receive exited: {self.stderr()}")
         return self
 
     def stderr(self) -> str:
@@ -85,10 +87,12 @@ async def deliver(
     session: aiohttp.ClientSession, urls: list[str], headers: dict[str, str], body: bytes
 ) -> str:
     """Post until some receiver answers 2xx, as a sender does; return its status word."""
-    attempt = 0
-    while True:
-        url = urls[attempt % len(urls)]
-        attempt += 1
+    attempts = 0
+
+    async def post_once() -> str | None:
+        nonlocal attempts
+        url = urls[attempts % len(urls)]
+        attempts += 1
         try:
             async with session.post(url, data=body, headers=headers) as response:
                 answer: Any = await response.json(content_type=None)
@@ -97,4 +101,6 @@ async def deliver(
                 assert response.status >= 500, (response.status, answer)
         except (TimeoutError, aiohttp.ClientError):
             pass
-        await asyncio.sleep(0.05)
+        return None
+
+    return await eventually(post_once, message="a receiver to accept the webhook")

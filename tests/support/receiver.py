@@ -75,10 +75,10 @@ async def serving(receiver: Receiver, port: int) -> AsyncIterator[str]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started or task.done(), message="the receiver to start")
+    if not server.started:
+        task.result()  # raises what stopped it
+        raise AssertionError("the receiver stopped before it started")
     try:
         yield f"http://127.0.0.1:{port}/webhooks"
     finally:

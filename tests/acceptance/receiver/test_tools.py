@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from hookline.events import EVENT_TYPES
 from tests.conftest import free_port
+from tests.support.eventually import eventually_sync
 from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess
 from tests.support.receiver import KEY, read_runs, signed_webhook
 
@@ -23,13 +23,6 @@ def hookline(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         [HOOKLINE, *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )  # fmt: skip
-
-
-def _until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def test_send_test_delivers_every_type(tmp_path: Path, sqlite_url: str) -> None:
@@ -43,7 +36,7 @@ def test_send_test_delivers_every_type(tmp_path: Path, sqlite_url: str) -> None:
             )
             assert result.returncode == 0, result.stderr
             assert result.stdout.startswith('200 {"status":"accepted"}')
-        _until(lambda: len([r for r in read_runs(log) if r.end]) == len(EVENT_TYPES))
+        eventually_sync(lambda: len([r for r in read_runs(log) if r.end]) == len(EVENT_TYPES))
         wrong = hookline(
             "send-test", "--url", receiver.url, "--key", "nope", "--event", "order_completed"
         )
@@ -70,7 +63,7 @@ def test_dead_letters_are_listed_shown_and_replayed(tmp_path: Path, sqlite_url: 
             "send-test", "--url", receiver.url, "--key", KEY, "--event", "order_completed"
         )
         assert sent.returncode == 0, sent.stderr
-        _until(lambda: "order_completed" in dead_letters("list").stdout)
+        eventually_sync(lambda: "order_completed" in dead_letters("list").stdout)
         listed = dead_letters("list").stdout
         assert "failing on purpose" in listed and " 3 " in listed  # three runs, then dead
 
@@ -81,8 +74,8 @@ def test_dead_letters_are_listed_shown_and_replayed(tmp_path: Path, sqlite_url: 
         flag.unlink()
         replayed = dead_letters("replay", "1")
         assert replayed.returncode == 0 and "Replaying 1 webhook(s): 1" in replayed.stdout
-        _until(lambda: any(r.end for r in read_runs(log)))
-        _until(lambda: dead_letters("list").stdout.strip() == "No dead letters.")
+        eventually_sync(lambda: any(r.end for r in read_runs(log)))
+        eventually_sync(lambda: dead_letters("list").stdout.strip() == "No dead letters.")
         assert dead_letters("replay", "1").returncode == 1  # not a dead letter any more
         assert dead_letters("replay", "--all").stdout.startswith("Replaying 0")
     finally:
@@ -112,7 +105,7 @@ def test_receive_refuses_selz_only_requests_unless_built_for_them_and_then_warns
         assert status == (200 if selz_only else 401)
         assert _post(receiver.url, *signed_webhook(event_id="evt-both")) == 200
         expected = {"evt-selz", "evt-both"} if selz_only else {"evt-both"}
-        _until(lambda: {r.event_id for r in read_runs(log) if r.end} == expected)
+        eventually_sync(lambda: {r.event_id for r in read_runs(log) if r.end} == expected)
     finally:
         receiver.stop()
     warned = "require_standard=False" in receiver.stderr()

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from hookline.signing import selz_signature
 from tests.conftest import free_port
+from tests.support.eventually import eventually_sync
 from tests.support.receive_process import HOOKLINE, ROOT, listening
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -54,10 +55,10 @@ def sender(tmp_path: Path) -> Iterator[str]:
         [HOOKLINE, "serve", "--database", database, "--port", str(port)],
         cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not listening(port):
-        assert proc.poll() is None and time.monotonic() < deadline, "hookline serve did not start"
-        time.sleep(0.1)
+    eventually_sync(
+        lambda: listening(port) or proc.poll() is not None, message="hookline serve to listen"
+    )
+    assert proc.poll() is None, "hookline serve exited"
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)

@@ -21,8 +21,10 @@ from hookline.store import NewEvent, Store
 from tests.conftest import fresh_postgres
 from tests.support import hookline_proc
 from tests.support.eventually import eventually
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.hookline_proc import ADMIN_TOKEN, ServeProcess
 from tests.support.platforms import POSTGRES_DRIVERS, open_platform
+from tests.support.tcp_forwarder import Forwarder
 
 pytestmark = pytest.mark.postgres
 
@@ -285,3 +287,70 @@ async def test_publish_without_an_outbox_or_hookline_tables_says_how_to_make_eit
         with pytest.raises(ConfigError, match="hookline outbox install"):
             async with shop.transaction():
                 await shop.publish(event_type="order_completed", user_id="u", data={})
+
+
+async def test_a_503_and_a_lost_answer_from_hookline_publish_each_event_once(
+    platform: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await asyncpg.connect(platform)
+    try:
+        async with conn.transaction():
+            for n in range(3):
+                await write(conn, "store-1", f"evt-{n}", n=n)
+    finally:
+        await conn.close()
+    async with (
+        ServeProcess(tmp_path / "hookline.db") as serve,
+        # The first try gets a 503; the second is stored by hookline, but its answer
+        # is lost on the way back; the third goes through.
+        FaultyProxy(serve.base_url, ["503", "drop"]) as proxy,
+    ):
+        with caplog.at_level(logging.WARNING, "hookline.relay"):
+            async with Running(platform, HttpTarget(proxy.url, ADMIN_TOKEN)) as relay:
+                await eventually(lambda: relay.relayed == 3, message="3 rows relayed")
+        assert proxy.requests("POST", "/api/v1/events/batch") == ["503", "drop", "forward"]
+        assert caplog.text.count("is unavailable") == 2
+        async with serve.api() as api:
+            for n in range(3):
+                await api.expect(200, "GET", f"/api/v1/events/evt-{n}")
+        assert serve.counts()["events"] == 3  # sent twice, stored once
+    assert await outbox_rows(platform) == []
+
+
+async def test_the_relay_waits_for_the_platforms_database_and_goes_on(
+    platform: str, hookline_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port, name = "127.0.0.1", 5432, platform.rsplit("/", 1)[1]
+    forwarder = await Forwarder((host, port)).start()
+    through = f"postgresql://postgres@127.0.0.1:{forwarder.port}/{name}"
+    conn = await asyncpg.connect(platform)
+    try:
+        with caplog.at_level(logging.WARNING, "hookline.relay"):
+            async with Running(through, StoreTarget(hookline_db)) as relay:
+                await write(conn, "store-1", "evt-1", n=1)
+                await eventually(lambda: relay.relayed == 1, message="the first row relayed")
+                await forwarder.cut()  # the platform's database is gone for the relay
+                await eventually(
+                    lambda: "connecting again" in caplog.text, message="the relay saying so"
+                )
+                await write(conn, "store-1", "evt-2", n=2)  # committed meanwhile
+                await forwarder.start()
+                await eventually(lambda: relay.relayed == 2, message="the second row relayed")
+    finally:
+        await conn.close()
+        await forwarder.cut()
+    assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]
+    assert "the outbox database" in caplog.text
+
+
+async def test_a_token_hookline_refuses_stops_the_relay(platform: str, tmp_path: Any) -> None:
+    conn = await asyncpg.connect(platform)
+    try:
+        await write(conn, "store-1", "evt-1", n=1)
+    finally:
+        await conn.close()
+    async with ServeProcess(tmp_path / "hookline.db") as serve:
+        relay = Relay(platform, HttpTarget(serve.base_url, "not-the-admin-token-at-all"))
+        with pytest.raises(ConfigError, match="refused the relay's token"):
+            await asyncio.wait_for(relay.run(), 60)
+    assert len(await outbox_rows(platform)) == 1  # kept for a relay with the right one

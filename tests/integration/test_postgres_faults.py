@@ -4,6 +4,7 @@ the test cuts, so the server other tests share keeps running)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import pytest
 
 from hookline.exceptions import StorageUnavailable
 from hookline.store import NewEvent, Store
+from tests.support.eventually import eventually
 from tests.support.tcp_forwarder import Forwarder
 
 pytestmark = pytest.mark.postgres
@@ -70,7 +72,7 @@ async def test_the_store_fails_fast_while_the_database_is_gone_and_recovers(
 
 
 async def test_a_listener_hears_publishes_again_after_its_connection_dropped(
-    postgres_url: str, forwarder: Forwarder
+    postgres_url: str, forwarder: Forwarder, caplog: pytest.LogCaptureFixture
 ) -> None:
     publisher = await Store.open(postgres_url)
     app, _ = await publisher.create_app("shop")
@@ -82,8 +84,10 @@ async def test_a_listener_hears_publishes_again_after_its_connection_dropped(
     try:
         await asyncio.wait_for(heard.wait(), 5)  # connected
         heard.clear()
-        await forwarder.cut()
-        await asyncio.sleep(0.5)
+        with caplog.at_level(logging.DEBUG, logger="hookline.store"):
+            await forwarder.cut()
+            # It noticed, and a reconnection failed while the server was gone.
+            await eventually(lambda: "reconnecting" in caplog.text, message="a failed reconnection")
         await forwarder.start()
         await asyncio.wait_for(heard.wait(), 10)  # reconnected (it calls once then)
         heard.clear()

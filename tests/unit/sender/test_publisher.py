@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from hookline.exceptions import Conflict, StorageError, StorageUnavailable, TooLarge
 from hookline.sender.publisher import Publisher
 from hookline.store import NewEvent, Published
+from tests.support.eventually import eventually
 
 
 def _event(event_id: str) -> NewEvent:
@@ -180,13 +181,13 @@ async def test_a_group_too_large_for_one_transaction_is_split_until_each_part_fi
     store.gate = asyncio.Event()
     publisher = Publisher(store)  # type: ignore[arg-type]
     first = asyncio.create_task(publisher.publish([_event("first")]))
-    await asyncio.sleep(0.01)  # the first commit waits at the gate; the rest queue up
+    await eventually(lambda: store.calls)  # the first commit waits at the gate ...
     sizes = [1, 1, 2, 1, 4, 1, 1]
     waiting = [
         asyncio.create_task(publisher.publish([_event(f"r{n}-{i}") for i in range(size)]))
         for n, size in enumerate(sizes)
     ]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # ... and each of these queues its request at its first step
     store.gate.set()
     await first
     results = await asyncio.gather(*waiting, return_exceptions=True)

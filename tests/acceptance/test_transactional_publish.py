@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from hookline.store import Store
-from tests.acceptance.scale.cluster import Proc, Sink, wait_for, worker
+from tests.acceptance.scale.cluster import Proc, Sink, worker
 from tests.conftest import fresh_postgres
+from tests.support.eventually import eventually
 from tests.support.platforms import POSTGRES_DRIVERS, SQLITE_DRIVERS, open_platform
 
 TRANSACTIONS = 1000
@@ -91,7 +92,11 @@ async def _kill_workers(workers: list[Proc], sink: Sink, expected: int) -> None:
     time (as a supervisor would)."""
     for k in range(KILLS):
         goal = expected * (k + 1) // (KILLS + 2)
-        await wait_for(lambda goal=goal: sink.distinct() >= goal, 180, lambda: workers[0].log())
+        await eventually(
+            lambda goal=goal: sink.distinct() >= goal,
+            timeout=180,
+            message=lambda: workers[0].log(),
+        )
         victim = workers[k % len(workers)]
         victim.kill9()
         victim.start()
@@ -121,10 +126,10 @@ async def test_exactly_the_committed_orders_arrive_while_workers_are_killed(
         orders = {f"order-{n}" for ns in committed.values() for n in ns}
         async with open_platform(driver, url) as platform:
             assert await platform.orders() == {f"o-{n}" for ns in committed.values() for n in ns}
-        await wait_for(
+        await eventually(
             lambda: sink.distinct() >= len(orders),
-            180,
-            lambda: f"{sink.distinct()} of {len(orders)} arrived\n{workers[0].log()}",
+            timeout=180,
+            message=lambda: f"{sink.distinct()} of {len(orders)} arrived\n{workers[0].log()}",
         )
         await _settled(hookline_url, len(orders))
     finally:
@@ -155,6 +160,6 @@ async def _settled(hookline_url: str, deliveries: int) -> None:
         async def done() -> bool:
             return await store.delivery_counts() == {"delivered": deliveries}
 
-        await wait_for(done, 120, lambda: "deliveries not all recorded as delivered")
+        await eventually(done, timeout=120, message="every delivery recorded as delivered")
     finally:
         await store.close()

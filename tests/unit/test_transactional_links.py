@@ -30,3 +30,20 @@ def test_each_style(style: str, sql: str, args: object) -> None:
 def test_an_unknown_style_is_refused() -> None:
     with pytest.raises(StorageError, match="not supported"):
         render(SQL, "carrier_pigeon")
+
+
+def test_a_publish_that_would_wait_on_the_event_loop_is_stopped_not_blocked() -> None:
+    import asyncio
+
+    from hookline.transactional._publish import _drive
+
+    async def returns_at_once() -> int:
+        return 7
+
+    async def waits() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert _drive(returns_at_once()) == 7
+    with pytest.raises(RuntimeError, match="waited on the event loop"):
+        _drive(waits())

@@ -317,7 +317,9 @@ async def test_idle_connections_never_take_the_last_file_descriptors(tmp_path: P
                 for seq in range(20):
                     await api.publish("order_completed", "store-1", {"seq": seq})
                 rows = await api.settled(app["id"], 20, timeout=60)
-                await asyncio.sleep(2)  # a few more probes while the connections are held
+                # A few more probes while the connections are held.
+                probed = probe.count
+                await eventually(lambda: probe.count >= probed + 50, message="50 more probes")
         print(
             f"\n300 held connections, open-file limit 256: /healthz {probe.summary()};"
             f" opened {silent['opened'] + slow_ones['opened']},"

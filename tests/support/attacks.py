@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tests.support.eventually import eventually
+
 
 def peak_rss_kib(pid: int) -> int:
     """The process's peak resident set (VmHWM), in KiB."""
@@ -167,8 +169,7 @@ class Probe:
     async def collect(self, count: int) -> Self:
         """Probe until ``count`` answers or failures are in (without an attack)."""
         async with self:
-            while self.count < count:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: self.count >= count, message=f"{count} probes")
         return self
 
     async def during(

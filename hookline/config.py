@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -391,6 +392,12 @@ def redact_url(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+#: A PostgreSQL schema hookline's tables may live in (``?schema=`` of a database URL,
+#: ``hookline.publish(schema=...)``): an unquoted identifier, so that it reads the same in
+#: the URL, in ``search_path`` and in ``psql``, and may stand in a statement as it is.
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def check_postgres_url(url: str) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from hookline.config import SCHEMA_NAME
 from hookline.exceptions import ConfigError, StorageError, StorageUnavailable, ValidationError
 from hookline.sql.errors import postgres_errors, storage_error
 from hookline.sql.named import Query, compile_queries
@@ -41,11 +41,6 @@ _DRIVER_ERRORS = postgres_errors()
 
 #: Held while migrating, so that processes starting together migrate one at a time.
 _MIGRATION_LOCK = 7031964200
-
-
-#: A schema name hookline accepts: an unquoted PostgreSQL identifier, so that it reads the
-#: same in the URL, in ``search_path`` and in ``psql``.
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -62,7 +57,7 @@ def split_schema(url: str) -> tuple[str, str | None]:
     given = [value for key, value in options if key == "schema"]
     if not given:
         return url, None
-    if len(given) > 1 or not _SCHEMA.fullmatch(given[0]):
+    if len(given) > 1 or not SCHEMA_NAME.fullmatch(given[0]):
         raise ConfigError(
             f"schema={given[-1]!r} in the database URL: give one schema name of lowercase "
             "letters, digits and _ (not starting with a digit), e.g. ?schema=hookline"

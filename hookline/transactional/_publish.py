@@ -4,8 +4,8 @@ The events, their deliveries and their lanes are written by the very code that s
 ``POST /api/v1/events`` (``hookline.store.publishing``: validation, duplicate and
 conflict rules, fan-out to every enabled endpoint of every app the user installed, lane
 order), run on a link to the caller's connection instead of in a transaction of
-hookline's own. The
-caller's commit makes them deliverable and its rollback leaves no trace.
+hookline's own. The caller's commit makes them deliverable and its rollback leaves no
+trace.
 
 Blocking drivers run the same coroutine too: their link answers each query at once, so
 the coroutine never waits on the event loop, and ``_drive`` steps it to its end by hand
@@ -15,14 +15,13 @@ ever to wait, ``_drive`` stops it and says so rather than block.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from hookline import outbox, rules
-from hookline.config import EngineSettings, Limits
+from hookline.config import SCHEMA_NAME, EngineSettings, Limits
 from hookline.exceptions import ConfigError, HooklineError, StorageError
 from hookline.store.base import new_id
 from hookline.store.connector import Row
@@ -44,8 +43,6 @@ T = TypeVar("T")
 #: Where ``hookline migrate`` puts hookline's tables in a shared PostgreSQL database
 #: (``postgresql://.../db?schema=hookline``), and so where ``publish`` looks by default.
 DEFAULT_SCHEMA = "hookline"
-
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 #: A SQLite savepoint around the publish: a failed statement there leaves the caller's
 #: transaction open with the statements before it, so they are undone here. (PostgreSQL
@@ -76,7 +73,7 @@ def new_event(
 
 
 def check_schema(schema: str | None) -> None:
-    if schema is not None and not _SCHEMA.fullmatch(schema):
+    if schema is not None and not SCHEMA_NAME.fullmatch(schema):
         raise ConfigError(
             f"schema={schema!r}: give the schema name of hookline's tables (lowercase "
             "letters, digits and _), as in the database URL's ?schema=, or None"

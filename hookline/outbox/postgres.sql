@@ -21,6 +21,13 @@ CREATE TABLE IF NOT EXISTS hookline.outbox (
     failed_at    TIMESTAMPTZ,
     error        TEXT
 );
+-- A queue: every row is deleted soon after it is written. Vacuumed after a fixed number
+-- of dead rows rather than a fraction of a table that is nearly always empty, so the
+-- relay's reads do not walk over dead index entries.
+ALTER TABLE hookline.outbox SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000
+);
 COMMENT ON TABLE hookline.outbox IS
     'Events published by the platform, waiting for `hookline relay`; version 1';
 

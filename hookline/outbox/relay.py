@@ -37,6 +37,7 @@ from hookline.exceptions import (
     EventConflict,
     Forbidden,
     HooklineError,
+    RateLimited,
     StorageUnavailable,
     Unauthorized,
     Unavailable,
@@ -83,6 +84,12 @@ class _Backoff:
 
     def reset(self) -> None:
         self.delay = 0.0
+
+
+def _hint(exc: HooklineError, most: float) -> float:
+    """The server's ``Retry-After``, within the relay's longest pause."""
+    wait = getattr(exc, "retry_after", None)
+    return min(float(wait), most) if wait else 0.0
 
 
 class Relay:
@@ -184,8 +191,8 @@ class Relay:
                 ) from exc
             except ConfigError:
                 raise  # a database that is not hookline's: no retry will change that
-            except (Unavailable, StorageUnavailable) as exc:
-                pause = backoff.next()
+            except (Unavailable, StorageUnavailable, RateLimited) as exc:
+                pause = max(backoff.next(), _hint(exc, self.settings.max_backoff))
                 log.warning(
                     "hookline at %s is unavailable (%s); %d row(s) wait, trying again in %.1f s",
                     self.target.description,

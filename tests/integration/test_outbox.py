@@ -289,7 +289,7 @@ async def test_publish_without_an_outbox_or_hookline_tables_says_how_to_make_eit
                 await shop.publish(event_type="order_completed", user_id="u", data={})
 
 
-async def test_a_503_and_a_lost_answer_from_hookline_publish_each_event_once(
+async def test_a_503_a_429_and_a_lost_answer_from_hookline_publish_each_event_once(
     platform: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     conn = await asyncpg.connect(platform)
@@ -301,15 +301,20 @@ async def test_a_503_and_a_lost_answer_from_hookline_publish_each_event_once(
         await conn.close()
     async with (
         ServeProcess(tmp_path / "hookline.db") as serve,
-        # The first try gets a 503; the second is stored by hookline, but its answer
-        # is lost on the way back; the third goes through.
-        FaultyProxy(serve.base_url, ["503", "drop"]) as proxy,
+        # The first try gets a 503, the second a 429; the third is stored by hookline,
+        # but its answer is lost on the way back; the fourth goes through.
+        FaultyProxy(serve.base_url, ["503", "429", "drop"]) as proxy,
     ):
         with caplog.at_level(logging.WARNING, "hookline.relay"):
             async with Running(platform, HttpTarget(proxy.url, ADMIN_TOKEN)) as relay:
                 await eventually(lambda: relay.relayed == 3, message="3 rows relayed")
-        assert proxy.requests("POST", "/api/v1/events/batch") == ["503", "drop", "forward"]
-        assert caplog.text.count("is unavailable") == 2
+        assert proxy.requests("POST", "/api/v1/events/batch") == [
+            "503",
+            "429",
+            "drop",
+            "forward",
+        ]
+        assert caplog.text.count("is unavailable") == 3
         async with serve.api() as api:
             for n in range(3):
                 await api.expect(200, "GET", f"/api/v1/events/evt-{n}")

@@ -8,6 +8,7 @@ Each request takes the next fault from the script (``"forward"`` once it runs ou
 
 - ``"503"``: answer 503 with hookline's error body and ``Retry-After: 1``, upstream
   never sees the request;
+- ``"429"``: the same with 429 and hookline's rate-limit body;
 - ``"drop"``: forward the request, let upstream act on it, then drop the connection
   instead of answering (the answer is lost on the way back);
 - ``"hang"``: read the request and never answer;
@@ -27,6 +28,7 @@ from aiohttp import web
 from tests.conftest import free_port
 
 UNAVAILABLE = b'{"error": {"code": "storage_unavailable", "message": "the database is down"}}'
+RATE_LIMITED = b'{"error": {"code": "rate_limited", "message": "too many requests"}}'
 
 
 class FaultyProxy:
@@ -51,10 +53,10 @@ class FaultyProxy:
         fault = self.script.pop(0) if self.script else "forward"
         self.seen.append((request.method, request.path, fault))
         body = await request.read()
-        if fault == "503":
+        if fault in ("503", "429"):
             return web.Response(
-                status=503,
-                body=UNAVAILABLE,
+                status=int(fault),
+                body=UNAVAILABLE if fault == "503" else RATE_LIMITED,
                 content_type="application/json",
                 headers={"Retry-After": "1"},
             )

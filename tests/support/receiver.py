@@ -19,6 +19,7 @@ import uvicorn
 
 from hookline.events import encode_envelope, format_timestamp, new_token
 from hookline.receiver import Receiver
+from hookline.receiver.inbox import open_inbox
 from hookline.signing import sign_headers
 from tests.support.eventually import eventually
 
@@ -99,6 +100,18 @@ async def all_done(receiver: Receiver, count: int) -> None:
         return await inbox.count_by_status() == {"done": count}
 
     await eventually(done, message=f"{count} webhook(s) stored, all done")
+
+
+async def inbox_settled(url: str, count: int) -> bool:
+    """Whether the inbox at ``url`` (another process's) holds at least ``count`` webhooks
+    and none is pending: each is done or dead, so no handler can run one again."""
+    inbox = open_inbox(url)
+    await inbox.open()
+    try:
+        counts = await inbox.count_by_status()
+    finally:
+        await inbox.close()
+    return "pending" not in counts and sum(counts.values()) >= count
 
 
 @dataclass(frozen=True)

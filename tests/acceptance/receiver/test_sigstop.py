@@ -7,7 +7,6 @@ recorded."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from hookline.receiver.inbox import open_inbox
 from tests.conftest import free_port
 from tests.support.eventually import eventually
 from tests.support.receive_process import ReceiveProcess, deliver
-from tests.support.receiver import read_runs, signed_webhook
+from tests.support.receiver import inbox_settled, read_runs, signed_webhook
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -85,7 +84,7 @@ async def test_a_process_paused_past_its_lease_loses_the_user_and_records_nothin
                 timeout=60,
                 message="evt-3 to be handled",
             )
-            await asyncio.sleep(1)
+            await eventually(lambda: inbox_settled(postgres_url, 3), message="all three done")
     finally:
         if paused.proc is not None and paused.proc.poll() is None:
             paused.proc.send_signal(signal.SIGCONT)

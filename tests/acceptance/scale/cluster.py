@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -240,6 +241,22 @@ async def call(
         if response.status >= 300:
             raise AssertionError(f"{path}: {response.status} {payload}")
         return dict(payload)
+
+
+async def all_delivered(postgres_url: str, count: int) -> bool:
+    """Whether at least ``count`` deliveries exist and every one is recorded as delivered.
+
+    Then no engine sends any of them again: a test that checks for duplicates at the sink
+    waits for this, not for a while, before it judges.
+    """
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        total, delivered = await conn.fetchrow(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'delivered') FROM deliveries"
+        )
+    finally:
+        await conn.close()
+    return bool(delivered == total >= count)
 
 
 async def make_app(base: str, users: int, url: str, *, cap: int) -> str:

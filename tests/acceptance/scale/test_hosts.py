@@ -15,6 +15,7 @@ import pytest
 from tests.acceptance.scale.cluster import (
     Proc,
     Sink,
+    all_delivered,
     events,
     judge,
     make_app,
@@ -70,7 +71,7 @@ async def test_workers_on_two_other_hosts_share_the_work(tmp_path: Path, postgre
             timeout=120,
             message=lambda: f"{sink.distinct()} of {len(accepted)}\n{remote[1].log()}",
         )
-        await asyncio.sleep(1)
+        await eventually(lambda: all_delivered(postgres_url, len(accepted)), message="all recorded")
     finally:
         await stop_all(procs)
         if sink is not None:

@@ -9,7 +9,6 @@ sent part of them (the limit is shared, not kept per process).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections import Counter
@@ -21,6 +20,7 @@ import pytest
 
 from tests.acceptance.scale.cluster import (
     Sink,
+    all_delivered,
     call,
     events,
     judge,
@@ -81,7 +81,8 @@ async def _run(tmp_path: Path, postgres_url: str) -> None:
             timeout=240,
             message=lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
         )
-        await asyncio.sleep(1)  # a duplicate would arrive now
+        # All recorded as delivered: nothing can arrive again.
+        await eventually(lambda: all_delivered(postgres_url, len(accepted)), message="all recorded")
         ports = [local_ports(w.proc.pid) for w in workers if w.proc is not None]
         conn = await asyncpg.connect(postgres_url)
         try:

@@ -4,7 +4,6 @@ endpoint's in-flight cap held across all four."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from tests.acceptance.scale.cluster import (
     Sink,
+    all_delivered,
     events,
     judge,
     make_app,
@@ -49,7 +49,8 @@ async def test_four_workers_deliver_each_event_once_in_order_within_the_cap(
             timeout=150,
             message=lambda: f"{sink.distinct()} of {len(accepted)} arrived\n{workers[0].log()}",
         )
-        await asyncio.sleep(1)  # a duplicate would arrive now
+        # All recorded as delivered: nothing can arrive again.
+        await eventually(lambda: all_delivered(postgres_url, len(accepted)), message="all recorded")
         busy = [cpu_seconds(w.proc.pid) for w in workers if w.proc is not None]
     finally:
         await stop_all([*workers, api])

@@ -8,11 +8,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.eventually import eventually_sync
 
 
 def _missing(reason: str) -> None:
@@ -58,6 +59,4 @@ def restart_postgres() -> Iterator[Callable[[], None]]:
     finally:
         if not _pg_answers():
             subprocess.run([*command, "start"], timeout=120, capture_output=True)
-        deadline = time.monotonic() + 60
-        while not _pg_answers() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        eventually_sync(_pg_answers, timeout=60, message="PostgreSQL to answer again")

@@ -63,12 +63,14 @@ class RelaySettings:
     poll: float = 5.0
     #: The longest pause between two tries while hookline or the outbox is away.
     max_backoff: float = 30.0
+    #: The longest a statement on the outbox may take before the relay connects again.
+    command_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= 1000:
             raise ValueError("batch: 1 to 1000 rows")
-        if self.poll <= 0 or self.max_backoff <= 0:
-            raise ValueError("poll and max_backoff must be positive")
+        if self.poll <= 0 or self.max_backoff <= 0 or self.command_timeout <= 0:
+            raise ValueError("poll, max_backoff and command_timeout must be positive")
 
 
 class _Backoff:
@@ -135,7 +137,7 @@ class Relay:
         return listener
 
     async def _relay_while_connected(self, backoff: _Backoff) -> None:
-        source = Source(self.source_url)
+        source = Source(self.source_url, command_timeout=self.settings.command_timeout)
         await source.open()
         try:
             await self._take_the_lock(source)

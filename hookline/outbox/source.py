@@ -50,15 +50,23 @@ def _query(name: str) -> Query:
 class Source:
     """The outbox's committed rows, read in order and deleted once relayed."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 30.0
+    ) -> None:
         check_url(url)
         self.url = url
         self.connect_timeout = connect_timeout
+        #: A statement that takes longer fails as if the database were gone, and the
+        #: relay connects again: a connection whose peer vanished without a word (a
+        #: host lost, a dropped route) would otherwise wait forever.
+        self.command_timeout = command_timeout
         self._conn: asyncpg.Connection | None = None
 
     async def open(self) -> None:
         async with _errors("connecting", self.url):
-            self._conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+            self._conn = await asyncpg.connect(
+                self.url, timeout=self.connect_timeout, command_timeout=self.command_timeout
+            )
         try:
             where = await self._fetch("where")
             if not where[0]["outbox"]:

@@ -72,8 +72,10 @@ async def outbox_rows(url: str) -> list[dict[str, Any]]:
 class Running:
     """A relay in the test's event loop."""
 
-    def __init__(self, platform: str, target: Target) -> None:
-        self.relay = Relay(platform, target, RelaySettings(poll=0.2, max_backoff=0.5))
+    def __init__(self, platform: str, target: Target, **settings: Any) -> None:
+        self.relay = Relay(
+            platform, target, RelaySettings(**{"poll": 0.2, "max_backoff": 0.5, **settings})
+        )
         self.task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Relay:
@@ -359,3 +361,26 @@ async def test_a_token_hookline_refuses_stops_the_relay(platform: str, tmp_path:
         with pytest.raises(ConfigError, match="refused the relay's token"):
             await asyncio.wait_for(relay.run(), 60)
     assert len(await outbox_rows(platform)) == 1  # kept for a relay with the right one
+
+
+async def test_a_statement_that_hangs_makes_the_relay_connect_again(
+    platform: str, hookline_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = await asyncpg.connect(platform)
+    caplog.set_level(logging.INFO, "hookline.relay")
+    try:
+        async with Running(platform, StoreTarget(hookline_db), command_timeout=0.5) as relay:
+            await eventually(lambda: "relaying from" in caplog.text, message="the relay started")
+            # A statement of the relay's waits on this lock as on a silent peer.
+            lock = blocker.transaction()
+            await lock.start()
+            await blocker.execute("LOCK TABLE hookline.outbox IN ACCESS EXCLUSIVE MODE")
+            await eventually(
+                lambda: "TimeoutError" in caplog.text and "connecting again" in caplog.text,
+                message="the relay giving up on the statement",
+            )
+            await lock.rollback()
+            await write(blocker, "store-1", "evt-1", n=1)
+            await eventually(lambda: relay.relayed == 1, message="the row relayed")
+    finally:
+        await blocker.close()

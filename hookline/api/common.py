@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Request
 
 from hookline.api import schemas as s
@@ -15,7 +14,7 @@ from hookline.api.auth import caller
 from hookline.exceptions import NotFound
 from hookline.front.access import Caller
 from hookline.front.services import charge, store, wake_engine
-from hookline.store import App
+from hookline.store import App, Endpoint
 
 __all__ = [
     "BODY",
@@ -25,7 +24,6 @@ __all__ = [
     "charge",
     "delivery_of",
     "endpoint_of",
-    "endpoint_out",
     "errors",
     "store",
     "wake_engine",
@@ -68,13 +66,13 @@ async def app_of(request: Request, who: Caller, app_id: str) -> App:
     return await store(request).get_app(app_id)
 
 
-async def endpoint_of(request: Request, who: Caller, app_id: str, endpoint_id: str) -> Any:
+async def endpoint_of(request: Request, who: Caller, app_id: str, endpoint_id: str) -> Endpoint:
     """The app's endpoint; one of another app is as good as missing (404)."""
     who.require_app(app_id)
-    row = await store(request).get_endpoint(endpoint_id)
-    if row["app_id"] != app_id:
+    endpoint = await store(request).get_endpoint(endpoint_id)
+    if endpoint.app_id != app_id:
         raise NotFound(f"no endpoint with id {endpoint_id!r} in app {app_id!r}")
-    return row
+    return endpoint
 
 
 async def delivery_of(request: Request, who: Caller, app_id: str, delivery_id: int) -> Any:
@@ -83,13 +81,3 @@ async def delivery_of(request: Request, who: Caller, app_id: str, delivery_id: i
     if row["app_id"] != app_id:
         raise NotFound(f"no delivery with id {delivery_id} in app {app_id!r}")
     return row
-
-
-def endpoint_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **row,
-        "event_types": orjson.loads(row["event_types"]),
-        "ordered": bool(row["ordered"]),
-        "enabled": bool(row["enabled"]),
-        "operational": bool(row.get("operational")),
-    }

@@ -15,14 +15,14 @@ from hookline.api.common import (
     app_of,
     charge,
     endpoint_of,
-    endpoint_out,
     errors,
     store,
     wake_engine,
 )
-from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, decode, page
+from hookline.front.paging import DEFAULT_LIMIT, Cursor, Limit, by_id, decode, page
 from hookline.rules import check_url, with_authorization
 from hookline.samples import sample_data
+from hookline.store import Endpoint
 from hookline.store.deliveries import TEST_USER
 
 router = APIRouter(tags=["endpoints"], route_class=JsonRoute)
@@ -38,13 +38,11 @@ NULLABLE = frozenset({"max_in_flight", "client_cert", "client_key", "rate_limit"
     response_model=s.EndpointOut,
     responses=errors(403, 404, 409, *BODY),
 )
-async def create_endpoint(
-    app_id: str, body: s.EndpointIn, request: Request, who: Auth
-) -> dict[str, Any]:
+async def create_endpoint(app_id: str, body: s.EndpointIn, request: Request, who: Auth) -> Endpoint:
     who.require_app(app_id)
     check_url(body.url, allow_private=request.app.state.settings.allow_private_targets)
     charge(request, who.app_id, "new_endpoints")
-    row = await store(request).create_endpoint(
+    return await store(request).create_endpoint(
         app_id,
         url=body.url,
         event_types=body.event_types,
@@ -58,7 +56,6 @@ async def create_endpoint(
         rate_limit=body.rate_limit,
         rate_limit_burst=body.rate_limit_burst,
     )
-    return endpoint_out(row)
 
 
 @router.get("/apps/{app_id}/endpoints", response_model=s.EndpointList, responses=errors(403, 404))
@@ -68,8 +65,7 @@ async def list_endpoints(
     """The app's endpoints, oldest first, a page at a time."""
     await app_of(request, who, app_id)
     rows = await store(request).list_endpoints(app_id, after=decode(cursor), limit=limit + 1)
-    found = page(rows, limit, lambda row: (float(row["created_at"]), row["id"]))
-    return {**found, "data": [endpoint_out(row) for row in found["data"]]}
+    return page(rows, limit, by_id)
 
 
 @router.get(
@@ -78,7 +74,7 @@ async def list_endpoints(
     responses=errors(403, 404),
 )
 async def get_endpoint(app_id: str, endpoint_id: str, request: Request, who: Auth) -> Any:
-    return endpoint_out(await endpoint_of(request, who, app_id, endpoint_id))
+    return await endpoint_of(request, who, app_id, endpoint_id)
 
 
 @router.patch(
@@ -105,10 +101,10 @@ async def update_endpoint(
         changes["headers"] = with_authorization(body.headers or {}, **auth)
     if "url" in changes:
         check_url(changes["url"], allow_private=request.app.state.settings.allow_private_targets)
-    row = await store(request).update_endpoint(endpoint_id, **changes)
-    if row["enabled"]:
+    endpoint = await store(request).update_endpoint(endpoint_id, **changes)
+    if endpoint.enabled:
         wake_engine(request)
-    return endpoint_out(row)
+    return endpoint
 
 
 @router.post(
@@ -128,7 +124,7 @@ async def rotate_endpoint_key(
     """
     await endpoint_of(request, who, app_id, endpoint_id)
     grace = body.grace_seconds if body else s.DEFAULT_GRACE_SECONDS
-    return endpoint_out(await store(request).rotate_endpoint_key(endpoint_id, grace))
+    return await store(request).rotate_endpoint_key(endpoint_id, grace)
 
 
 @router.delete(

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 import click
-import orjson
 from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
@@ -36,7 +35,7 @@ from hookline.config import EngineSettings
 from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, WILDCARD, format_timestamp
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
-from hookline.store import App, NewEvent, Store
+from hookline.store import App, Endpoint, NewEvent, Store
 from hookline.store.base import new_id
 
 T = TypeVar("T")
@@ -129,9 +128,8 @@ def _status(value: str) -> str:
     return f"[{STATUS_STYLE.get(value, 'default')}]{value}[/]"
 
 
-def _events(raw: str) -> str:
-    types = orjson.loads(raw)
-    return "all events" if types == [WILDCARD] else ", ".join(types)
+def _events(types: tuple[str, ...]) -> str:
+    return "all events" if types == (WILDCARD,) else ", ".join(types)
 
 
 def _table(*columns: str) -> Table:
@@ -170,12 +168,12 @@ def apps() -> None:
 def apps_list(database: str) -> None:
     """Every app, with its endpoints."""
 
-    async def work(store: Store) -> list[tuple[App, list[dict[str, Any]]]]:
+    async def work(store: Store) -> list[tuple[App, list[Endpoint]]]:
         return [(a, await store.list_endpoints(a.id)) for a in await store.list_apps()]
 
     table = _table("id", "name", "endpoints", "created (UTC)")
     for app, endpoints in _run(database, work):
-        off = sum(1 for e in endpoints if not e["enabled"])
+        off = sum(1 for e in endpoints if not e.enabled)
         count = f"{len(endpoints)}" + (f" [red]({off} disabled)[/]" if off else "")
         table.add_row(app.id, app.name, count, _when(app.created_at))
     _console().print(table)
@@ -264,7 +262,7 @@ def apps_install(app_id: str, user_id: str, database: str) -> None:
 def apps_show(app_id: str, database: str) -> None:
     """One app: its keys' state, installations and endpoints."""
 
-    async def work(store: Store) -> tuple[App, list[dict[str, Any]], int]:
+    async def work(store: Store) -> tuple[App, list[Endpoint], int]:
         app = await store.get_app(app_id)
         installations = await store.count_installations(app_id)
         return app, await store.list_endpoints(app_id), installations
@@ -285,32 +283,32 @@ def apps_show(app_id: str, database: str) -> None:
 # -- endpoints ---------------------------------------------------------------------------
 
 
-def _rate(e: dict[str, Any]) -> str:
+def _rate(e: Endpoint) -> str:
     """The endpoint's rate limit, and its pace while a 429 or 503 slows it down."""
     shown = "—"
-    if e["rate_limit"] is not None:
-        shown = f"{e['rate_limit']:g}/s"
-        if e["rate_limit_burst"] > 1:
-            shown += f", burst {e['rate_limit_burst']}"
-    if e["pace"]:
-        shown += f"\n[yellow]slowed down: {e['pace']:.3g} s apart[/]"
+    if e.rate_limit is not None:
+        shown = f"{e.rate_limit:g}/s"
+        if e.rate_limit_burst > 1:
+            shown += f", burst {e.rate_limit_burst}"
+    if e.pace:
+        shown += f"\n[yellow]slowed down: {e.pace:.3g} s apart[/]"
     return shown
 
 
-def _endpoint_table(endpoints: list[dict[str, Any]]) -> Table:
+def _endpoint_table(endpoints: list[Endpoint]) -> Table:
     table = _table("id", "url", "events", "state", "timeout", "rate limit", "headers")
     for e in endpoints:
-        state = "[green]enabled[/]" if e["enabled"] else f"[red]disabled[/]: {e['disabled_reason']}"
-        if e.get("operational"):
+        state = "[green]enabled[/]" if e.enabled else f"[red]disabled[/]: {e.disabled_reason}"
+        if e.operational:
             state += "\n[dim]operational: the app's operator_url[/]"
         # The store hands endpoints out with their header values masked already.
-        headers = "\n".join(f"{name}: {value}" for name, value in e["headers"].items())
+        headers = "\n".join(f"{name}: {value}" for name, value in e.headers.items())
         table.add_row(
-            e["id"],
-            e["url"],
-            _events(e["event_types"]),
+            e.id,
+            e.url,
+            _events(e.event_types),
             state,
-            f"{e['timeout']:g} s",
+            f"{e.timeout:g} s",
             _rate(e),
             escape(headers),
         )
@@ -402,7 +400,7 @@ def endpoints() -> None:
 def endpoints_list(app_id: str, database: str) -> None:
     """The endpoints of one app."""
 
-    async def work(store: Store) -> list[dict[str, Any]]:
+    async def work(store: Store) -> list[Endpoint]:
         await store.get_app(app_id)
         return await store.list_endpoints(app_id)
 

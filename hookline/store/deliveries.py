@@ -109,7 +109,7 @@ class Deliveries(Endpoints):
         rules.check_event_type(event_type)
         rules.USER_ID.check(user_id)
         endpoint = await self.get_endpoint(endpoint_id)
-        if not endpoint["enabled"]:
+        if not endpoint.enabled:
             raise ValidationError("the endpoint is disabled; enable it to send a test")
         now = self.clock.now()
         event_id = new_id("evt_test")
@@ -122,11 +122,11 @@ class Deliveries(Endpoints):
                 now=now,
             )
             token = new_token()
-            lane = user_id if endpoint["ordered"] else "d:" + token
+            lane = user_id if endpoint.ordered else "d:" + token
             delivery = {
                 "event_seq": event["seq"],
                 "endpoint_id": endpoint_id,
-                "app_id": endpoint["app_id"],
+                "app_id": endpoint.app_id,
                 "user_id": user_id,
                 "event_type": event_type,
                 "lane": lane,

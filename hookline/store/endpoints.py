@@ -23,6 +23,7 @@ from hookline.store.base import (
 )
 from hookline.store.connector import Row
 from hookline.store.publishing import announce, grow_lanes, lanes_of
+from hookline.store.records import Endpoint
 from hookline.store.sealing import masked_header
 
 #: Endpoint columns ``update_endpoint`` may change.
@@ -61,7 +62,7 @@ class Endpoints(Apps):
         own_verification_key: bool = False,
         rate_limit: float | None = None,
         rate_limit_burst: int = 1,
-    ) -> Row:
+    ) -> Endpoint:
         """Register an endpoint, within the limits on its settings and on how many
         endpoints one app may have (counted under a lock on the app, so creates racing
         each other cannot pass it). ``headers`` go with every delivery to it, and
@@ -110,21 +111,21 @@ class Endpoints(Apps):
         assert row is not None
         return self._shown(row)
 
-    def _shown(self, row: Row) -> Row:
+    def _shown(self, row: Row) -> Endpoint:
         """An endpoint as it leaves the store for people (API, dashboard, CLI): the
         values of its headers masked. Only the engine's jobs carry them in full."""
-        row["headers"] = {
-            name: masked_header(name, value)
-            for name, value in self._open_headers(row["headers"]).items()
-        }
-        row.pop("client_key", None)
-        # Its own verification keys are the app's to see, as the app's keys are.
-        row["verification_key"] = self.keys.open_optional(row["verification_key"])
-        row["next_verification_key"] = self.keys.open_optional(row["next_verification_key"])
-        # Its pause, only while it lasts (a claim moves it on for a paced endpoint).
-        paused = row.get("pause_until")
-        row["paused_until"] = paused if paused is not None and paused > self.clock.now() else None
-        return row
+        return Endpoint.from_row(
+            row,
+            headers={
+                name: masked_header(name, value)
+                for name, value in self._open_headers(row["headers"]).items()
+            },
+            # Its own verification keys are the app's to see, as the app's keys are.
+            verification_key=self.keys.open_optional(row["verification_key"]),
+            next_key=self.keys.open_optional(row["next_verification_key"]),
+            # Its pause, only while it lasts (a claim moves it on for a paced endpoint).
+            now=self.clock.now(),
+        )
 
     def _check_endpoint_settings(self, timeout: float | None, max_in_flight: int | None) -> None:
         if timeout is not None and timeout > self.limits.max_timeout:
@@ -138,7 +139,7 @@ class Endpoints(Apps):
                 f"{self.limits.max_in_flight} (HOOKLINE_MAX_IN_FLIGHT)"
             )
 
-    async def get_endpoint(self, endpoint_id: str) -> Row:
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         row = await self.db.fetchrow("get_endpoint", id=endpoint_id)
         if row is None:
             raise NotFound(f"no endpoint with id {endpoint_id!r}")
@@ -146,11 +147,11 @@ class Endpoints(Apps):
 
     async def list_endpoints(
         self, app_id: str, *, after: PageKey | None = None, limit: int | None = None
-    ) -> list[Row]:
+    ) -> list[Endpoint]:
         rows = await self.db.fetch("list_endpoints", app_id=app_id, **page_params(after, limit))
         return [self._shown(row) for row in rows]
 
-    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> Row:
+    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> Endpoint:
         """Change the given settings (``url``, ``event_types``, ``timeout``, ``ordered``,
         ``max_in_flight``, ``enabled``, ``headers``, ``rate_limit`` (None: none),
         ``rate_limit_burst``) and keep the rest.

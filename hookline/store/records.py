@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from hookline.store.connector import Row
 
 
@@ -56,6 +58,78 @@ class Installation:
     @classmethod
     def from_row(cls, row: Row) -> Installation:
         return cls(row["app_id"], row["user_id"], float(row["created_at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An endpoint as people see it (API, dashboard, CLI): the values of its headers
+    masked and no client key (only the engine's jobs carry them in full); its own
+    verification keys opened, as they are the app's to see."""
+
+    id: str
+    app_id: str
+    url: str
+    #: The event types it is subscribed to, or ``("*",)``.
+    event_types: tuple[str, ...]
+    timeout: float
+    ordered: bool
+    max_in_flight: int | None
+    enabled: bool
+    disabled_reason: str | None
+    #: Since when it fails (None: it does not), as the health check counts it.
+    failing_since: float | None
+    #: The app's operational endpoint (its operator_url): hookline's own events only.
+    operational: bool
+    #: Header name -> masked value.
+    headers: dict[str, str]
+    client_cert: str | None
+    verification_key: str | None = field(repr=False)
+    next_verification_key: str | None = field(repr=False)
+    key_switch_at: float | None
+    rate_limit: float | None
+    rate_limit_burst: int
+    #: Seconds between two requests while a "slow down" answer paces it (0: unpaced).
+    pace: float
+    #: Its pause, only while it lasts.
+    paused_until: float | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(
+        cls,
+        row: Row,
+        *,
+        headers: dict[str, str],
+        verification_key: str | None,
+        next_key: str | None,
+        now: float,
+    ) -> Endpoint:
+        paused = _float_or_none(row["pause_until"])
+        return cls(
+            id=row["id"],
+            app_id=row["app_id"],
+            url=row["url"],
+            event_types=tuple(orjson.loads(row["event_types"])),
+            timeout=float(row["timeout"]),
+            ordered=bool(row["ordered"]),
+            max_in_flight=row["max_in_flight"],
+            enabled=bool(row["enabled"]),
+            disabled_reason=row["disabled_reason"],
+            failing_since=_float_or_none(row["failing_since"]),
+            operational=bool(row["operational"]),
+            headers=headers,
+            client_cert=row["client_cert"],
+            verification_key=verification_key,
+            next_verification_key=next_key,
+            key_switch_at=_float_or_none(row["key_switch_at"]),
+            rate_limit=_float_or_none(row["rate_limit"]),
+            rate_limit_burst=int(row["rate_limit_burst"]),
+            pace=float(row["pace"]),
+            paused_until=paused if paused is not None and paused > now else None,
+            created_at=float(row["created_at"]),
+            updated_at=float(row["updated_at"]),
+        )
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -10,7 +10,7 @@ from hookline.exceptions import Conflict, NotFound
 from hookline.store.base import new_verification_key, to_json
 from hookline.store.connector import Row
 from hookline.store.endpoints import Endpoints
-from hookline.store.records import App
+from hookline.store.records import App, Endpoint
 from hookline.store.sealing import KeyBox
 
 
@@ -36,7 +36,7 @@ class Rotation(Endpoints):
         assert row is not None
         return self._app(row)
 
-    async def rotate_endpoint_key(self, endpoint_id: str, grace: float) -> Row:
+    async def rotate_endpoint_key(self, endpoint_id: str, grace: float) -> Endpoint:
         """``rotate_verification_key`` for an endpoint: its next key of its own. One that
         has none yet starts from its app's key, so its receiver, which knows that key,
         rejects nothing either; from the switch on, the endpoint's own key signs."""

@@ -23,7 +23,7 @@ async def site(sqlite_url: str) -> AsyncIterator[tuple[str, dict[str, str], dict
         endpoint = await store.create_endpoint(
             app.id, url="https://example.com/hook", event_types=["*"], timeout=5
         )
-        apps.append({"id": app.id, "key": key, "endpoint": endpoint["id"]})
+        apps.append({"id": app.id, "key": key, "endpoint": endpoint.id})
     await store.close()
     async with running_api(sqlite_url, deliver=False) as base:
         yield base, apps[0], apps[1]
@@ -114,7 +114,7 @@ async def test_posts_need_the_session_csrf_token(
     assert "This endpoint is disabled: disabled through the API" in html
     store = await Store.open(sqlite_url)
     try:
-        assert not (await store.get_endpoint(first["endpoint"]))["enabled"]
+        assert not (await store.get_endpoint(first["endpoint"])).enabled
     finally:
         await store.close()
 

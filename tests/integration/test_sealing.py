@@ -120,8 +120,8 @@ async def test_endpoint_headers_are_sealed_and_resealed_with_the_master_key(
             headers={"X-Api-Key": secret},
             own_verification_key=True,
         )
-        assert endpoint["headers"] == {"X-Api-Key": "••••cdef"}
-        own_key = endpoint["verification_key"]
+        assert endpoint.headers == {"X-Api-Key": "••••cdef"}
+        own_key = endpoint.verification_key
         assert own_key and own_key != app.verification_key
         (raw,) = await store.db.fetch("endpoint_secrets_after", after="", limit=10)
         assert raw["headers"].startswith("fernet:") and secret not in raw["headers"]
@@ -141,8 +141,8 @@ async def test_endpoint_headers_are_sealed_and_resealed_with_the_master_key(
     try:
         (raw,) = await store.db.fetch("endpoint_secrets_after", after="", limit=10)
         assert KeyBox(second).open(raw["headers"]) == f'{{"X-Api-Key":"{secret}"}}'
-        reread = await store.get_endpoint(endpoint["id"])
-        assert reread["headers"] == {"X-Api-Key": "••••cdef"}
-        assert reread["verification_key"] == own_key
+        reread = await store.get_endpoint(endpoint.id)
+        assert reread.headers == {"X-Api-Key": "••••cdef"}
+        assert reread.verification_key == own_key
     finally:
         await store.close()

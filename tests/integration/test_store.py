@@ -17,7 +17,7 @@ import pytest
 from hookline.clock import ManualClock
 from hookline.config import Limits
 from hookline.exceptions import Conflict, LimitReached, NotFound, TooLarge, ValidationError
-from hookline.store import AttemptResult, Job, NewEvent, Store
+from hookline.store import AttemptResult, Endpoint, Job, NewEvent, Store
 from hookline.store.claims import MAX_RUN
 from tests.support.eventually import eventually
 
@@ -45,7 +45,7 @@ def event(event_id: str, user: str, n: int = 0, event_type: str = "order_complet
     )
 
 
-async def app_with_endpoint(store: Store, users: list[str], **endpoint: Any) -> dict[str, Any]:
+async def app_with_endpoint(store: Store, users: list[str], **endpoint: Any) -> Endpoint:
     app, _ = await store.create_app("shop")
     for user in users:
         await store.install(app.id, user)
@@ -93,10 +93,10 @@ async def test_endpoints_keep_their_settings(store: Store) -> None:
     endpoint = await app_with_endpoint(
         store, [], event_types=["order_completed"], ordered=False, max_in_flight=3, timeout=2.5
     )
-    row = await store.get_endpoint(endpoint["id"])
-    assert orjson.loads(row["event_types"]) == ["order_completed"]
-    assert (row["ordered"], row["max_in_flight"], row["timeout"], row["enabled"]) == (0, 3, 2.5, 1)
-    assert [e["id"] for e in await store.list_endpoints(row["app_id"])] == [endpoint["id"]]
+    row = await store.get_endpoint(endpoint.id)
+    assert row.event_types == ("order_completed",)
+    assert (row.ordered, row.max_in_flight, row.timeout, row.enabled) == (0, 3, 2.5, 1)
+    assert [e.id for e in await store.list_endpoints(row.app_id)] == [endpoint.id]
     with pytest.raises(NotFound):
         await store.get_endpoint("ep_missing")
 
@@ -106,7 +106,7 @@ async def test_endpoints_keep_their_settings(store: Store) -> None:
 
 async def test_publish_fans_out_to_matching_endpoints_of_installed_apps(store: Store) -> None:
     everything = await app_with_endpoint(store, ["u1", "u2"])
-    app_id = everything["app_id"]
+    app_id = everything.app_id
     await store.create_endpoint(
         app_id, url="http://127.0.0.1:9/orders", event_types=["order_completed"], timeout=10
     )
@@ -138,7 +138,7 @@ async def test_the_same_event_id_again_publishes_nothing_new(store: Store) -> No
     again = await store.publish([event("e1", "u1"), event("e1", "u1")])
     assert [p.duplicate for p in first + again] == [False, True, True]
     assert again[0].created_at == first[0].created_at
-    assert len(await store.list_deliveries(endpoint["app_id"])) == 1
+    assert len(await store.list_deliveries(endpoint.app_id)) == 1
 
 
 async def test_the_same_event_id_with_other_data_is_a_conflict(store: Store) -> None:
@@ -148,7 +148,7 @@ async def test_the_same_event_id_with_other_data_is_a_conflict(store: Store) -> 
         await store.publish([event("e2", "u1"), event("e1", "u1", n=2)])
     with pytest.raises(NotFound):  # nothing of the failed batch was kept
         await store.get_event("e2")
-    assert len(await store.list_deliveries(endpoint["app_id"])) == 1
+    assert len(await store.list_deliveries(endpoint.app_id)) == 1
 
 
 async def test_publish_keeps_the_data_text_exactly(store: Store) -> None:
@@ -187,7 +187,7 @@ async def test_unordered_endpoints_send_a_users_deliveries_at_once(store: Store)
 
 async def test_a_job_carries_everything_needed_to_send_it(store: Store) -> None:
     endpoint = await app_with_endpoint(store, ["u1"], timeout=3.0)
-    app = await store.get_app(endpoint["app_id"])
+    app = await store.get_app(endpoint.app_id)
     await store.publish([event("e1", "u1", 5)])
     (job,) = await claim(store)
     assert (job.event_id, job.user_id, job.event_type, job.attempts) == (
@@ -196,7 +196,7 @@ async def test_a_job_carries_everything_needed_to_send_it(store: Store) -> None:
         "order_completed",
         0,
     )
-    assert (job.url, job.timeout, job.endpoint_id) == (endpoint["url"], 3.0, endpoint["id"])
+    assert (job.url, job.timeout, job.endpoint_id) == (endpoint.url, 3.0, endpoint.id)
     assert job.keys == (app.verification_key,)
     assert len(job.token) == 48
 
@@ -286,7 +286,7 @@ async def test_a_retry_waits_for_its_time_and_keeps_its_place(
     await store.record("w1", [result(again, "failed", error="gave up")])
     (nxt,) = await claim(store)
     assert nxt.event_id == "e2"
-    failed = (await store.list_deliveries(endpoint["app_id"], status="failed"))[0]
+    failed = (await store.list_deliveries(endpoint.app_id, status="failed"))[0]
     assert (failed["attempts"], failed["last_error"]) == (2, "gave up")
     assert [a["outcome"] for a in failed["attempt_log"]] == ["retry", "failed"]
 
@@ -296,11 +296,11 @@ async def test_gone_disables_the_endpoint_and_stops_its_deliveries(store: Store)
     await store.publish([event("e1", "u1"), event("e2", "u2")])
     jobs = await claim(store)
     await store.record("w1", [result(jobs[0], "gone"), result(jobs[1], "retry", retry_at=0.0)])
-    row = await store.get_endpoint(endpoint["id"])
-    assert row["enabled"] == 0 and "410" in row["disabled_reason"]
+    row = await store.get_endpoint(endpoint.id)
+    assert row.enabled == 0 and "410" in row.disabled_reason
     assert await claim(store) == []
     await store.publish([event("e3", "u1")])
-    assert (await store.list_deliveries(endpoint["app_id"], user_id="u1"))[0]["event_id"] == "e1"
+    assert (await store.list_deliveries(endpoint.app_id, user_id="u1"))[0]["event_id"] == "e1"
 
 
 async def test_an_attempt_whose_endpoint_was_deleted_meanwhile_is_dropped(store: Store) -> None:
@@ -311,11 +311,11 @@ async def test_an_attempt_whose_endpoint_was_deleted_meanwhile_is_dropped(store:
     kept = await app_with_endpoint(store, ["u2"])
     await store.publish([event("e1", "u1"), event("e2", "u2")])
     jobs = {job.endpoint_id: job for job in await claim(store)}
-    await store.delete_endpoint(gone["id"])
-    await store.record("w1", [result(jobs[gone["id"]]), result(jobs[kept["id"]])])
-    [delivery] = await store.list_deliveries(kept["app_id"])
+    await store.delete_endpoint(gone.id)
+    await store.record("w1", [result(jobs[gone.id]), result(jobs[kept.id])])
+    [delivery] = await store.list_deliveries(kept.app_id)
     assert delivery["status"] == "delivered" and delivery["attempts"] == 1
-    assert await store.list_deliveries(gone["app_id"]) == []
+    assert await store.list_deliveries(gone.app_id) == []
 
 
 async def _blocked_on_a_lock(conn: asyncpg.Connection) -> None:
@@ -343,21 +343,21 @@ async def test_a_delete_beside_a_record_that_marks_the_endpoint_waits_for_it(
         await store.publish([event("e1", "u1")])
         async with record.transaction():
             await record.execute(
-                "SELECT 1 FROM lanes WHERE endpoint_id = $1 FOR UPDATE", endpoint["id"]
+                "SELECT 1 FROM lanes WHERE endpoint_id = $1 FOR UPDATE", endpoint.id
             )
             deleting = asyncio.create_task(
-                store.delete_endpoint(endpoint["id"])
+                store.delete_endpoint(endpoint.id)
                 if delete == "endpoint"
-                else store.delete_app(endpoint["app_id"])
+                else store.delete_app(endpoint.app_id)
             )
             await _blocked_on_a_lock(record)
             await record.execute(
                 "UPDATE endpoints SET failing_since = 1 WHERE id = $1 AND failing_since IS NULL",
-                endpoint["id"],
+                endpoint.id,
             )
         await deleting
         with pytest.raises(NotFound):
-            await store.get_endpoint(endpoint["id"])
+            await store.get_endpoint(endpoint.id)
     finally:
         await record.close()
         await store.close()
@@ -377,7 +377,7 @@ async def test_release_hands_claimed_lanes_to_another_worker(store: Store) -> No
 
 async def test_deliveries_are_listed_newest_first_with_filters_and_attempts(store: Store) -> None:
     endpoint = await app_with_endpoint(store, ["u1", "u2"])
-    app_id = endpoint["app_id"]
+    app_id = endpoint.app_id
     await store.publish([event("e1", "u1"), event("e2", "u2", event_type="product_created")])
     jobs = await claim(store)
     await store.record("w1", [result(job) for job in jobs])
@@ -392,7 +392,7 @@ async def test_deliveries_are_listed_newest_first_with_filters_and_attempts(stor
     older = await store.list_deliveries(app_id, before=listed[0]["id"], limit=1)
     assert [d["event_id"] for d in older] == ["e1"]
     one = await store.get_delivery(listed[1]["id"])
-    assert one["url"] == endpoint["url"] and one["status"] == "delivered"
+    assert one["url"] == endpoint.url and one["status"] == "delivered"
     assert [a["status_code"] for a in one["attempt_log"]] == [200]
     with pytest.raises(NotFound):
         await store.get_delivery(10**9)
@@ -405,7 +405,7 @@ async def test_prune_removes_old_finished_events_with_their_attempts(
     store: Store, clock: ManualClock
 ) -> None:
     endpoint = await app_with_endpoint(store, ["u1", "u2"])
-    app_id = endpoint["app_id"]
+    app_id = endpoint.app_id
     await store.publish([event(f"old{i}", "u1", i) for i in range(5)] + [event("stuck", "u2")])
     while jobs := await claim(store):
         later = clock.now() + 60
@@ -429,12 +429,12 @@ async def test_test_notifications_are_pruned_like_any_delivery(
 ) -> None:
     endpoint = await app_with_endpoint(store, [])
     for _ in range(3):
-        await store.send_test(endpoint["id"], "order_completed", '{"id": 1}')
+        await store.send_test(endpoint.id, "order_completed", '{"id": 1}')
     while jobs := await claim(store):
         await store.record("w1", [result(j) for j in jobs])
     clock.advance(0.05)
     assert await store.prune(0.02) == 3
-    assert await store.list_deliveries(endpoint["app_id"]) == []
+    assert await store.list_deliveries(endpoint.app_id) == []
 
 
 async def test_the_schema_is_current_after_open(database_url: str, store: Store) -> None:
@@ -492,7 +492,7 @@ async def test_an_app_has_at_most_its_endpoints_even_when_creates_race(database_
             await s.close()
 
 
-async def create_in(store: Store, app_id: str, **settings: Any) -> dict[str, Any]:
+async def create_in(store: Store, app_id: str, **settings: Any) -> Endpoint:
     options = {"url": "http://127.0.0.1:9/hook", "event_types": ["*"], "timeout": 10.0}
     return await store.create_endpoint(app_id, **(options | settings))
 
@@ -508,11 +508,11 @@ async def test_endpoint_timeout_and_in_flight_are_bounded(database_url: str) -> 
         assert await store.list_endpoints(app.id) == []
         endpoint = await create_in(store, app.id, timeout=30, max_in_flight=100)
         with pytest.raises(ValidationError, match="HOOKLINE_MAX_TIMEOUT"):
-            await store.update_endpoint(endpoint["id"], timeout=31)
+            await store.update_endpoint(endpoint.id, timeout=31)
         with pytest.raises(ValidationError, match="HOOKLINE_MAX_IN_FLIGHT"):
-            await store.update_endpoint(endpoint["id"], max_in_flight=500)
-        unchanged = await store.get_endpoint(endpoint["id"])
-        assert (unchanged["timeout"], unchanged["max_in_flight"]) == (30, 100)
+            await store.update_endpoint(endpoint.id, max_in_flight=500)
+        unchanged = await store.get_endpoint(endpoint.id)
+        assert (unchanged.timeout, unchanged.max_in_flight) == (30, 100)
     finally:
         await store.close()
 
@@ -635,7 +635,7 @@ async def test_a_kept_lane_holds_to_a_lowered_endpoint_cap(store: Store) -> None
     await store.publish([event(f"{u}-{i}", u, i) for u in ("u1", "u2") for i in range(3)])
     first = await claim(store)
     assert len(first) == 2
-    await store.update_endpoint(endpoint["id"], max_in_flight=1)
+    await store.update_endpoint(endpoint.id, max_in_flight=1)
     # Two lanes held against a cap of one: neither is kept; a claim gives out one.
     assert await keep(store, "w1", [result(j) for j in first]) == []
     assert len(await claim(store)) == 1
@@ -666,7 +666,7 @@ async def test_a_paused_or_disabled_endpoint_keeps_no_lane(store: Store) -> None
 
     other = await app_with_endpoint(store, ["v1"])
     await store.publish([event(f"v-{i}", "v1", i) for i in range(2)])
-    (job,) = [j for j in await claim(store) if j.endpoint_id == other["id"]]
+    (job,) = [j for j in await claim(store) if j.endpoint_id == other.id]
     assert await keep(store, "w1", [result(job, "gone")]) == []  # 410: disabled
 
 

@@ -27,7 +27,7 @@ async def _setup(store: Store) -> tuple[str, str]:
     endpoint = await store.create_endpoint(
         app.id, url="https://example.com/hook", event_types=["order_completed"], timeout=5
     )
-    return str(app.id), str(endpoint["id"])
+    return str(app.id), str(endpoint.id)
 
 
 async def _fail_everything(store: Store) -> int:

@@ -178,4 +178,4 @@ async def add_webhook(
         rate_limit=rate,
         rate_limit_burst=burst,
     )
-    return RedirectResponse(f"/endpoints/{endpoint['id']}?notice=webhook_added", status_code=303)
+    return RedirectResponse(f"/endpoints/{endpoint.id}?notice=webhook_added", status_code=303)

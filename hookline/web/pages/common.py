@@ -40,7 +40,7 @@ from hookline.rules import (
     check_rate_burst,
     check_rate_limit,
 )
-from hookline.store import App
+from hookline.store import App, Endpoint
 from hookline.web.session import COOKIE, Session, SessionSigner, credential_hash
 
 #: Deliveries on a page (an endpoint's, an app's).
@@ -169,9 +169,9 @@ async def app_for(request: Request, session: Session, app_id: str) -> App:
     return await app_store(request).get_app(app_id)
 
 
-async def endpoint_for(request: Request, session: Session, endpoint_id: str) -> dict[str, Any]:
+async def endpoint_for(request: Request, session: Session, endpoint_id: str) -> Endpoint:
     endpoint = await app_store(request).get_endpoint(endpoint_id)
-    if not session.caller.may_see(endpoint["app_id"]):
+    if not session.caller.may_see(endpoint.app_id):
         # The same answer as a missing endpoint: another app's ids are not confirmed.
         raise NotFound(f"no endpoint with id {endpoint_id!r}")
     return endpoint

@@ -33,16 +33,16 @@ async def endpoint_page(request: Request, endpoint_id: str) -> Response:
     session = await signed_in(request)
     endpoint = await endpoint_for(request, session, endpoint_id)
     store = app_store(request)
-    app = await store.get_app(endpoint["app_id"])
+    app = await store.get_app(endpoint.app_id)
     deliveries = await store.list_deliveries(
-        endpoint["app_id"], endpoint_id=endpoint_id, limit=PAGE_SIZE
+        endpoint.app_id, endpoint_id=endpoint_id, limit=PAGE_SIZE
     )
     since, bucket = chart.window()
     timeline = await store.delivery_timeline(
-        endpoint["app_id"], endpoint_id=endpoint_id, since=since, bucket=bucket
+        endpoint.app_id, endpoint_id=endpoint_id, since=since, bucket=bucket
     )
     stats = await store.endpoint_stats(endpoint_id, since)
-    subscribed = orjson.loads(endpoint["event_types"])
+    subscribed = endpoint.event_types
     return page(
         request,
         "endpoint.html",
@@ -50,7 +50,7 @@ async def endpoint_page(request: Request, endpoint_id: str) -> Response:
         app=app,
         endpoint=endpoint,
         subscribed=subscribed,
-        test_event=subscribed[0] if subscribed != [WILDCARD] else "order_completed",
+        test_event=subscribed[0] if subscribed != (WILDCARD,) else "order_completed",
         deliveries=deliveries,
         chart=chart.build(timeline, since, bucket),
         stats=stats,

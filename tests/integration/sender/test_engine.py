@@ -338,7 +338,7 @@ async def test_no_spelling_of_loopback_is_dialled_even_when_stored_unchecked(
             endpoint = await store.create_endpoint(
                 app.id, url="https://hooks.example.com/hook", event_types=["*"], timeout=5.0
             )
-            urls[endpoint["id"]] = url
+            urls[endpoint.id] = url
         # Straight into the table, past every check the store and registration make: the
         # socket-level policy is the one that must hold.
         with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
@@ -423,7 +423,7 @@ async def _fails_at_the_cap(store: Store, recorder: Recorder, path: str) -> dict
     for (before, after), delay in zip(pairwise(started), FAST.schedule[1:], strict=True):
         assert after - before >= delay - 0.001
     endpoint = await store.get_endpoint(app["endpoint"]["id"])
-    assert endpoint["failing_since"] is not None, "it counts toward auto-disable"
+    assert endpoint.failing_since is not None, "it counts toward auto-disable"
     return delivery
 
 

@@ -99,7 +99,7 @@ async def test_a_tarpit_app_holds_its_share_of_the_slots_and_no_more(
             )
         for n in range(tests):
             endpoint = a_endpoints[n % len(a_endpoints)]
-            await store.send_test(endpoint["id"], "order_completed", '{"id": "test"}')
+            await store.send_test(endpoint.id, "order_completed", '{"id": "test"}')
         await recorder.wait_for(lambda: len(recorder.open_hits("/tarpit")) == settings.app_cap)
 
         attacked = await _latencies(store, recorder, engines, "attack")

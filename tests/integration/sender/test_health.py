@@ -18,7 +18,7 @@ from hookline.metrics import SenderMetrics
 from hookline.sender import Engine
 from hookline.sender.health import PROBE_USER, HealthMonitor
 from hookline.sender.transport import new_transport
-from hookline.store import AttemptResult, Job, NewEvent, Store
+from hookline.store import AttemptResult, Job, NewEvent, Store, records
 from tests.conftest import free_port
 from tests.support.eventually import eventually
 from tests.support.recorder import Answer, Recorder, in_flight_peak
@@ -91,12 +91,12 @@ async def test_a_failing_endpoint_is_disabled_probed_and_sends_its_backlog_in_or
         await engine.start()
 
         async def disabled() -> bool:
-            return not (await store.get_endpoint(ep["id"]))["enabled"]
+            return not (await store.get_endpoint(ep.id)).enabled
 
         await eventually(disabled)
-        row = await store.get_endpoint(ep["id"])
-        assert row["failing_since"] is not None and "failing for more than" in (
-            row["disabled_reason"] or ""
+        row = await store.get_endpoint(ep.id)
+        assert row.failing_since is not None and "failing for more than" in (
+            row.disabled_reason or ""
         )
         assert metrics.endpoints_auto_disabled._value.get() == 1
         assert any("is disabled" in r.getMessage() for r in caplog.records)
@@ -110,8 +110,8 @@ async def test_a_failing_endpoint_is_disabled_probed_and_sends_its_backlog_in_or
             return len(rows) == 5
 
         await eventually(all_delivered)
-        row = await store.get_endpoint(ep["id"])
-        assert row["enabled"] and row["failing_since"] is None and row["disabled_reason"] is None
+        row = await store.get_endpoint(ep.id)
+        assert row.enabled and row.failing_since is None and row.disabled_reason is None
         assert metrics.endpoints_reenabled._value.get() == 1
         assert any(b["user_id"] == PROBE_USER for b in target.bodies)
         # While failing, only the lane's head (0) was tried; then all five, in order.
@@ -134,7 +134,7 @@ async def test_a_success_clears_failing_since_and_an_operator_disable_is_not_pro
             1,
             "t",
             0,
-            ep["id"],
+            ep.id,
             "u1",
             "u1",
             app.id,
@@ -147,19 +147,19 @@ async def test_a_success_clears_failing_since_and_an_operator_disable_is_not_pro
         )
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, [AttemptResult(job, "retry", 100.0)], 0.0)
-        assert (await store.get_endpoint(ep["id"]))["failing_since"] == 100.0
+        assert (await store.get_endpoint(ep.id)).failing_since == 100.0
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, [AttemptResult(job, "retry", 200.0)], 0.0)
-        assert (await store.get_endpoint(ep["id"]))["failing_since"] == 100.0
+        assert (await store.get_endpoint(ep.id)).failing_since == 100.0
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, [AttemptResult(job, "delivered", 300.0)], 0.0)
-        assert (await store.get_endpoint(ep["id"]))["failing_since"] is None
+        assert (await store.get_endpoint(ep.id)).failing_since is None
 
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, [AttemptResult(job, "failed", 1.0)], 0.0)
-        await store.update_endpoint(ep["id"], enabled=False)
-        row = await store.get_endpoint(ep["id"])
-        assert not row["enabled"] and row["failing_since"] is None
+        await store.update_endpoint(ep.id, enabled=False)
+        row = await store.get_endpoint(ep.id)
+        assert not row.enabled and row.failing_since is None
         assert await store.endpoints_to_probe() == []
         assert await store.disable_failing_endpoints(0) == []
     finally:
@@ -170,12 +170,12 @@ async def test_a_success_clears_failing_since_and_an_operator_disable_is_not_pro
 
 
 async def _disabled_for_failing(
-    store: Store, endpoints: list[dict[str, Any]], since: float
+    store: Store, endpoints: list[records.Endpoint], since: float
 ) -> None:
     results = [
         AttemptResult(
-            Job(0, "t", 0, e["id"], "u", "u", e["app_id"], "order_completed", "e", "{}",
-                e["url"], 1.0, ("k",)),
+            Job(0, "t", 0, e.id, "u", "u", e.app_id, "order_completed", "e", "{}",
+                e.url, 1.0, ("k",)),
             "failed",
             since,
         )
@@ -211,12 +211,12 @@ async def test_every_disabled_endpoint_gets_its_probe_however_many_keep_failing(
         rounds = []
         for _ in range(3):
             rounds.append(await monitor.probe())
-            if (await store.get_endpoint(mended["id"]))["enabled"]:
+            if (await store.get_endpoint(mended.id)).enabled:
                 break
         print(f"\nprobe rounds until the mended endpoint was enabled: {len(rounds)}")
         # 41 disabled, 30 a round: the first round takes 30 of the dead ones, the
         # second the other 10, the mended one and the 19 probed longest ago.
-        assert rounds == [[], [mended["id"]]]
+        assert rounds == [[], [mended.id]]
         probes = recorder.hits("/tarpit")
         assert len(probes) == 59 and len({h.json["webhook_id"] for h in probes}) == 40
         assert in_flight_peak(probes) == settings.probe_concurrency
@@ -248,7 +248,7 @@ async def test_checks_do_not_wait_behind_probes_that_never_answer(
         engine.wake()
 
         async def disabled() -> bool:
-            return not (await store.get_endpoint(failing["id"]))["enabled"]
+            return not (await store.get_endpoint(failing.id)).enabled
 
         await eventually(disabled)
         # Disabled while both probes were still waiting for an answer.

@@ -87,11 +87,11 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
         assert [e.event_type for e in envelopes] == ["endpoint.disabled", "endpoint.enabled"]
         sink = (await store.get_app(app.id)).operator_url
         assert sink == recorder.url("/ops")
-        (sink_ep,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
+        (sink_ep,) = [e for e in await store.list_endpoints(app.id) if e.operational]
         for envelope in envelopes:
-            assert envelope.user_id == ep["id"], "the endpoint the event is about"
-            assert envelope.webhook_id == sink_ep["id"]
-            assert envelope.data["id"] == ep["id"] and envelope.data["url"] == ep["url"]
+            assert envelope.user_id == ep.id, "the endpoint the event is about"
+            assert envelope.webhook_id == sink_ep.id
+            assert envelope.data["id"] == ep.id and envelope.data["url"] == ep.url
         disabled, enabled = (e.data for e in envelopes)
         assert disabled["reason"] == "failing" and "failing for more than" in disabled["message"]
         assert enabled["failing_since"] == disabled["failing_since"] is not None
@@ -99,7 +99,7 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
 
         # Logged like any delivery of the app.
         async def logged() -> bool:
-            rows = await store.list_deliveries(app.id, endpoint_id=sink_ep["id"])
+            rows = await store.list_deliveries(app.id, endpoint_id=sink_ep.id)
             assert {d["event_type"] for d in rows} == {"endpoint.disabled", "endpoint.enabled"}
             return {d["status"] for d in rows} == {"delivered"}
 
@@ -134,12 +134,12 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
         ep = await store.create_endpoint(
             app.id, url=recorder.url("/dead"), event_types=["*"], timeout=2
         )
-        (sink_ep,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
+        (sink_ep,) = [e for e in await store.list_endpoints(app.id) if e.operational]
         await store.publish([NewEvent("e1", "order_completed", "u1", json.dumps({"id": 1}))])
         await engine.start()
 
         async def sink_deliveries(status: str) -> list[dict[str, Any]]:
-            rows = await store.list_deliveries(app.id, endpoint_id=sink_ep["id"])
+            rows = await store.list_deliveries(app.id, endpoint_id=sink_ep.id)
             return [d for d in rows if d["status"] == status]
 
         # e1 fails for good; its delivery.failed to the sink fails for good too.
@@ -148,17 +148,17 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
         await store.publish([NewEvent("e2", "order_completed", "u1", json.dumps({"id": 2}))])
         await eventually(lambda: sink_deliveries("delivered"))
 
-        rows = await store.list_deliveries(app.id, endpoint_id=sink_ep["id"])
+        rows = await store.list_deliveries(app.id, endpoint_id=sink_ep.id)
         assert len(rows) == 2, "one per failed delivery of the endpoint, none about the sink"
-        assert {d["user_id"] for d in rows} == {ep["id"]}
+        assert {d["user_id"] for d in rows} == {ep.id}
         assert {d["event_type"] for d in rows} == {"delivery.failed"}
         events = operational(recorder)
-        assert {b["user_id"] for b in events} == {ep["id"]}
+        assert {b["user_id"] for b in events} == {ep.id}
         failures = {b["event_id"]: b["data"] for b in events}
         assert len(failures) == 2
         assert sorted(d["event_id"] for d in failures.values()) == ["e1", "e2"]
         for detail in failures.values():
-            assert detail["user_id"] == "u1" and detail["endpoint_id"] == ep["id"]
+            assert detail["user_id"] == "u1" and detail["endpoint_id"] == ep.id
             assert detail["attempts"] == 3 and detail["status_code"] == 500
         assert len(recorder.hits("/ops")) == 3 + 1, "three attempts at the first, then one"
     finally:
@@ -167,7 +167,7 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
 
 
 async def _enabled(store: Store, endpoint_id: str) -> bool:
-    return bool((await store.get_endpoint(endpoint_id))["enabled"])
+    return bool((await store.get_endpoint(endpoint_id)).enabled)
 
 
 async def test_a_recovering_endpoint_and_a_gone_one_are_announced(
@@ -206,12 +206,12 @@ async def test_a_recovering_endpoint_and_a_gone_one_are_announced(
             )
         )
         by_type = {b["event_type"]: b for b in operational(recorder)}
-        assert by_type["endpoint.recovering"]["user_id"] == flaky_ep["id"]
+        assert by_type["endpoint.recovering"]["user_id"] == flaky_ep.id
         assert by_type["endpoint.recovering"]["data"]["failing_since"] is not None
-        assert by_type["endpoint.disabled"]["user_id"] == gone_ep["id"]
+        assert by_type["endpoint.disabled"]["user_id"] == gone_ep.id
         assert by_type["endpoint.disabled"]["data"]["reason"] == "gone"
         assert by_type["delivery.failed"]["data"]["status_code"] == 410
-        gone = [b for b in operational(recorder) if b["user_id"] == gone_ep["id"]]
+        gone = [b for b in operational(recorder) if b["user_id"] == gone_ep.id]
         assert [b["event_type"] for b in gone] == ["delivery.failed", "endpoint.disabled"]
     finally:
         await engine.stop()
@@ -231,11 +231,11 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
         )
         row = await store.set_operator_url(app.id, "https://ops.example.com/a")
         assert row.operator_url == "https://ops.example.com/a"
-        (ops,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
-        assert json.loads(ops["event_types"]) == list(OPERATIONAL_EVENT_TYPES)
+        (ops,) = [e for e in await store.list_endpoints(app.id) if e.operational]
+        assert ops.event_types == tuple(OPERATIONAL_EVENT_TYPES)
         await store.set_operator_url(app.id, "https://ops.example.com/b")
-        (same,) = [e for e in await store.list_endpoints(app.id) if e["operational"]]
-        assert same["id"] == ops["id"] and same["url"] == "https://ops.example.com/b"
+        (same,) = [e for e in await store.list_endpoints(app.id) if e.operational]
+        assert same.id == ops.id and same.url == "https://ops.example.com/b"
 
         # Publishers reach the app's endpoints, never the operational one ("*" included).
         published = await store.publish([NewEvent("e1", "order_completed", "u1", "{}")])
@@ -243,35 +243,35 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
         with pytest.raises(ValidationError):
             await store.publish([NewEvent("e2", "endpoint.disabled", "u1", "{}")])
         with pytest.raises(ValidationError, match="operator_url"):
-            await store.update_endpoint(ops["id"], url="https://elsewhere.example.com/")
+            await store.update_endpoint(ops.id, url="https://elsewhere.example.com/")
         with pytest.raises(ValidationError, match="operator_url"):
-            await store.update_endpoint(ops["id"], event_types=["*"])
-        await store.update_endpoint(ops["id"], timeout=5)  # its other settings are its own
+            await store.update_endpoint(ops.id, event_types=["*"])
+        await store.update_endpoint(ops.id, timeout=5)  # its other settings are its own
         with pytest.raises(Conflict, match="operator_url"):
-            await store.delete_endpoint(ops["id"])
+            await store.delete_endpoint(ops.id)
 
         # The same change written twice (a record retried after a lost commit) is one
         # event; the same kind of change again later is another.
-        failed = Job(7, "t", 2, regular["id"], "u1", "u1", app.id, "order_completed", "e1",
-                     "{}", regular["url"], 1.0, ("k",))  # fmt: skip
+        failed = Job(7, "t", 2, regular.id, "u1", "u1", app.id, "order_completed", "e1",
+                     "{}", regular.url, 1.0, ("k",))  # fmt: skip
         for job in (failed, failed, replace(failed, attempts=5)):
             async with store.db.transaction() as tx:
                 notice = delivery_failed(AttemptResult(job, "failed", 50.0))
                 await announce(tx, [notice], 50.0)
-        told = await store.list_deliveries(app.id, endpoint_id=ops["id"])
-        assert len(told) == 2 and {d["user_id"] for d in told} == {regular["id"]}
+        told = await store.list_deliveries(app.id, endpoint_id=ops.id)
+        assert len(told) == 2 and {d["user_id"] for d in told} == {regular.id}
 
         # The operational endpoint disabled for failing, then enabled: nothing said.
-        job = Job(0, "t", 0, ops["id"], "u", "u", app.id, "endpoint.enabled", "x", "{}",
-                  ops["url"], 1.0, ("k",))  # fmt: skip
+        job = Job(0, "t", 0, ops.id, "u", "u", app.id, "endpoint.enabled", "x", "{}",
+                  ops.url, 1.0, ("k",))  # fmt: skip
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, [AttemptResult(job, "failed", 100.0)], 0.0)
-        assert [e["id"] for e in await store.disable_failing_endpoints(0)] == [ops["id"]]
-        assert await store.enable_probed_endpoint(ops["id"])
-        assert len(await store.list_deliveries(app.id, endpoint_id=ops["id"])) == 2
+        assert [e["id"] for e in await store.disable_failing_endpoints(0)] == [ops.id]
+        assert await store.enable_probed_endpoint(ops.id)
+        assert len(await store.list_deliveries(app.id, endpoint_id=ops.id)) == 2
 
         await store.set_operator_url(app.id, None)
-        assert [e["id"] for e in await store.list_endpoints(app.id)] == [regular["id"]]
+        assert [e.id for e in await store.list_endpoints(app.id)] == [regular.id]
         assert (await store.get_app(app.id)).operator_url is None
     finally:
         await store.close()

@@ -341,13 +341,16 @@ async def test_the_pace_doubles_once_per_slow_down_and_shrinks_with_good_answers
     ep = await store.create_endpoint(
         app.id, url="http://127.0.0.1:9/", event_types=["*"], timeout=2
     )
-    job = Job(1, "t", 0, ep["id"], "u", "u", app.id, "order_completed", "e", "{}",
-              ep["url"], 2.0, ("k",))  # fmt: skip
+    job = Job(1, "t", 0, ep.id, "u", "u", app.id, "order_completed", "e", "{}",
+              ep.url, 2.0, ("k",))  # fmt: skip
 
     async def answer(now: float, *results: AttemptResult) -> dict[str, Any]:
+        """The endpoint's stored state (its pause as written, passed or not)."""
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, list(results), now)
-        return await store.get_endpoint(ep["id"])
+        row = await store.db.fetchrow("get_endpoint", id=ep.id)
+        assert row is not None
+        return row
 
     def slow(sent: float, asked: float = 0.0) -> AttemptResult:
         return AttemptResult(job, "retry", sent, status_code=429, throttle_for=asked)

@@ -20,7 +20,7 @@ import pytest
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.exceptions import ValidationError
 from hookline.sender import Engine
-from hookline.store import AttemptResult, Claimed, Job, NewEvent, Store
+from hookline.store import AttemptResult, Claimed, Endpoint, Job, NewEvent, Store
 from tests.support.eventually import eventually
 from tests.support.recorder import Recorder, in_flight_peak, most_in_one_second
 
@@ -36,7 +36,7 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         await opened.close()
 
 
-async def endpoint_for(store: Store, users: int, **settings: Any) -> dict[str, Any]:
+async def endpoint_for(store: Store, users: int, **settings: Any) -> Endpoint:
     app, _ = await store.create_app("shop")
     for u in range(users):
         await store.install(app.id, f"u{u}")
@@ -83,8 +83,8 @@ async def test_a_claim_takes_the_burst_and_then_nothing_until_the_limit_allows(
     # It says when the next one is allowed: 100 s after the first of the burst.
     assert again.opens_at is not None
     assert again.opens_at - time.time() == pytest.approx(100, abs=5)
-    row = await store.get_endpoint(endpoint["id"])
-    assert (row["rate_limit"], row["rate_limit_burst"]) == (SLOW, 3)
+    row = await store.get_endpoint(endpoint.id)
+    assert (row.rate_limit, row.rate_limit_burst) == (SLOW, 3)
 
 
 async def test_concurrent_claimers_together_take_no_more_than_the_limit(
@@ -145,9 +145,9 @@ async def test_the_stricter_of_the_limit_and_the_pace_holds(store: Store) -> Non
     )
     await store.record("w1", [slow_down])
     row = await store.get_endpoint(job.endpoint_id)
-    assert row["pace"] > 0
-    assert row["paused_until"] is not None
-    await eventually(lambda: time.time() > row["paused_until"])
+    assert row.pace > 0
+    assert row.paused_until is not None
+    await eventually(lambda: time.time() > row.paused_until)
     paced = await claim(store)
     assert len(paced) == 1  # the pace: one per claim, though the limit allows four more
     assert paced.opens_at is not None  # and when the pace lets the next one go
@@ -172,7 +172,7 @@ async def test_a_lane_goes_on_from_its_record_only_without_a_limit(store: Store)
     assert await record_keeping(store, [job]) == []
     assert await claim(store) == []  # the burst of 2 is spent: 2 still wait
     # The same without a limit: the lane goes on from the record.
-    await store.update_endpoint(limited["id"], rate_limit=None)
+    await store.update_endpoint(limited.id, rate_limit=None)
     (job,) = await claim(store)
     (nxt,) = await record_keeping(store, [job])
     assert nxt.lane == job.lane and nxt.event_id == "e0-3"
@@ -209,7 +209,7 @@ async def test_each_users_order_holds_under_the_limit(store: Store) -> None:
 
 async def test_without_a_limit_nothing_is_held_back(store: Store) -> None:
     endpoint = await endpoint_for(store, 10)
-    assert (endpoint["rate_limit"], endpoint["rate_limit_burst"]) == (None, 1)
+    assert (endpoint.rate_limit, endpoint.rate_limit_burst) == (None, 1)
     await publish(store, 10, 1)
     jobs = await claim(store)
     assert len(jobs) == 10
@@ -218,14 +218,14 @@ async def test_without_a_limit_nothing_is_held_back(store: Store) -> None:
 
 async def test_a_limit_is_set_changed_and_removed(store: Store) -> None:
     endpoint = await endpoint_for(store, 10)
-    changed = await store.update_endpoint(endpoint["id"], rate_limit=SLOW, rate_limit_burst=2)
-    assert (changed["rate_limit"], changed["rate_limit_burst"]) == (SLOW, 2)
+    changed = await store.update_endpoint(endpoint.id, rate_limit=SLOW, rate_limit_burst=2)
+    assert (changed.rate_limit, changed.rate_limit_burst) == (SLOW, 2)
     await publish(store, 10, 1)
     assert len(await claim(store)) == 2
-    kept = await store.update_endpoint(endpoint["id"], timeout=5.0)
-    assert (kept["rate_limit"], kept["rate_limit_burst"]) == (SLOW, 2)
-    removed = await store.update_endpoint(endpoint["id"], rate_limit=None)
-    assert removed["rate_limit"] is None
+    kept = await store.update_endpoint(endpoint.id, timeout=5.0)
+    assert (kept.rate_limit, kept.rate_limit_burst) == (SLOW, 2)
+    removed = await store.update_endpoint(endpoint.id, rate_limit=None)
+    assert removed.rate_limit is None
     assert len(await claim(store)) == 8
 
 
@@ -247,13 +247,13 @@ async def test_bad_limits_are_refused_and_nothing_is_stored(
 ) -> None:
     endpoint = await endpoint_for(store, 1, rate_limit=5, rate_limit_burst=2)
     with pytest.raises(ValidationError, match="rate_limit"):
-        await store.update_endpoint(endpoint["id"], **bad)
-    row = await store.get_endpoint(endpoint["id"])
-    assert (row["rate_limit"], row["rate_limit_burst"]) == (5, 2)
-    before = len(await store.list_endpoints(endpoint["app_id"]))
+        await store.update_endpoint(endpoint.id, **bad)
+    row = await store.get_endpoint(endpoint.id)
+    assert (row.rate_limit, row.rate_limit_burst) == (5, 2)
+    before = len(await store.list_endpoints(endpoint.app_id))
     with pytest.raises(ValidationError, match="rate_limit"):
         await endpoint_for(store, 0, **bad)
-    assert len(await store.list_endpoints(endpoint["app_id"])) == before
+    assert len(await store.list_endpoints(endpoint.app_id)) == before
 
 
 # -- the engine --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from hookline.config import EngineSettings, RetryPolicy
 from hookline.sender import Engine
 from hookline.sender.health import HealthMonitor
 from hookline.sender.transport import Reply
-from hookline.store import Job, NewEvent, Store
+from hookline.store import Endpoint, Job, NewEvent, Store
 from tests.support.eventually import eventually
 
 POLL = 1.0
@@ -70,13 +70,12 @@ def _settings(**overrides: Any) -> EngineSettings:
     return EngineSettings(**{**values, **overrides})
 
 
-async def _endpoint(store: Store) -> dict[str, Any]:
+async def _endpoint(store: Store) -> Endpoint:
     app, _ = await store.create_app("shop")
     await store.install(app.id, "store-1")
-    endpoint = await store.create_endpoint(
+    return await store.create_endpoint(
         app.id, url="http://127.0.0.1:9/hook", event_types=["*"], timeout=TIMEOUT
     )
-    return {**endpoint, "app_id": app.id}
 
 
 async def _publish(store: Store, event_id: str) -> None:
@@ -111,20 +110,20 @@ async def test_a_failing_delivery_is_retried_on_its_schedule_then_fails(
     try:
         start = clock.now()
         await _publish(store, "evt_1")
-        await _recorded(store, endpoint["app_id"], 1)
+        await _recorded(store, endpoint.app_id, 1)
 
         clock.advance(59)
         await _looked(clock)
         assert len(transport.sent) == 1  # a second early would be too soon
         clock.advance(1)
-        await _recorded(store, endpoint["app_id"], 2)
+        await _recorded(store, endpoint.app_id, 2)
 
         clock.advance(599)
         await _looked(clock)
         assert len(transport.sent) == 2
         clock.advance(1)
-        await _recorded(store, endpoint["app_id"], 3)
-        [delivery] = await store.list_deliveries(endpoint["app_id"])
+        await _recorded(store, endpoint.app_id, 3)
+        [delivery] = await store.list_deliveries(endpoint.app_id)
         assert delivery["status"] == "failed"
 
         clock.advance(86400)
@@ -151,10 +150,10 @@ async def test_a_lease_left_by_a_dead_engine_is_taken_over_once_it_runs_out(
         assert transport.sent == []
         clock.advance(2)
         await eventually(lambda: transport.sent, message="the delivery sent again")
-        await _recorded(store, endpoint["app_id"], 1)
+        await _recorded(store, endpoint.app_id, 1)
     finally:
         await engine.stop()
-    [delivery] = await store.list_deliveries(endpoint["app_id"])
+    [delivery] = await store.list_deliveries(endpoint.app_id)
     assert delivery["status"] == "delivered"
     assert transport.sent[0][0] == orphan.event_id == "evt_orphan"
 
@@ -170,7 +169,7 @@ async def test_an_endpoint_failing_for_days_is_disabled_probed_and_enabled_again
     await engine.start()
     try:
         await _publish(store, "evt_1")
-        await _recorded(store, endpoint["app_id"], 1)
+        await _recorded(store, endpoint.app_id, 1)
     finally:
         await engine.stop()
 
@@ -178,10 +177,10 @@ async def test_an_endpoint_failing_for_days_is_disabled_probed_and_enabled_again
     assert await monitor.check() == []
     clock.advance(2)
     [disabled] = await monitor.check()
-    assert disabled["id"] == endpoint["id"]
-    assert not (await store.get_endpoint(endpoint["id"]))["enabled"]
+    assert disabled["id"] == endpoint.id
+    assert not (await store.get_endpoint(endpoint.id)).enabled
 
     assert await monitor.probe() == []  # still failing: stays disabled
     transport.status = 200
-    assert await monitor.probe() == [endpoint["id"]]
-    assert (await store.get_endpoint(endpoint["id"]))["enabled"]
+    assert await monitor.probe() == [endpoint.id]
+    assert (await store.get_endpoint(endpoint.id)).enabled

@@ -160,10 +160,6 @@ class RetryPolicy:
         if not 0 <= self.jitter < 1:
             raise ConfigError("jitter is a fraction between 0 and 1")
 
-    @property
-    def max_attempts(self) -> int:
-        return len(self.schedule)
-
     def next_delay(self, attempts_made: int, retry_after: float | None = None) -> float | None:
         """Seconds until the next attempt after ``attempts_made`` failures; None: give up."""
         if attempts_made >= len(self.schedule):

@@ -116,10 +116,6 @@ def check_receivable_type(event_type: str) -> str:
     return event_type
 
 
-def is_operational(event_type: str) -> bool:
-    return event_type in _OPERATIONAL
-
-
 def matches(event_filter: list[str], event_type: str) -> bool:
     return event_filter == [WILDCARD] or event_type in event_filter
 

@@ -42,14 +42,9 @@ def standard_signature(key: str, msg_id: str, unix_ts: int, body: bytes) -> str:
     """One ``v1,<base64>`` entry of ``webhook-signature``.
 
     The key is used as its raw bytes, so a Standard Webhooks library verifies it with the
-    secret ``base64(key)`` (see ``standard_secret``).
+    secret ``whsec_`` + ``base64(key)``.
     """
     return "v1," + _hmac_b64(key, b"%s.%d.%s" % (msg_id.encode(), unix_ts, body))
-
-
-def standard_secret(key: str) -> str:
-    """The ``whsec_`` form of a verification key, for Standard Webhooks libraries."""
-    return "whsec_" + base64.b64encode(key.encode("utf-8")).decode("ascii")
 
 
 def sign_headers(

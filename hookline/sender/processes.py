@@ -92,10 +92,6 @@ class DeliveryProcesses:
     def in_flight(self) -> int:
         return sum(self._in_flight.values())
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs.values() if p.returncode is None]
-
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._keep_running(slot), name=f"hookline-delivery-{slot}")

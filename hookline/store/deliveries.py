@@ -77,9 +77,6 @@ class Deliveries(Endpoints):
             row["attempts_omitted"] = max(0, int(row["attempts"]) - len(log))
             row["omitted_after"] = min(head, len(log))
 
-    async def delivery_counts(self) -> dict[str, int]:
-        return {r["status"]: int(r["n"]) for r in await self.db.fetch("count_deliveries_by_status")}
-
     async def delivery_for_event(self, event_seq: int, endpoint_id: str) -> Row:
         row = await self.db.fetchrow(
             "delivery_of_event", event_seq=event_seq, endpoint_id=endpoint_id

@@ -56,10 +56,6 @@ class KeyBox:
         old = env.get(OLD_MASTER_KEY_ENV, "")
         return cls(env.get(MASTER_KEY_ENV) or None, (old,) if old else ())
 
-    @property
-    def sealing(self) -> bool:
-        return self._sealer is not None
-
     def seal(self, key: str) -> str:
         if self._sealer is None:
             return key

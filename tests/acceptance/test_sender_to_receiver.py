@@ -22,7 +22,7 @@ from hookline.receiver.samples import sample_data
 from tests.conftest import free_port
 from tests.support.eventually import eventually, eventually_sync
 from tests.support.receive_process import HOOKLINE, ROOT, ReceiveProcess, listening
-from tests.support.receiver import read_runs
+from tests.support.receiver import read_runs, statuses
 
 pytestmark = pytest.mark.slow
 ADMIN = "test-admin-7f3c9a1e5b2d4c8f6a0e9b3d"
@@ -63,7 +63,7 @@ async def _inbox_done(url: str, count: int) -> bool:
     inbox = open_inbox(url)
     await inbox.open()
     try:
-        return await inbox.count_by_status() == {"done": count}
+        return await statuses(inbox) == {"done": count}
     finally:
         await inbox.close()
 

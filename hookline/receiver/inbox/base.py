@@ -272,6 +272,3 @@ class Inbox(abc.ABC):
     @abc.abstractmethod
     async def prune_lanes(self) -> int:
         """Delete lanes nobody holds that have nothing pending; return how many."""
-
-    @abc.abstractmethod
-    async def count_by_status(self) -> dict[str, int]: ...

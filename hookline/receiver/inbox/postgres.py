@@ -298,6 +298,3 @@ class PostgresInbox(Inbox):
         except _DRIVER_ERRORS as exc:
             raise _error(exc, "prune_lanes") from exc
         return int(status.split()[-1])
-
-    async def count_by_status(self) -> dict[str, int]:
-        return {r["status"]: int(r["n"]) for r in await self._run("count_by_status")}

@@ -250,10 +250,6 @@ class SqliteInbox(Inbox):
     async def prune_lanes(self) -> int:
         return await self._call(lambda c: c.execute(_Q["prune_lanes"]).rowcount)
 
-    async def count_by_status(self) -> dict[str, int]:
-        rows = await self._call(lambda c: c.execute(_Q["count_by_status"]).fetchall())
-        return {r["status"]: int(r["n"]) for r in rows}
-
 
 def _head(conn: sqlite3.Connection, user_id: str) -> Stored | None:
     return head_from_row(conn.execute(_Q["lane_head"], {"user_id": user_id}).fetchone())

@@ -210,6 +210,3 @@ RETURNING id, user_id
 
 -- purge_finished --
 DELETE FROM inbox_webhooks WHERE status = 'done' AND finished_at < :before
-
--- count_by_status --
-SELECT status, count(*) AS n FROM inbox_webhooks GROUP BY status

@@ -416,9 +416,6 @@ WHERE id IN (
         WHERE a.delivery_id IN (SELECT value::bigint FROM jsonb_array_elements_text(:ids::jsonb) AS value)) AS ranked
     WHERE from_first > :head AND from_last > :tail);
 
--- count_deliveries_by_status --
-SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status;
-
 -- get_full_events_by_ids --
 SELECT * FROM events WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb));
 

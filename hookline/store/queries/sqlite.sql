@@ -378,9 +378,6 @@ WHERE id IN (
         WHERE a.delivery_id IN (SELECT value FROM json_each(:ids))) AS ranked
     WHERE from_first > :head AND from_last > :tail);
 
--- count_deliveries_by_status --
-SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status;
-
 -- get_full_events_by_ids --
 SELECT * FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 

@@ -18,7 +18,7 @@ from hookline.receiver.inbox import open_inbox
 from tests.conftest import free_port
 from tests.support.eventually import eventually
 from tests.support.receive_process import ReceiveProcess, deliver
-from tests.support.receiver import inbox_settled, read_runs, signed_webhook
+from tests.support.receiver import inbox_settled, read_runs, signed_webhook, statuses
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -111,7 +111,7 @@ async def test_a_process_paused_past_its_lease_loses_the_user_and_records_nothin
     await inbox.open()
     try:
         row = await inbox.get_webhook(1)
-        counts = await inbox.count_by_status()
+        counts = await statuses(inbox)
     finally:
         await inbox.close()
     assert row is not None and (row["status"], row["attempts"]) == ("done", 1)

@@ -19,7 +19,7 @@ from hookline.receiver import Event, Receiver
 from hookline.signing import sign_headers
 from tests.conftest import free_port
 from tests.support.eventually import eventually
-from tests.support.receiver import KEY, all_done, post, serving, signed_webhook
+from tests.support.receiver import KEY, all_done, post, serving, signed_webhook, statuses
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ async def test_a_selz_only_request_is_refused_by_default(
         assert status == 401
         assert "webhook-signature" in answer["error"]["message"]
         inbox = await receiver.open_inbox()
-        assert await inbox.count_by_status() == {}
+        assert await statuses(inbox) == {}
         assert (await post(session, url, *signed_webhook(event_id="evt_signed")))[0] == 200
         await all_done(receiver, 1)
     assert [e.event_id for e in handled] == ["evt_signed"]

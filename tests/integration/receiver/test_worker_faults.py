@@ -24,7 +24,7 @@ from hookline.receiver.inbox import Finish, Inbox, Result, Stored
 from hookline.receiver.inbox.sqlite import SqliteInbox
 from hookline.receiver.workers import Workers
 from tests.support.eventually import eventually
-from tests.support.receiver import KEY, all_done, signed_webhook
+from tests.support.receiver import KEY, all_done, signed_webhook, statuses
 
 T = TypeVar("T")
 USERS = 6
@@ -81,7 +81,7 @@ class FaultyInbox(SqliteInbox):
 
 async def _final(inbox: Inbox) -> bool:
     """Whether every webhook is done or dead (none pending: none can run again)."""
-    return "pending" not in await inbox.count_by_status()
+    return "pending" not in await statuses(inbox)
 
 
 async def test_storage_errors_at_every_write_run_no_handler_twice_and_lose_nothing(
@@ -127,7 +127,7 @@ async def test_storage_errors_at_every_write_run_no_handler_twice_and_lose_nothi
         await eventually(lambda: len(runs) >= 2 * total, timeout=120)
         # Once every webhook is done or dead, nothing can run again: the runs are final.
         await eventually(lambda: _final(inbox), timeout=120, message="every webhook final")
-        counts = await inbox.count_by_status()
+        counts = await statuses(inbox)
     finally:
         await workers.stop()
         await inbox.close()

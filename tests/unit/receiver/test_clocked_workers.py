@@ -17,7 +17,7 @@ from hookline.config import RetryPolicy
 from hookline.receiver import Event, Receiver
 from hookline.receiver.inbox import Inbox, open_inbox
 from tests.support.eventually import eventually
-from tests.support.receiver import KEY, signed_webhook
+from tests.support.receiver import KEY, signed_webhook, statuses
 
 POLL = 1.0
 LEASE = 30.0
@@ -74,9 +74,7 @@ async def test_a_failing_webhook_is_retried_on_its_schedule_then_dead(tmp_path: 
         assert attempts == [1, 2]
         clock.advance(1)
         await eventually(lambda: attempts == [1, 2, 3])
-        assert await eventually(
-            lambda: _is(inbox.count_by_status(), {"dead": 1}), message="a dead letter"
-        )
+        assert await eventually(lambda: _is(statuses(inbox), {"dead": 1}), message="a dead letter")
         clock.advance(86400)
         await _looked(clock)
     assert attempts == [1, 2, 3]
@@ -147,7 +145,7 @@ async def test_a_handler_running_for_many_leases_keeps_its_lane(tmp_path: Path) 
                 assert await other.claim_lanes("other", 10, clock.now(), LEASE, []) == []
             release.set()
             assert await eventually(
-                lambda: _is(inbox.count_by_status(), {"done": 1}), message="the run recorded"
+                lambda: _is(statuses(inbox), {"done": 1}), message="the run recorded"
             )
     finally:
         await other.close()

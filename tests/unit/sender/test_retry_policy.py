@@ -10,7 +10,9 @@ from hookline.exceptions import ConfigError
 
 def test_the_default_schedule_is_the_documented_one() -> None:
     assert DEFAULT_SCHEDULE == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-    assert RetryPolicy().max_attempts == 8
+    policy = RetryPolicy()
+    # Eight attempts, then it gives up.
+    assert policy.next_delay(7) is not None and policy.next_delay(8) is None
 
 
 def test_jitter_stays_within_its_bounds() -> None:

@@ -35,8 +35,7 @@ COMMENT ON TABLE hookline.outbox IS
 DROP TABLE IF EXISTS hookline.outbox;
 
 -- where --
-SELECT to_regclass('hookline.outbox') IS NOT NULL AS outbox,
-       to_regclass('hookline.events') IS NOT NULL AS tables
+SELECT to_regclass('hookline.outbox') IS NOT NULL AS outbox
 
 -- write --
 -- The user's transaction-scoped advisory lock comes first, and the id is drawn after

@@ -108,8 +108,8 @@ class StoreTarget:
             # The store checks ids, user and type; the size is the API's rule.
             if len(event.data.encode()) > self.max_event_bytes:
                 raise ValidationError(
-                    f"event {event.id!r}: data is {len(event.data.encode())} bytes; this "
-                    f"hookline takes at most {self.max_event_bytes} (HOOKLINE_MAX_EVENT_BYTES)"
+                    f"event {event.id!r}: data is {len(event.data.encode())} bytes; "
+                    f"hookline takes at most {self.max_event_bytes}"
                 )
         await self._store.publish(events)
 

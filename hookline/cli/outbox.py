@@ -96,7 +96,13 @@ def uninstall(database: str, force: bool) -> None:
     help="hookline's admin token, for an http(s) --to. Prefer the variable: an option "
     "shows in the process list.",
 )
-@click.option("--batch", type=click.IntRange(1, 1000), default=500, show_default=True)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 1000),
+    default=500,
+    show_default=True,
+    help="Rows published in one request (one transaction of hookline's).",
+)
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),

@@ -66,7 +66,7 @@ class HttpTarget:
                 {
                     "event_type": e.event_type,
                     "user_id": e.user_id,
-                    "data": orjson.loads(e.data),
+                    "data": _data(e),
                     "event_id": e.id,
                     "traceparent": e.traceparent,
                 }
@@ -80,6 +80,15 @@ class HttpTarget:
         client, self._client = self._client, None
         if isinstance(client, AsyncClient):
             await client.aclose()
+
+
+def _data(event: NewEvent) -> object:
+    """The row's data, parsed: publish writes JSON, but a row written by hand may not be,
+    and is then refused like any other bad event rather than stopping the relay."""
+    try:
+        return orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        raise ValidationError(f"event {event.id!r}: its data is not JSON") from None
 
 
 class StoreTarget:

@@ -384,3 +384,22 @@ async def test_a_statement_that_hangs_makes_the_relay_connect_again(
             await eventually(lambda: relay.relayed == 1, message="the row relayed")
     finally:
         await blocker.close()
+
+
+async def test_a_row_whose_data_is_not_json_is_set_aside(platform: str, tmp_path: Any) -> None:
+    conn = await asyncpg.connect(platform)
+    try:
+        await conn.execute(
+            "INSERT INTO hookline.outbox (event_id, event_type, user_id, data) VALUES "
+            "('evt-bad', 'order_completed', 'store-1', 'not json')"
+        )
+        await write(conn, "store-1", "evt-good", n=1)
+    finally:
+        await conn.close()
+    async with (
+        ServeProcess(tmp_path / "hookline.db") as serve,
+        Running(platform, HttpTarget(serve.base_url, ADMIN_TOKEN)) as relay,
+    ):
+        await eventually(lambda: (relay.relayed, relay.refused) == (1, 1), message="both done")
+    (kept,) = await outbox_rows(platform)
+    assert (kept["event_id"], kept["error"]) == ("evt-bad", "event 'evt-bad': its data is not JSON")

@@ -5,6 +5,7 @@
     ├── ValidationError          input that breaks a rule (unknown event type, bad URL, ...)
     │   ├── ForbiddenAddress     a target that resolves to a private or reserved address
     │   ├── InvalidJson          a body that is not JSON, or JSON hookline does not keep (NaN, ...)
+    │   │   └── BodyRefused      the same, raised as FastAPI's HTTPException (hookline.api.errors)
     │   └── TooLarge             more than a configured bound at once (deliveries per publish)
     │       └── BodyTooLarge     a request body over its route's limit (413 before it is read)
     ├── Unauthorized             no token, or one that is neither the admin token nor an app's

@@ -24,9 +24,7 @@ class _RuledRequest(Request):
             try:
                 self._json = parse_json(await self.body())
             except InvalidJson as exc:
-                if exc.malformed:
-                    raise BodyRefused(400, "malformed_json", exc.message) from None
-                raise BodyRefused(422, "invalid_request", exc.message) from None
+                raise BodyRefused(exc) from None
         return self._json
 
 

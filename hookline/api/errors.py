@@ -38,15 +38,16 @@ def error_response(
     )
 
 
-class BodyRefused(HTTPException):
+class BodyRefused(HTTPException, exc.InvalidJson):
     """A request body that is not JSON, or JSON that breaks a rule (``NaN``, an integer
-    beyond 64 bits, nesting too deep). FastAPI passes an ``HTTPException`` raised while
-    it reads the body through as it is; anything else would become a bare 400."""
+    beyond 64 bits, nesting too deep): the ``InvalidJson`` raised as FastAPI needs it.
+    FastAPI passes an ``HTTPException`` raised while it reads the body through as it is;
+    anything else would become a bare 400."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status, message)
-        self.code = code
-        self.message = message
+    def __init__(self, error: exc.InvalidJson) -> None:
+        exc.InvalidJson.__init__(self, error.message, malformed=error.malformed)
+        HTTPException.__init__(self, 400 if error.malformed else 422, error.message)
+        self.code = "malformed_json" if error.malformed else "invalid_request"
 
 
 def allowed_methods(app: FastAPI, request: Request) -> str:

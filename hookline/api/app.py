@@ -6,7 +6,6 @@ dashboard beside it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,8 +25,6 @@ from hookline.api.schemas import HealthOut
 from hookline.config import Limits
 from hookline.metrics import SenderMetrics
 from hookline.serving import ServerSettings
-
-log = logging.getLogger("hookline.api")
 
 #: The Prometheus text format, as ``prometheus_client`` writes it.
 METRICS_TYPE = "text/plain; version=0.0.4"

@@ -14,7 +14,7 @@ from hookline.api.auth import caller
 from hookline.exceptions import NotFound
 from hookline.front.access import Caller
 from hookline.front.services import charge, store, wake_engine
-from hookline.store import App, Endpoint
+from hookline.store import App, Delivery, Endpoint
 
 __all__ = [
     "BODY",
@@ -75,9 +75,9 @@ async def endpoint_of(request: Request, who: Caller, app_id: str, endpoint_id: s
     return endpoint
 
 
-async def delivery_of(request: Request, who: Caller, app_id: str, delivery_id: int) -> Any:
+async def delivery_of(request: Request, who: Caller, app_id: str, delivery_id: int) -> Delivery:
     who.require_app(app_id)
-    row = await store(request).get_delivery(delivery_id)
-    if row["app_id"] != app_id:
+    delivery = await store(request).get_delivery(delivery_id)
+    if delivery.app_id != app_id:
         raise NotFound(f"no delivery with id {delivery_id} in app {app_id!r}")
-    return row
+    return delivery

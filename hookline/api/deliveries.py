@@ -48,7 +48,7 @@ async def list_deliveries(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"data": rows, "next_cursor": str(rows[-1]["id"]) if more else None}
+    return {"data": rows, "next_cursor": str(rows[-1].id) if more else None}
 
 
 @router.get(
@@ -69,8 +69,8 @@ async def get_delivery(app_id: str, delivery_id: DeliveryId, request: Request, w
 async def retry_delivery(app_id: str, delivery_id: DeliveryId, request: Request, who: Auth) -> Any:
     """Send a failed delivery again now (or replay a delivered one), with the same token
     and event_id. A pending delivery is already on its way: 409."""
-    row = await delivery_of(request, who, app_id, delivery_id)
-    if row["status"] == "pending":
+    delivery = await delivery_of(request, who, app_id, delivery_id)
+    if delivery.status == "pending":
         raise Conflict(f"delivery {delivery_id} is pending: it is sent, or retried, already")
     await store(request).retry_deliveries([delivery_id])
     wake_engine(request)

@@ -35,7 +35,7 @@ from hookline.config import EngineSettings
 from hookline.events import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, WILDCARD, format_timestamp
 from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
-from hookline.store import App, Endpoint, NewEvent, Store
+from hookline.store import App, Delivery, Endpoint, NewEvent, Store
 from hookline.store.base import new_id
 
 T = TypeVar("T")
@@ -612,7 +612,7 @@ def deliveries_list(
 ) -> None:
     """An app's deliveries, newest first."""
 
-    async def work(store: Store) -> list[dict[str, Any]]:
+    async def work(store: Store) -> list[Delivery]:
         await store.get_app(app_id)
         return await store.list_deliveries(
             app_id,
@@ -626,16 +626,16 @@ def deliveries_list(
 
     table = _table("id", "event type", "user", "endpoint", "status", "tries", "code", "created")
     for d in _run(database, work):
-        code = "—" if d["last_status_code"] is None else str(d["last_status_code"])
+        code = "—" if d.last_status_code is None else str(d.last_status_code)
         table.add_row(
-            str(d["id"]),
-            d["event_type"],
-            d["user_id"],
-            d["endpoint_id"],
-            _status(d["status"]),
-            str(d["attempts"]),
+            str(d.id),
+            d.event_type,
+            d.user_id,
+            d.endpoint_id,
+            _status(d.status),
+            str(d.attempts),
             code,
-            _when(d["created_at"]),
+            _when(d.created_at),
         )
     _console().print(table)
 
@@ -647,23 +647,23 @@ def deliveries_show(delivery_id: int, database: str) -> None:
     """One delivery and every attempt, with status codes and response bodies."""
     d = _run(database, lambda store: store.get_delivery(delivery_id))
     console = _console()
-    console.print(f"[bold]delivery {d['id']}[/]  {_status(d['status'])}")
+    console.print(f"[bold]delivery {d.id}[/]  {_status(d.status)}")
     for label, value in (
-        ("event", f"{d['event_id']} ({d['event_type']})"),
-        ("user", d["user_id"]),
-        ("endpoint", f"{d['endpoint_id']} {d.get('url', '')}"),
-        ("token", d["token"]),
-        ("next attempt", _when(d["next_attempt_at"])),
+        ("event", f"{d.event_id} ({d.event_type})"),
+        ("user", d.user_id),
+        ("endpoint", f"{d.endpoint_id} {d.url or ''}"),
+        ("token", d.token),
+        ("next attempt", _when(d.next_attempt_at)),
     ):
         console.print(f"{label:<14}{value}")
     table = _table("when (UTC)", "outcome", "code", "latency", "response / error")
-    for n, a in enumerate(d["attempt_log"]):
-        if d["attempts_omitted"] and n == d["omitted_after"]:
-            table.add_row("…", "", "", "", f"{d['attempts_omitted']} attempt(s) not kept")
-        latency = "—" if a["latency_ms"] is None else f"{a['latency_ms']:.1f} ms"
-        code = "—" if a["status_code"] is None else str(a["status_code"])
-        body = " ".join(x for x in (a["response_excerpt"], a["error"]) if x)
-        table.add_row(_when(a["attempted_at"]), _status(a["outcome"]), code, latency, body)
+    for n, a in enumerate(d.attempt_log):
+        if d.attempts_omitted and n == d.omitted_after:
+            table.add_row("…", "", "", "", f"{d.attempts_omitted} attempt(s) not kept")
+        latency = "—" if a.latency_ms is None else f"{a.latency_ms:.1f} ms"
+        code = "—" if a.status_code is None else str(a.status_code)
+        body = " ".join(x for x in (a.response_excerpt, a.error) if x)
+        table.add_row(_when(a.attempted_at), _status(a.outcome), code, latency, body)
     console.print(table)
 
 

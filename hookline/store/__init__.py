@@ -3,8 +3,10 @@
 from hookline.store.manager import Store
 from hookline.store.records import (
     App,
+    Attempt,
     AttemptResult,
     Claimed,
+    Delivery,
     Endpoint,
     Installation,
     Job,
@@ -14,8 +16,10 @@ from hookline.store.records import (
 
 __all__ = [
     "App",
+    "Attempt",
     "AttemptResult",
     "Claimed",
+    "Delivery",
     "Endpoint",
     "Installation",
     "Job",

@@ -13,6 +13,7 @@ from hookline.store.base import new_id, to_json
 from hookline.store.connector import Row
 from hookline.store.endpoints import Endpoints
 from hookline.store.publishing import grow_lanes, lanes_of
+from hookline.store.records import Attempt, Delivery
 
 #: The user_id of test notifications: no real store, so no real user's lane waits on them.
 TEST_USER = "hookline-test"
@@ -34,7 +35,7 @@ class Deliveries(Endpoints):
         since: float | None = None,
         until: float | None = None,
         with_attempts: bool = True,
-    ) -> list[Row]:
+    ) -> list[Delivery]:
         rows = await self.db.fetch(
             "list_deliveries",
             app_id=app_id,
@@ -47,37 +48,36 @@ class Deliveries(Endpoints):
             since=since,
             until=until,
         )
-        if with_attempts and rows:
-            await self._attach_attempts(rows)
-        return rows
+        if not with_attempts:
+            return [Delivery.from_row(row) for row in rows]
+        return await self._with_attempts(rows)
 
-    async def get_delivery(self, delivery_id: int) -> Row:
+    async def get_delivery(self, delivery_id: int) -> Delivery:
         row = await self.db.fetchrow("get_delivery", id=delivery_id)
         if row is None:
             raise NotFound(f"no delivery with id {delivery_id}")
-        await self._attach_attempts([row])
-        return row
+        (delivery,) = await self._with_attempts([row])
+        return delivery
 
-    async def _attach_attempts(self, rows: list[Row]) -> None:
-        """Each delivery's ``attempt_log``: its first and last few attempts, oldest first,
-        with ``attempts_omitted`` (how many between them are not kept) and
+    async def _with_attempts(self, rows: list[Row]) -> list[Delivery]:
+        """Each delivery with its ``attempt_log``: its first and last few attempts,
+        oldest first, with ``attempts_omitted`` (how many between them are not kept) and
         ``omitted_after`` (how many of the log come before them)."""
+        if not rows:
+            return []
         head, tail = self.limits.attempt_log_head, self.limits.attempt_log_tail
-        attempts: dict[int, list[Row]] = defaultdict(list)
+        attempts: dict[int, list[Attempt]] = defaultdict(list)
         found = await self.db.fetch(
             "attempts_of", ids=to_json([r["id"] for r in rows]), head=head, tail=tail
         )
         for attempt in found:
-            attempt.pop("from_first", None)
-            attempt.pop("from_last", None)
-            attempts[attempt["delivery_id"]].append(attempt)
-        for row in rows:
-            log = attempts.get(row["id"], [])
-            row["attempt_log"] = log
-            row["attempts_omitted"] = max(0, int(row["attempts"]) - len(log))
-            row["omitted_after"] = min(head, len(log))
+            attempts[int(attempt["delivery_id"])].append(Attempt.from_row(attempt))
+        return [
+            Delivery.from_row(row, tuple(attempts.get(int(row["id"]), ())), head=head)
+            for row in rows
+        ]
 
-    async def delivery_for_event(self, event_seq: int, endpoint_id: str) -> Row:
+    async def delivery_for_event(self, event_seq: int, endpoint_id: str) -> Delivery:
         row = await self.db.fetchrow(
             "delivery_of_event", event_seq=event_seq, endpoint_id=endpoint_id
         )

@@ -132,6 +132,94 @@ class Endpoint:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt at a delivery, as its log keeps it."""
+
+    id: int
+    delivery_id: int
+    attempted_at: float
+    #: ``delivered``, ``retry``, ``failed`` or ``gone`` (see ``OUTCOMES``).
+    outcome: str
+    status_code: int | None
+    latency_ms: float | None
+    #: The first bytes of the answer's body.
+    response_excerpt: str | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Attempt:
+        return cls(
+            id=int(row["id"]),
+            delivery_id=int(row["delivery_id"]),
+            attempted_at=float(row["attempted_at"]),
+            outcome=row["outcome"],
+            status_code=row["status_code"],
+            latency_ms=_float_or_none(row["latency_ms"]),
+            response_excerpt=row["response_excerpt"],
+            error=row["error"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event on its way to one endpoint, with its attempt log: its first and last
+    few attempts, oldest first (empty when listed without them)."""
+
+    id: int
+    event_id: str
+    app_id: str
+    endpoint_id: str
+    user_id: str
+    event_type: str
+    #: Sent as webhook-id: the same on every attempt, so receivers drop repeats.
+    token: str
+    #: ``pending``, ``delivered`` or ``failed``.
+    status: str
+    attempts: int
+    next_attempt_at: float | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    #: The endpoint's URL (for one delivery read on its own; None in lists).
+    url: str | None = None
+    attempt_log: tuple[Attempt, ...] = ()
+    #: How many attempts between the first and the last few are not kept...
+    attempts_omitted: int = 0
+    #: ... and how many of ``attempt_log`` come before them.
+    omitted_after: int = 0
+
+    @classmethod
+    def from_row(
+        cls, row: Row, attempt_log: tuple[Attempt, ...] | None = None, *, head: int = 0
+    ) -> Delivery:
+        """``attempt_log`` None: not read. ``head``: how many first attempts a log keeps,
+        to place the ones omitted."""
+        attempts = int(row["attempts"])
+        log = attempt_log or ()
+        return cls(
+            id=int(row["id"]),
+            event_id=row["event_id"],
+            app_id=row["app_id"],
+            endpoint_id=row["endpoint_id"],
+            user_id=row["user_id"],
+            event_type=row["event_type"],
+            token=row["token"],
+            status=row["status"],
+            attempts=attempts,
+            next_attempt_at=_float_or_none(row["next_attempt_at"]),
+            last_status_code=row["last_status_code"],
+            last_error=row["last_error"],
+            created_at=float(row["created_at"]),
+            updated_at=float(row["updated_at"]),
+            url=row.get("url"),
+            attempt_log=log,
+            attempts_omitted=0 if attempt_log is None else max(0, attempts - len(log)),
+            omitted_after=min(head, len(log)),
+        )
+
+
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 

@@ -129,12 +129,12 @@ async def test_publish_fans_out_to_matching_endpoints_of_installed_apps(store: S
         ("e3", 0, False),
     ]
     deliveries = await store.list_deliveries(app_id)
-    assert sorted((d["event_id"], d["user_id"]) for d in deliveries) == [
+    assert sorted((d.event_id, d.user_id) for d in deliveries) == [
         ("e1", "u1"),
         ("e1", "u1"),
         ("e2", "u2"),
     ]
-    assert len({d["token"] for d in deliveries}) == 3
+    assert len({d.token for d in deliveries}) == 3
     assert (await store.get_event("e3"))["user_id"] == "stranger"
 
 
@@ -293,8 +293,8 @@ async def test_a_retry_waits_for_its_time_and_keeps_its_place(
     (nxt,) = await claim(store)
     assert nxt.event_id == "e2"
     failed = (await store.list_deliveries(endpoint.app_id, status="failed"))[0]
-    assert (failed["attempts"], failed["last_error"]) == (2, "gave up")
-    assert [a["outcome"] for a in failed["attempt_log"]] == ["retry", "failed"]
+    assert (failed.attempts, failed.last_error) == (2, "gave up")
+    assert [a.outcome for a in failed.attempt_log] == ["retry", "failed"]
 
 
 async def test_gone_disables_the_endpoint_and_stops_its_deliveries(store: Store) -> None:
@@ -306,7 +306,7 @@ async def test_gone_disables_the_endpoint_and_stops_its_deliveries(store: Store)
     assert row.enabled == 0 and "410" in row.disabled_reason
     assert await claim(store) == []
     await store.publish([event("e3", "u1")])
-    assert (await store.list_deliveries(endpoint.app_id, user_id="u1"))[0]["event_id"] == "e1"
+    assert (await store.list_deliveries(endpoint.app_id, user_id="u1"))[0].event_id == "e1"
 
 
 async def test_an_attempt_whose_endpoint_was_deleted_meanwhile_is_dropped(store: Store) -> None:
@@ -320,7 +320,7 @@ async def test_an_attempt_whose_endpoint_was_deleted_meanwhile_is_dropped(store:
     await store.delete_endpoint(gone.id)
     await store.record("w1", [result(jobs[gone.id]), result(jobs[kept.id])])
     [delivery] = await store.list_deliveries(kept.app_id)
-    assert delivery["status"] == "delivered" and delivery["attempts"] == 1
+    assert delivery.status == "delivered" and delivery.attempts == 1
     assert await store.list_deliveries(gone.app_id) == []
 
 
@@ -388,18 +388,18 @@ async def test_deliveries_are_listed_newest_first_with_filters_and_attempts(stor
     jobs = await claim(store)
     await store.record("w1", [result(job) for job in jobs])
     listed = await store.list_deliveries(app_id)
-    assert [d["event_id"] for d in listed] == ["e2", "e1"]
-    assert [d["event_id"] for d in await store.list_deliveries(app_id, user_id="u1")] == ["e1"]
+    assert [d.event_id for d in listed] == ["e2", "e1"]
+    assert [d.event_id for d in await store.list_deliveries(app_id, user_id="u1")] == ["e1"]
     assert [
-        d["event_id"] for d in await store.list_deliveries(app_id, event_type="product_created")
+        d.event_id for d in await store.list_deliveries(app_id, event_type="product_created")
     ] == ["e2"]
     assert await store.list_deliveries(app_id, endpoint_id="ep_other") == []
     assert await store.list_deliveries(app_id, since=time.time() + 60) == []
-    older = await store.list_deliveries(app_id, before=listed[0]["id"], limit=1)
-    assert [d["event_id"] for d in older] == ["e1"]
-    one = await store.get_delivery(listed[1]["id"])
-    assert one["url"] == endpoint.url and one["status"] == "delivered"
-    assert [a["status_code"] for a in one["attempt_log"]] == [200]
+    older = await store.list_deliveries(app_id, before=listed[0].id, limit=1)
+    assert [d.event_id for d in older] == ["e1"]
+    one = await store.get_delivery(listed[1].id)
+    assert one.url == endpoint.url and one.status == "delivered"
+    assert [a.status_code for a in one.attempt_log] == [200]
     with pytest.raises(NotFound):
         await store.get_delivery(10**9)
 
@@ -423,7 +423,7 @@ async def test_prune_removes_old_finished_events_with_their_attempts(
     clock.advance(0.05)
     await store.publish([event("new", "u1")])
     assert await store.prune(0.02, batch=2) == 5  # in three batches
-    remaining = {d["event_id"]: d for d in await store.list_deliveries(app_id)}
+    remaining = {d.event_id: d for d in await store.list_deliveries(app_id)}
     assert set(remaining) == {"stuck", "new"}  # pending ones stay, whatever their age
     with pytest.raises(NotFound):
         await store.get_event("old0")

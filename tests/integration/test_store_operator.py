@@ -47,12 +47,12 @@ async def test_send_test_reaches_one_endpoint_only(store: Store) -> None:
     await store.create_endpoint(app_id, url="https://example.org/", event_types=["*"], timeout=5)
     event = await store.send_test(endpoint_id, "product_created", '{"id": "p-1"}')
     (delivery,) = await store.list_deliveries(app_id)
-    assert delivery["endpoint_id"] == endpoint_id
-    assert delivery["event_id"] == event["id"]
-    assert delivery["user_id"] == TEST_USER
-    assert delivery["event_type"] == "product_created"  # even though not subscribed
+    assert delivery.endpoint_id == endpoint_id
+    assert delivery.event_id == event["id"]
+    assert delivery.user_id == TEST_USER
+    assert delivery.event_type == "product_created"  # even though not subscribed
     (job,) = await store.claim("t", limit=10, default_cap=64, lease_margin=5)
-    assert job.delivery_id == delivery["id"]
+    assert job.delivery_id == delivery.id
     assert job.data == '{"id": "p-1"}'
 
 
@@ -81,7 +81,7 @@ async def test_retry_sends_failed_deliveries_again_with_their_token(store: Store
     ids = await store.failed_delivery_ids(app_id=app_id, limit=2)
     assert len(ids) == 2
     assert await store.failed_delivery_ids(app_id=app_id, after=ids[-1]) == [ids[-1] + 1]
-    before = {d["id"]: d["token"] for d in await store.list_deliveries(app_id)}
+    before = {d.id: d.token for d in await store.list_deliveries(app_id)}
 
     assert await store.retry_deliveries(ids) == 2
     assert await store.retry_deliveries(ids) == 0  # pending already: left alone

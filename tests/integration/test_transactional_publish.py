@@ -88,7 +88,7 @@ def _order(n: int, **changes: Any) -> dict[str, Any]:
 
 
 async def _deliveries(world: World) -> list[str]:
-    return [d["event_id"] for d in await world.store.list_deliveries(world.app_id)]
+    return [d.event_id for d in await world.store.list_deliveries(world.app_id)]
 
 
 async def test_commit_keeps_the_event_and_its_deliveries_and_rollback_leaves_nothing(

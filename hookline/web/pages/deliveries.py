@@ -61,9 +61,7 @@ async def deliveries_page(
     older = None
     if len(rows) > PAGE_SIZE:
         rows = rows[:PAGE_SIZE]
-        older = "?" + urlencode(
-            {**{k: v for k, v in filters.items() if v}, "before": rows[-1]["id"]}
-        )
+        older = "?" + urlencode({**{k: v for k, v in filters.items() if v}, "before": rows[-1].id})
     return page(
         request,
         "deliveries.html",
@@ -73,7 +71,7 @@ async def deliveries_page(
         deliveries=rows,
         filters=filters,
         older=older,
-        in_flight=any(d["status"] == "pending" for d in rows),
+        in_flight=any(d.status == "pending" for d in rows),
         back=here(request),
     )
 
@@ -89,10 +87,10 @@ async def retry(
     check_csrf(session, csrf)
     store = app_store(request)
     delivery = await store.get_delivery(delivery_id)
-    if not session.caller.may_see(delivery["app_id"]):
+    if not session.caller.may_see(delivery.app_id):
         raise NotFound(f"no delivery with id {delivery_id}")
     await store.retry_deliveries([delivery_id])
     wake_engine(request)
-    target = local_path(next, f"/endpoints/{delivery['endpoint_id']}")
+    target = local_path(next, f"/endpoints/{delivery.endpoint_id}")
     joiner = "&" if "?" in target else "?"
     return RedirectResponse(f"{target}{joiner}notice=retried", status_code=303)

@@ -54,7 +54,7 @@ async def endpoint_page(request: Request, endpoint_id: str) -> Response:
         deliveries=deliveries,
         chart=chart.build(timeline, since, bucket),
         stats=stats,
-        in_flight=any(d["status"] == "pending" for d in deliveries),
+        in_flight=any(d.status == "pending" for d in deliveries),
         back=request.url.path,
     )
 

@@ -22,7 +22,7 @@ from hookline.exceptions import Conflict
 from hookline.sender import Engine
 from hookline.sender.publisher import Publisher
 from hookline.sender.transport import new_transport
-from hookline.store import NewEvent, Store
+from hookline.store import Delivery, NewEvent, Store
 from tests.support.eventually import eventually
 from tests.support.listener import ConnectionCounter
 from tests.support.recorder import Answer, Hit, Recorder, in_flight_peak
@@ -78,16 +78,16 @@ def _events(user: str, count: int, first: int = 0) -> list[NewEvent]:
     ]
 
 
-async def _settled(store: Store, app_id: str, expected: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+async def _settled(store: Store, app_id: str, expected: int) -> list[Delivery]:
+    rows: list[Delivery] = []
 
     async def done() -> bool:
         nonlocal rows
         rows = await store.list_deliveries(app_id, limit=10_000)
-        return len(rows) == expected and all(r["status"] != "pending" for r in rows)
+        return len(rows) == expected and all(r.status != "pending" for r in rows)
 
     await eventually(done, message=lambda: f"{expected} settled deliveries, have {len(rows)}")
-    return sorted(rows, key=lambda r: r["id"])
+    return sorted(rows, key=lambda r: r.id)
 
 
 def _no_overlap(hits: list[Hit]) -> None:
@@ -110,8 +110,8 @@ async def test_stop_records_a_send_that_finishes_within_the_grace(
     await engine.stop(grace=10)
 
     (delivery,) = await store.list_deliveries(app["id"])
-    assert delivery["status"] == "delivered"
-    assert [a["status_code"] for a in delivery["attempt_log"]] == [200]
+    assert delivery.status == "delivered"
+    assert [a.status_code for a in delivery.attempt_log] == [200]
 
 
 async def test_stop_hands_back_a_send_that_does_not_finish(
@@ -133,8 +133,8 @@ async def test_stop_hands_back_a_send_that_does_not_finish(
         await second.stop()
     hung, again = recorder.hits("/hang")
     assert hung.cancelled and again.status == 200
-    assert again.json["token"] == hung.json["token"] == delivery["token"]
-    assert delivery["attempts"] == 1
+    assert again.json["token"] == hung.json["token"] == delivery.token
+    assert delivery.attempts == 1
 
 
 # -- leases -----------------------------------------------------------------------------
@@ -161,7 +161,7 @@ async def test_a_claim_whose_owner_died_is_sent_once_its_lease_runs_out(
     # Nothing of that user's lane went out before the lease (timeout + margin) ran out.
     first_arrival = time.time() - (time.monotonic() - hits[0].started)
     assert first_arrival >= claimed_at + 1.0 + 0.5 - 0.05
-    assert {r["status"] for r in rows} == {"delivered"}
+    assert {r.status for r in rows} == {"delivered"}
 
 
 async def test_two_engines_on_one_database_never_send_a_lane_twice_at_once(
@@ -182,7 +182,7 @@ async def test_two_engines_on_one_database_never_send_a_lane_twice_at_once(
         for engine in engines:
             await engine.stop()
         await other_store.close()
-    assert {r["status"] for r in rows} == {"delivered"}
+    assert {r.status for r in rows} == {"delivered"}
     hits = recorder.hits("/hook")
     assert len(hits) == len(users) * 20  # no crash, so no repeats
     for user in users:
@@ -214,7 +214,7 @@ async def test_a_lanes_next_delivery_goes_out_without_a_claim(
         rows = await _settled(store, app["id"], 10)
     finally:
         await engine.stop()
-    assert all(r["status"] == "delivered" for r in rows)
+    assert all(r.status == "delivered" for r in rows)
     # Each user's first delivery was claimed; the others followed in the records.
     assert len(claimed) == 2
     assert in_flight_peak(recorder.hits("/ok")) == 1  # the endpoint's cap
@@ -279,13 +279,13 @@ async def test_a_name_rebound_to_loopback_is_not_dialled(
         await engine.stop()
         await transport.close()
     if allow_private:  # the lying resolver does reach the recorder when that is allowed
-        assert delivery["status"] == "delivered"
+        assert delivery.status == "delivered"
         assert len(recorder.hits("/rebound")) == 1
         return
-    assert delivery["status"] == "failed"
+    assert delivery.status == "failed"
     assert all(
-        a["error"] == "hooks.example.com: refused by the address policy: 127.0.0.1 is loopback"
-        for a in delivery["attempt_log"]
+        a.error == "hooks.example.com: refused by the address policy: 127.0.0.1 is loopback"
+        for a in delivery.attempt_log
     )
     assert recorder.hits() == []
 
@@ -302,8 +302,8 @@ async def test_a_literal_private_address_is_refused_at_send_time(
         (delivery,) = await _settled(store, app["id"], 1)
     finally:
         await engine.stop()
-    assert delivery["status"] == "failed"
-    assert all("127.0.0.1" in a["error"] for a in delivery["attempt_log"])
+    assert delivery.status == "failed"
+    assert all("127.0.0.1" in a.error for a in delivery.attempt_log)
     assert recorder.hits() == []
 
 
@@ -354,11 +354,11 @@ async def test_no_spelling_of_loopback_is_dialled_even_when_stored_unchecked(
             await engine.stop()
         assert listener.accepted == []
     for delivery in deliveries:
-        url = urls[delivery["endpoint_id"]]
-        assert delivery["attempt_log"], url
-        for attempt in delivery["attempt_log"]:
-            print(f"{url}: {attempt['error']}")
-            error = attempt["error"]
+        url = urls[delivery.endpoint_id]
+        assert delivery.attempt_log, url
+        for attempt in delivery.attempt_log:
+            print(f"{url}: {attempt.error}")
+            error = attempt.error
             assert "refused by the address policy" in error or "not a canonical" in error, url
             assert "ssl:default" not in error
 
@@ -374,7 +374,7 @@ async def test_a_refused_connection_says_so_without_ssl_noise(store: Store) -> N
         (delivery,) = await _settled(store, app["id"], 1)
     finally:
         await engine.stop()
-    assert delivery["last_error"] == f"connection refused by 127.0.0.1:{closed}"
+    assert delivery.last_error == f"connection refused by 127.0.0.1:{closed}"
 
 
 # -- publishing -------------------------------------------------------------------------
@@ -399,13 +399,13 @@ async def test_a_conflicting_request_does_not_spoil_its_group_commit(
     assert [p.id for p in results[0]] == ["store-1-1", "store-1-2"]  # type: ignore[union-attr]
     assert [p.id for p in results[2]] == ["store-1-3"]  # type: ignore[union-attr]
     rows = await store.list_deliveries(app["id"])
-    assert sorted(r["event_id"] for r in rows) == [f"store-1-{n}" for n in range(4)]
+    assert sorted(r.event_id for r in rows) == [f"store-1-{n}" for n in range(4)]
 
 
 # -- an attempt that goes wrong ---------------------------------------------------------
 
 
-async def _fails_at_the_cap(store: Store, recorder: Recorder, path: str) -> dict[str, Any]:
+async def _fails_at_the_cap(store: Store, recorder: Recorder, path: str) -> Delivery:
     app = await _setup(store, recorder.url(path))
     engine = Engine(store, settings())
     await engine.start()
@@ -416,13 +416,13 @@ async def _fails_at_the_cap(store: Store, recorder: Recorder, path: str) -> dict
         await engine.stop()
     hits = recorder.hits(path)
     # Recorded and retried on the schedule (0, 0.1, 0.2), then failed at the cap.
-    assert delivery["status"] == "failed"
-    assert delivery["attempts"] == len(hits) == len(FAST.schedule)
+    assert delivery.status == "failed"
+    assert delivery.attempts == len(hits) == len(FAST.schedule)
     # (The attempts' own start times: a loaded machine may delay a request's arrival.)
-    started = [a["attempted_at"] for a in delivery["attempt_log"]]
+    started = [a.attempted_at for a in delivery.attempt_log]
     for (before, after), delay in zip(pairwise(started), FAST.schedule[1:], strict=True):
         assert after - before >= delay - 0.001
-    endpoint = await store.get_endpoint(app["endpoint"]["id"])
+    endpoint = await store.get_endpoint(app["endpoint"].id)
     assert endpoint.failing_since is not None, "it counts toward auto-disable"
     return delivery
 
@@ -433,8 +433,8 @@ async def test_a_retry_after_of_non_ascii_digits_is_a_plain_failed_attempt(
     # "²".isdigit() is true and float("²") raises: the header is ignored, not fatal.
     recorder.script("/sup", then=Answer(500, headers={"Retry-After": "\u00b2"}))
     delivery = await _fails_at_the_cap(store, recorder, "/sup")
-    assert [a["status_code"] for a in delivery["attempt_log"]] == [500] * 3
-    assert [a["error"] for a in delivery["attempt_log"]] == ["answered 500"] * 3
+    assert [a.status_code for a in delivery.attempt_log] == [500] * 3
+    assert [a.error for a in delivery.attempt_log] == ["answered 500"] * 3
 
 
 async def test_an_unexpected_error_inside_an_attempt_is_recorded_as_a_failed_attempt(
@@ -445,8 +445,8 @@ async def test_an_unexpected_error_inside_an_attempt_is_recorded_as_a_failed_att
 
     monkeypatch.setattr("hookline.sender.attempt.parse_retry_after", broken)
     delivery = await _fails_at_the_cap(store, recorder, "/raise")
-    assert [a["status_code"] for a in delivery["attempt_log"]] == [None] * 3
-    assert all("LookupError: injected" in a["error"] for a in delivery["attempt_log"])
+    assert [a.status_code for a in delivery.attempt_log] == [None] * 3
+    assert all("LookupError: injected" in a.error for a in delivery.attempt_log)
 
 
 # -- storage bounds ---------------------------------------------------------------------
@@ -464,27 +464,27 @@ async def test_recover_counts_as_an_attempt_and_the_log_keeps_its_first_and_last
         (delivery,) = await _settled(store, app["id"], 1)
         for recovered in range(1, 4):
             # Each recover is one more attempt past the cap, not a new schedule.
-            assert await store.recover_endpoint(app["endpoint"]["id"], since=0) == 1
+            assert await store.recover_endpoint(app["endpoint"].id, since=0) == 1
             engine.wake()
             (delivery,) = await _settled(store, app["id"], 1)
-            assert delivery["attempts"] == len(FAST.schedule) + recovered
+            assert delivery.attempts == len(FAST.schedule) + recovered
     finally:
         await engine.stop()
     try:
-        assert len(recorder.hits("/down")) == delivery["attempts"] == len(FAST.schedule) + 3
-        assert delivery["status"] == "failed"
-        log = delivery["attempt_log"]
-        assert len(log) == 4 and delivery["attempts_omitted"] == 2
-        stored = await store.db.fetch("attempts_of", ids=f"[{delivery['id']}]", head=99, tail=99)
-        assert [a["id"] for a in stored] == [a["id"] for a in log]  # dropped, not just hidden
+        assert len(recorder.hits("/down")) == delivery.attempts == len(FAST.schedule) + 3
+        assert delivery.status == "failed"
+        log = delivery.attempt_log
+        assert len(log) == 4 and delivery.attempts_omitted == 2
+        stored = await store.db.fetch("attempts_of", ids=f"[{delivery.id}]", head=99, tail=99)
+        assert [a["id"] for a in stored] == [a.id for a in log]  # dropped, not just hidden
         hits = recorder.hits("/down")
-        assert [a["attempted_at"] for a in log] == sorted(a["attempted_at"] for a in log)
+        assert [a.attempted_at for a in log] == sorted(a.attempted_at for a in log)
         assert len({h.json["token"] for h in hits}) == 1
 
         # Retention keys on the event's age: the recovers just now do not keep it.
         event = await store.get_event("store-1-0")
         age = time.time() - event["created_at"]
-        assert delivery["updated_at"] > time.time() - age / 2
+        assert delivery.updated_at > time.time() - age / 2
         assert await store.prune(age / 2) == 1
         assert await store.list_deliveries(app["id"]) == []
     finally:

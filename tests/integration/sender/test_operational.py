@@ -100,8 +100,8 @@ async def test_the_operator_url_hears_of_an_endpoint_disabled_then_enabled_again
         # Logged like any delivery of the app.
         async def logged() -> bool:
             rows = await store.list_deliveries(app.id, endpoint_id=sink_ep.id)
-            assert {d["event_type"] for d in rows} == {"endpoint.disabled", "endpoint.enabled"}
-            return {d["status"] for d in rows} == {"delivered"}
+            assert {d.event_type for d in rows} == {"endpoint.disabled", "endpoint.enabled"}
+            return {d.status for d in rows} == {"delivered"}
 
         await eventually(logged)
     finally:
@@ -140,7 +140,7 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
 
         async def sink_deliveries(status: str) -> list[dict[str, Any]]:
             rows = await store.list_deliveries(app.id, endpoint_id=sink_ep.id)
-            return [d for d in rows if d["status"] == status]
+            return [d for d in rows if d.status == status]
 
         # e1 fails for good; its delivery.failed to the sink fails for good too.
         await eventually(lambda: sink_deliveries("failed"))
@@ -150,8 +150,8 @@ async def test_a_delivery_failed_for_good_is_announced_once_and_the_sink_never_h
 
         rows = await store.list_deliveries(app.id, endpoint_id=sink_ep.id)
         assert len(rows) == 2, "one per failed delivery of the endpoint, none about the sink"
-        assert {d["user_id"] for d in rows} == {ep.id}
-        assert {d["event_type"] for d in rows} == {"delivery.failed"}
+        assert {d.user_id for d in rows} == {ep.id}
+        assert {d.event_type for d in rows} == {"delivery.failed"}
         events = operational(recorder)
         assert {b["user_id"] for b in events} == {ep.id}
         failures = {b["event_id"]: b["data"] for b in events}
@@ -259,7 +259,7 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
                 notice = delivery_failed(AttemptResult(job, "failed", 50.0))
                 await announce(tx, [notice], 50.0)
         told = await store.list_deliveries(app.id, endpoint_id=ops.id)
-        assert len(told) == 2 and {d["user_id"] for d in told} == {regular.id}
+        assert len(told) == 2 and {d.user_id for d in told} == {regular.id}
 
         # The operational endpoint disabled for failing, then enabled: nothing said.
         job = Job(0, "t", 0, ops.id, "u", "u", app.id, "endpoint.enabled", "x", "{}",

@@ -24,7 +24,7 @@ import pytest
 
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.sender import Engine
-from hookline.store import AttemptResult, Job, NewEvent, Store
+from hookline.store import AttemptResult, Delivery, Job, NewEvent, Store
 from tests.support.eventually import eventually
 from tests.support.recorder import Answer, Hit, Recorder
 
@@ -73,19 +73,19 @@ def _events(users: list[str], count: int, event_type: str = "order_completed") -
     ]
 
 
-async def _settled(store: Store, app_id: str, expected: int, timeout: float) -> list[Any]:
-    rows: list[Any] = []
+async def _settled(store: Store, app_id: str, expected: int, timeout: float) -> list[Delivery]:
+    rows: list[Delivery] = []
 
     async def done() -> bool:
         nonlocal rows
         rows = await store.list_deliveries(app_id, limit=10_000)
-        return len(rows) == expected and all(r["status"] != "pending" for r in rows)
+        return len(rows) == expected and all(r.status != "pending" for r in rows)
 
     await eventually(
         done,
         timeout=timeout,
         message=lambda: (
-            f"{expected} settled deliveries, {sum(r['status'] != 'pending' for r in rows)} so far"
+            f"{expected} settled deliveries, {sum(r.status != 'pending' for r in rows)} so far"
         ),
     )
     return rows
@@ -146,17 +146,15 @@ async def test_a_flaky_endpoint_flows_in_order_with_quick_retries(
         f"\n{len(hits)} requests, {len(failed)} answered 500; retried after "
         f"{min(gaps):.2f}-{max(gaps):.2f} s"
     )
-    assert all(r["status"] == "delivered" for r in rows)
+    assert all(r.status == "delivered" for r in rows)
     assert failed, "the sink failed some requests"
     _order_kept(hits)
     # Every attempt counted, each one logged.
-    assert sum(r["attempts"] for r in rows) == len(hits)
-    by_id = {r["event_id"]: r for r in rows}
+    assert sum(r.attempts for r in rows) == len(hits)
+    by_id = {r.event_id: r for r in rows}
     for event_id, seen in _by_event(hits).items():
-        assert by_id[event_id]["attempts"] == len(seen)
-        assert [a["status_code"] for a in by_id[event_id]["attempt_log"]] == [
-            h.status for h in seen
-        ]
+        assert by_id[event_id].attempts == len(seen)
+        assert [a.status_code for a in by_id[event_id].attempt_log] == [h.status for h in seen]
     # Retried within seconds (0.5, 1, 2, 5 s), not on the schedule's 5 s then 5 min.
     assert len(gaps) == len(failed)
     assert max(gaps) < 60
@@ -180,20 +178,19 @@ async def test_an_endpoint_failing_as_a_whole_gets_the_long_schedule(
     await store.install(app.id, "user-1")
     await store.create_endpoint(app.id, url=url, event_types=["*"], timeout=5)
     engines = await _engines(stores, EngineSettings(retry=policy, **_FAST))
-    rows: list[Any] = []
+    rows: list[Delivery] = []
     try:
         await store.publish(_events(["user-1"], 3))
 
         async def parked() -> bool:
             nonlocal rows
-            rows = sorted(await store.list_deliveries(app.id), key=lambda r: r["id"])
+            rows = sorted(await store.list_deliveries(app.id), key=lambda r: r.id)
             head = rows[1]
             return (
-                head["next_attempt_at"] is not None
-                and head["attempts"] >= 2
+                head.next_attempt_at is not None
+                and head.attempts >= 2
                 and (
-                    _seconds(head["next_attempt_at"])
-                    - _seconds(head["attempt_log"][-1]["attempted_at"])
+                    _seconds(head.next_attempt_at) - _seconds(head.attempt_log[-1].attempted_at)
                     > 100
                 )
             )
@@ -203,12 +200,12 @@ async def test_an_endpoint_failing_as_a_whole_gets_the_long_schedule(
         await _stop(engines)
 
     first, second, third = rows
-    assert first["status"] == "delivered"
-    assert second["status"] == third["status"] == "pending"
-    assert third["attempts"] == 0, "its lane waits behind the failing head"
-    tries = [_seconds(a["attempted_at"]) for a in second["attempt_log"]]
+    assert first.status == "delivered"
+    assert second.status == third.status == "pending"
+    assert third.attempts == 0, "its lane waits behind the failing head"
+    tries = [_seconds(a.attempted_at) for a in second.attempt_log]
     gaps = [b - a for a, b in pairwise(tries)]
-    parked_for = _seconds(second["next_attempt_at"]) - tries[-1]
+    parked_for = _seconds(second.next_attempt_at) - tries[-1]
     shown = ", ".join(f"{g:.2f}" for g in gaps)
     print(f"\nretried after {shown} s, then parked for {parked_for:.0f} s")
     # Its first failure came right after a success: retried soon (0.5 s, then 1 s while
@@ -290,14 +287,14 @@ async def test_slow_down_answers_pace_the_endpoint_and_use_no_attempts(
         f"\n/busy: {len(busy_hits)} requests, {len(paced)} while paced, gaps "
         f"{', '.join(f'{g:.2f}' for g in gaps)} s"
     )
-    assert all(r["status"] == "delivered" for r in rows)
+    assert all(r.status == "delivered" for r in rows)
     # One request at a time, about one per 3 s (Retry-After), for every engine together.
     assert all(gap >= 3 * 0.8 for gap in gaps), gaps
     # The other endpoint finished while /busy was still held back.
     assert calm_done < lifted
     # No attempt used up: each delivery counts its one 2xx; its 429s are in its log.
-    assert all(r["attempts"] == 1 for r in rows)
-    logged = sum(len(r["attempt_log"]) for r in rows)
+    assert all(r.attempts == 1 for r in rows)
+    logged = sum(len(r.attempt_log) for r in rows)
     assert logged == len(busy_hits) + len(recorder.hits("/calm"))
     _order_kept(busy_hits)
 

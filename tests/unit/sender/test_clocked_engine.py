@@ -85,7 +85,7 @@ async def _publish(store: Store, event_id: str) -> None:
 
 async def _attempts(store: Store, app_id: str) -> int:
     [delivery] = await store.list_deliveries(app_id)
-    return int(delivery["attempts"])
+    return int(delivery.attempts)
 
 
 async def _looked(clock: ManualClock) -> None:
@@ -124,7 +124,7 @@ async def test_a_failing_delivery_is_retried_on_its_schedule_then_fails(
         clock.advance(1)
         await _recorded(store, endpoint.app_id, 3)
         [delivery] = await store.list_deliveries(endpoint.app_id)
-        assert delivery["status"] == "failed"
+        assert delivery.status == "failed"
 
         clock.advance(86400)
         await _looked(clock)
@@ -154,7 +154,7 @@ async def test_a_lease_left_by_a_dead_engine_is_taken_over_once_it_runs_out(
     finally:
         await engine.stop()
     [delivery] = await store.list_deliveries(endpoint.app_id)
-    assert delivery["status"] == "delivered"
+    assert delivery.status == "delivered"
     assert transport.sent[0][0] == orphan.event_id == "evt_orphan"
 
 

@@ -161,7 +161,7 @@ async def _settled(hookline_url: str, app_id: str, deliveries: int) -> None:
 
         async def done() -> bool:
             rows = await store.list_deliveries(app_id, limit=deliveries + 1, with_attempts=False)
-            return Counter(row["status"] for row in rows) == {"delivered": deliveries}
+            return Counter(row.status for row in rows) == {"delivered": deliveries}
 
         await eventually(done, timeout=120, message="every delivery recorded as delivered")
     finally:

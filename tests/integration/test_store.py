@@ -56,7 +56,7 @@ async def app_with_endpoint(store: Store, users: list[str], **endpoint: Any) -> 
 async def statuses(store: Store, app_id: str) -> dict[str, int]:
     """How many of the app's deliveries are in each status, as its listing shows them."""
     rows = await store.list_deliveries(app_id, limit=1000, with_attempts=False)
-    return dict(Counter(row["status"] for row in rows))
+    return dict(Counter(row.status for row in rows))
 
 
 async def claim(store: Store, owner: str = "w1", limit: int = 100, **kw: Any) -> list[Job]:
@@ -181,7 +181,7 @@ async def test_one_user_is_delivered_one_at_a_time_in_event_order(store: Store) 
         await store.record("w1", [result(job) for job in jobs])
     assert [e for e in seen if e.startswith("a")] == ["a0", "a1", "a2", "a3"]
     assert "b0" in seen[:2]  # the other user did not wait behind u1
-    assert await statuses(store, endpoint["app_id"]) == {"delivered": 5}
+    assert await statuses(store, endpoint.app_id) == {"delivered": 5}
 
 
 async def test_unordered_endpoints_send_a_users_deliveries_at_once(store: Store) -> None:
@@ -273,7 +273,7 @@ async def test_a_lane_whose_lease_ran_out_is_claimed_again_with_the_same_token(
     await store.record("w2", [result(again)])
     (nxt,) = await claim(store, owner="w3")
     assert nxt.event_id == "e2"
-    assert await statuses(store, endpoint["app_id"]) == {"delivered": 1, "pending": 1}
+    assert await statuses(store, endpoint.app_id) == {"delivered": 1, "pending": 1}
 
 
 async def test_a_retry_waits_for_its_time_and_keeps_its_place(
@@ -632,7 +632,7 @@ async def test_a_lane_goes_on_with_its_next_head_in_the_record_of_the_last(
         sent.append(job.event_id)
         assert job.run == len(sent) - 1
     assert sent == ["e0", "e1", "e2"]
-    assert await statuses(store, endpoint["app_id"]) == {"delivered": 3}
+    assert await statuses(store, endpoint.app_id) == {"delivered": 3}
     assert await lanes_left(database_url) == 0
 
 
@@ -709,7 +709,7 @@ async def test_a_kept_lane_whose_worker_died_is_sent_again_with_the_same_token(
     (again,) = await claim(store, owner="w2")
     assert (again.delivery_id, again.token, again.event_id) == (kept.delivery_id, kept.token, "e2")
     await store.record("w2", [result(again)])
-    assert await statuses(store, endpoint["app_id"]) == {"delivered": 2}
+    assert await statuses(store, endpoint.app_id) == {"delivered": 2}
 
 
 async def test_a_rate_limited_endpoint_keeps_no_lane(store: Store) -> None:

@@ -92,7 +92,7 @@ async def _settled(hookline_url: str, deliveries: int) -> None:
 
         async def done() -> bool:
             rows = await store.list_deliveries(app.id, limit=deliveries + 1, with_attempts=False)
-            return Counter(row["status"] for row in rows) == {"delivered": deliveries}
+            return Counter(row.status for row in rows) == {"delivered": deliveries}
 
         await eventually(done, message="every delivery recorded as delivered")
     finally:

@@ -222,13 +222,40 @@ class SQLAlchemyLink(SyncLink):
         self._style = self._conn.dialect.paramstyle
 
     def require_transaction(self) -> None:
-        if self._conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        if self._autocommits():
             raise _refuse(
                 "the SQLAlchemy connection (isolation_level='AUTOCOMMIT')",
                 "publish on a session or connection of an engine without AUTOCOMMIT",
             )
         if self._session is None and not self._conn.in_transaction():
             raise _refuse("the SQLAlchemy connection", "publish inside `with conn.begin():`")
+        if self.dialect == "sqlite" and not self._driver().in_transaction:
+            # pysqlite and aiosqlite begin SQLite's transaction only before the first
+            # write, and SQLAlchemy's begin() sends nothing: a publish that comes first
+            # would run outside any transaction, and its savepoint's release would commit
+            # it on its own. Begin the transaction SQLAlchemy already counts as begun (its
+            # commit and rollback end it); IMMEDIATE, as the publish writes.
+            try:
+                self._conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except Exception as exc:
+                raise StorageError(f"beginning SQLite's transaction: {exc}") from exc
+
+    def _driver(self) -> Any:
+        """The driver's own connection (sqlite3's, aiosqlite's, psycopg's, asyncpg's)."""
+        return self._conn.connection.driver_connection
+
+    def _autocommits(self) -> bool:
+        """Whether each statement commits on its own: AUTOCOMMIT set on the connection
+        (execution options) or on the engine (``create_engine(isolation_level=...)``,
+        seen only by the DB-API connection)."""
+        if self._conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return True
+        if self.dialect == "sqlite":
+            # AUTOCOMMIT is sqlite3's isolation_level None; with it, only a BEGIN of the
+            # caller's own (SQLAlchemy's recipe for SQLite) makes a transaction.
+            driver = self._driver()
+            return driver.isolation_level is None and not driver.in_transaction
+        return getattr(self._conn.connection.dbapi_connection, "autocommit", False) is True
 
     def run(self, sql: str, params: dict[str, Any]) -> list[Row]:
         statement = render(sql, self._style)

@@ -9,7 +9,7 @@ anything is written and leaves the platform's transaction usable.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +26,16 @@ from hookline.exceptions import (
 )
 from hookline.store import Store
 from tests.conftest import fresh_postgres
-from tests.support.platforms import POSTGRES_DRIVERS, SQLITE_DRIVERS, Platform, open_platform
+from tests.support.platforms import (
+    POSTGRES_DRIVERS,
+    SQLALCHEMY_SQLITE_DRIVERS,
+    SQLITE_DRIVERS,
+    Platform,
+    open_platform,
+)
 
-DRIVERS = [pytest.param(d, marks=pytest.mark.postgres) for d in POSTGRES_DRIVERS] + [
-    *SQLITE_DRIVERS
-]
+ON_SQLITE = [*SQLITE_DRIVERS, *SQLALCHEMY_SQLITE_DRIVERS]
+DRIVERS = [pytest.param(d, marks=pytest.mark.postgres) for d in POSTGRES_DRIVERS] + ON_SQLITE
 
 #: The drivers whose connection can be outside a transaction. (psycopg outside
 #: autocommit and a SQLAlchemy Session always begin one themselves.)
@@ -51,7 +56,7 @@ class World:
 @pytest.fixture(params=DRIVERS)
 async def world(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[World]:
     driver: str = request.param
-    if driver in SQLITE_DRIVERS:
+    if driver in ON_SQLITE:
         url = f"sqlite:///{tmp_path}/hookline.db"
         async with _world(driver, url, url) as world:
             yield world
@@ -122,6 +127,27 @@ async def test_commit_keeps_the_event_and_its_deliveries_and_rollback_leaves_not
     assert len(await _deliveries(world)) == 2
 
 
+async def test_a_publish_first_in_the_transaction_goes_with_its_rollback(world: World) -> None:
+    """The publish as the transaction's first statement: nothing of it outlives the
+    rollback, and the commit keeps it. (pysqlite and aiosqlite begin SQLite's transaction
+    only before the first write, whatever SQLAlchemy's ``begin()`` said.)"""
+    platform = world.platform
+    async with platform.transaction():
+        await platform.publish(**_order(1))
+        await platform.insert_order("o-1")
+        platform.roll_back()
+    assert await platform.orders() == set()
+    with pytest.raises(NotFound):
+        await world.store.get_event("order-1")
+    assert await _deliveries(world) == []
+
+    async with platform.transaction():
+        await platform.publish(**_order(2))
+        await platform.insert_order("o-2")
+    assert await platform.orders() == {"o-2"}
+    assert await _deliveries(world) == ["order-2", "order-2"]
+
+
 async def test_a_bad_event_raises_before_anything_is_written(world: World) -> None:
     platform = world.platform
     async with platform.transaction():
@@ -166,7 +192,7 @@ async def test_a_connection_outside_a_transaction_is_refused(world: World) -> No
 
 
 async def test_the_wrong_function_for_the_connection_says_which_to_use(world: World) -> None:
-    if world.driver in ("asyncpg", "psycopg_async", "sqlalchemy_async"):
+    if world.driver in ("asyncpg", "psycopg_async", "sqlalchemy_async", "sqlalchemy_async_sqlite"):
         with pytest.raises(TypeError, match="publish_async"):
             hookline.publish(world.platform.raw, **_order(1))
     else:
@@ -177,7 +203,7 @@ async def test_the_wrong_function_for_the_connection_says_which_to_use(world: Wo
 async def test_tables_not_found_say_how_to_make_them(world: World) -> None:
     async with world.platform.transaction():
         await world.platform.insert_order("o-1")
-        if world.driver in SQLITE_DRIVERS:
+        if world.driver in ON_SQLITE:
             await world.platform.execute("ALTER TABLE installations RENAME TO elsewhere")
             with pytest.raises(ConfigError, match="hookline migrate"):
                 await world.platform.publish(**_order(1))
@@ -230,6 +256,50 @@ async def test_pooled_and_core_connections_publish_too() -> None:
         await async_engine.dispose()
 
         assert sorted(await _deliveries(world)) == [f"order-{n}" for n in (1, 1, 2, 2, 4, 4)]
+
+
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"]
+)
+async def test_an_engine_made_with_autocommit_is_refused(database: str, tmp_path: Any) -> None:
+    """``create_engine(..., isolation_level="AUTOCOMMIT")``: SQLAlchemy still says it is
+    in a transaction, but each statement commits on its own."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.orm import Session
+    from sqlalchemy.pool import NullPool
+
+    async with AsyncExitStack() as stack:
+        if database == "sqlite":
+            url = f"sqlite:///{tmp_path}/hookline.db"
+            sync_url, async_url = url, url.replace("sqlite://", "sqlite+aiosqlite://")
+            world = await stack.enter_async_context(_world("sqlite3", url, url))
+        else:
+            url = await stack.enter_async_context(fresh_postgres())
+            sync_url = url.replace("postgresql://", "postgresql+psycopg://")
+            async_url = url.replace("postgresql://", "postgresql+asyncpg://")
+            world = await stack.enter_async_context(
+                _world("asyncpg", url, url + "?schema=hookline")
+            )
+        engine = create_engine(sync_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with Session(engine) as session, session.begin():
+                with pytest.raises(NotInTransaction, match="AUTOCOMMIT"):
+                    hookline.publish(session, **_order(1))
+            with engine.begin() as core, pytest.raises(NotInTransaction, match="AUTOCOMMIT"):
+                hookline.publish(core, **_order(2))
+        finally:
+            engine.dispose()
+        async_engine = create_async_engine(
+            async_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
+        )
+        try:
+            async with AsyncSession(async_engine) as session, session.begin():
+                with pytest.raises(NotInTransaction, match="AUTOCOMMIT"):
+                    await hookline.publish_async(session, **_order(3))
+        finally:
+            await async_engine.dispose()
+        assert await _deliveries(world) == []
 
 
 async def test_on_sqlite_wake_workers_after_the_commit_wakes_listening_engines(

@@ -42,6 +42,8 @@ POSTGRES_DRIVERS = [
     "django",
 ]
 SQLITE_DRIVERS = ["sqlite3"]
+#: SQLAlchemy's Session and AsyncSession on hookline's SQLite file (pysqlite, aiosqlite).
+SQLALCHEMY_SQLITE_DRIVERS = ["sqlalchemy_sqlite", "sqlalchemy_async_sqlite"]
 
 
 class Rollback(Exception):
@@ -95,6 +97,8 @@ class Platform:
             return {row[0] for row in await self.execute("SELECT id FROM orders")}
 
     async def search_path(self) -> str:
+        if self.url.startswith("sqlite:"):
+            return ""
         ((value,),) = await self.execute("SELECT current_setting('search_path')")
         return str(value)
 
@@ -217,7 +221,8 @@ class AsyncPsycopgPlatform(Platform):
 
 
 class SQLAlchemyPlatform(Platform):
-    """A ``Session`` on psycopg (SQLAlchemy's own transaction, begun by the session)."""
+    """A ``Session`` on psycopg, or pysqlite for a SQLite file (SQLAlchemy's own
+    transaction, begun by the session)."""
 
     async def open(self) -> None:
         from sqlalchemy import create_engine
@@ -264,12 +269,13 @@ class SQLAlchemyPlatform(Platform):
 
 
 class AsyncSQLAlchemyPlatform(Platform):
-    """An ``AsyncSession`` on asyncpg."""
+    """An ``AsyncSession`` on asyncpg, or aiosqlite for a SQLite file."""
 
     async def open(self) -> None:
         from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
         url = self.url.replace("postgresql://", "postgresql+asyncpg://")
+        url = url.replace("sqlite://", "sqlite+aiosqlite://")
         self.engine = create_async_engine(url, poolclass=_null_pool())
         self.session = AsyncSession(self.engine)
 
@@ -437,6 +443,8 @@ PLATFORMS: dict[str, type[Platform]] = {
     "sqlalchemy_async": AsyncSQLAlchemyPlatform,
     "django": DjangoPlatform,
     "sqlite3": SQLitePlatform,
+    "sqlalchemy_sqlite": SQLAlchemyPlatform,
+    "sqlalchemy_async_sqlite": AsyncSQLAlchemyPlatform,
 }
 
 

@@ -30,6 +30,9 @@ import requests
 
 from tests.support.api_server import ADMIN, api_in_thread
 
+#: Tens of seconds per database: the everyday run (-m "not slow") leaves it to CI.
+pytestmark = pytest.mark.slow
+
 #: Per operation and phase; keeps each run well under a minute on a small machine.
 MAX_EXAMPLES = 25
 ST = Path(sys.executable).with_name("st")

@@ -25,6 +25,7 @@ def hookline(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_send_test_delivers_every_type(tmp_path: Path, sqlite_url: str) -> None:
     log = tmp_path / "runs.jsonl"
     log.touch()

@@ -61,6 +61,7 @@ def flat(pages: list[list[dict[str, Any]]], key: str) -> list[Any]:
     return [row[key] for page in pages for row in page]
 
 
+@pytest.mark.slow
 async def test_every_list_pages_through_every_item_exactly_once(api: Api) -> None:
     apps = [(await api.ok("POST", "/apps", {"name": f"app {n}"}))["id"] for n in range(ITEMS)]
     app = apps[0]

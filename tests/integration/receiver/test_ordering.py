@@ -8,6 +8,7 @@ import random
 import time
 
 import aiohttp
+import pytest
 
 from hookline.receiver import Event, Receiver
 from tests.conftest import free_port
@@ -18,6 +19,7 @@ USERS = 200
 EVENTS = 50
 
 
+@pytest.mark.slow
 async def test_users_in_parallel_each_in_order_each_event_once(database_url: str) -> None:
     receiver = Receiver(keys=[KEY], database=database_url, concurrency=64)
     runs: list[tuple[str, int, str, int]] = []  # (user, seq, phase, monotonic ns)

@@ -99,6 +99,7 @@ async def test_unsigned_and_forged_bodies_never_reach_the_json_parser(
         await eventually(lambda: len(handled) == 1)
 
 
+@pytest.mark.slow
 async def test_what_a_refusal_costs_in_cpu(sqlite_url: str, parsed: list[int]) -> None:
     """Printed, not asserted: CPU per refusal of a forged 1 MiB body, beside what parsing it
     (which the receiver did first before) costs."""

@@ -114,6 +114,7 @@ async def test_stop_records_a_send_that_finishes_within_the_grace(
     assert [a.status_code for a in delivery.attempt_log] == [200]
 
 
+@pytest.mark.slow
 async def test_stop_hands_back_a_send_that_does_not_finish(
     store: Store, recorder: Recorder
 ) -> None:

@@ -241,6 +241,7 @@ def _seconds(value: Any) -> float:
     return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else float(value)
 
 
+@pytest.mark.slow
 async def test_slow_down_answers_pace_the_endpoint_and_use_no_attempts(
     stores: list[Store], recorder: Recorder
 ) -> None:
@@ -299,6 +300,7 @@ async def test_slow_down_answers_pace_the_endpoint_and_use_no_attempts(
     _order_kept(busy_hits)
 
 
+@pytest.mark.slow
 async def test_a_timeout_storm_on_one_endpoint_never_delays_another_of_the_same_app(
     stores: list[Store], recorder: Recorder
 ) -> None:

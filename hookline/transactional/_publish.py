@@ -15,6 +15,7 @@ ever to wait, ``_drive`` stops it and says so rather than block.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -187,17 +188,29 @@ async def _scoped(queries: _Queries, schema: str | None) -> AsyncIterator[None]:
         "set_config('search_path', :schema, true) AS now",
         {"schema": schema},
     )
+
+    async def restore() -> None:
+        await queries.run(
+            "restoring the search_path",
+            "SELECT set_config('search_path', :was, true)",
+            {"was": row["was"]},
+        )
+
     try:
         yield
-    finally:
-        # After a failed statement PostgreSQL takes none until the caller's rollback,
-        # which puts the search_path back by itself.
+    except Exception:
+        # A refused event (EventConflict, TooLarge) leaves the transaction usable: put
+        # the search_path back. After a failed statement PostgreSQL takes none until the
+        # caller's rollback, which puts it back by itself; and the failure is what the
+        # caller must see, not the restore's.
         if not queries.failed:
-            await queries.run(
-                "restoring the search_path",
-                "SELECT set_config('search_path', :was, true)",
-                {"was": row["was"]},
-            )
+            with contextlib.suppress(HooklineError):
+                await restore()
+        raise
+    # Cancelled or interrupted (not an Exception) mid-statement: nothing is run, the
+    # statement was cut short and the transaction is the caller's to roll back; another
+    # statement now would fail and turn the cancellation into a StorageError.
+    await restore()
 
 
 async def publish_on(

@@ -8,6 +8,7 @@ anything is written and leaves the platform's transaction usable.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from hookline.exceptions import (
 )
 from hookline.store import Store
 from tests.conftest import fresh_postgres
+from tests.support.eventually import eventually
 from tests.support.platforms import (
     POSTGRES_DRIVERS,
     SQLALCHEMY_SQLITE_DRIVERS,
@@ -256,6 +258,42 @@ async def test_pooled_and_core_connections_publish_too() -> None:
         await async_engine.dispose()
 
         assert sorted(await _deliveries(world)) == [f"order-{n}" for n in (1, 1, 2, 2, 4, 4)]
+
+
+@pytest.mark.postgres
+async def test_a_publish_cancelled_while_it_waits_is_cancelled() -> None:
+    """A publish waiting for a lane another transaction holds, cancelled (a request's
+    timeout, a task group ending): the caller sees the cancellation, not an error of
+    the statement that would put the search_path back in a transaction that can take
+    none any more."""
+    import asyncpg
+
+    async with fresh_postgres() as url, _world("asyncpg", url, url + "?schema=hookline"):
+        holder, waiter = await asyncpg.connect(url), await asyncpg.connect(url)
+        try:
+            async with holder.transaction():
+                await hookline.publish_async(holder, **_order(1))
+                waiting = waiter.transaction()
+                await waiting.start()
+                publishing = asyncio.create_task(hookline.publish_async(waiter, **_order(2)))
+
+                async def waits_for_the_lane() -> bool:
+                    return bool(
+                        await holder.fetchval(
+                            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                            waiter.get_server_pid(),
+                        )
+                    )
+
+                await eventually(waits_for_the_lane, message="the publish to wait")
+                publishing.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await publishing
+                assert publishing.cancelled()
+                await waiting.rollback()
+        finally:
+            await holder.close()
+            await waiter.close()
 
 
 @pytest.mark.parametrize(

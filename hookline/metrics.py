@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from hookline.sender.engine import EngineObserver
-from hookline.store import AttemptResult, Job
+from hookline.store import AttemptResult, Disabled, Job, Probe
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -79,10 +79,10 @@ class SenderMetrics(EngineObserver):
     def refused(self, limit: str) -> None:
         self.rate_limited.labels(limit=limit).inc()
 
-    def endpoint_disabled(self, endpoint: dict[str, Any]) -> None:
+    def endpoint_disabled(self, endpoint: Disabled) -> None:
         self.endpoints_auto_disabled.inc()
 
-    def endpoint_enabled(self, endpoint: dict[str, Any]) -> None:
+    def endpoint_enabled(self, endpoint: Probe) -> None:
         self.endpoints_reenabled.inc()
 
     def before_attempt(self, job: Job) -> None:

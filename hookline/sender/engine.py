@@ -28,7 +28,7 @@ import os
 import random
 import secrets
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hookline.clock import Clock
 from hookline.config import EngineSettings
@@ -36,7 +36,7 @@ from hookline.exceptions import StorageError
 from hookline.sender.attempt import attempt
 from hookline.sender.health import HealthMonitor
 from hookline.sender.transport import Transport, new_transport
-from hookline.store import AttemptResult, Job, Store
+from hookline.store import AttemptResult, Disabled, Job, Probe, Store
 from hookline.store.connector import Subscription
 
 if TYPE_CHECKING:
@@ -382,10 +382,10 @@ class EngineObserver:
     def after_attempt(self, result: AttemptResult) -> None:
         """Called once the attempt is recorded."""
 
-    def endpoint_disabled(self, endpoint: dict[str, Any]) -> None:
+    def endpoint_disabled(self, endpoint: Disabled) -> None:
         """Called when the health check disables an endpoint that kept failing."""
 
-    def endpoint_enabled(self, endpoint: dict[str, Any]) -> None:
+    def endpoint_enabled(self, endpoint: Probe) -> None:
         """Called when a disabled endpoint answered its probe and is enabled again."""
 
 

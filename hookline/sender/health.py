@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import orjson
 
@@ -36,9 +36,11 @@ from hookline.exceptions import HooklineError
 from hookline.samples import sample_data
 from hookline.sender.attempt import attempt
 from hookline.sender.transport import Transport
-from hookline.store import Job, Store
+from hookline.store import Disabled, Job, Probe, Store
 
 log = logging.getLogger("hookline.health")
+
+T = TypeVar("T")
 
 #: The user of probe requests: no real store's handlers wait behind them.
 PROBE_USER = "hookline-probe"
@@ -46,9 +48,9 @@ _ONE_TRY = RetryPolicy(schedule=(0,))
 
 
 class HealthObserver(Protocol):
-    def endpoint_disabled(self, endpoint: dict[str, Any]) -> None: ...
+    def endpoint_disabled(self, endpoint: Disabled) -> None: ...
 
-    def endpoint_enabled(self, endpoint: dict[str, Any]) -> None: ...
+    def endpoint_enabled(self, endpoint: Probe) -> None: ...
 
 
 class HealthMonitor:
@@ -75,7 +77,7 @@ class HealthMonitor:
     async def run_probes(self) -> None:
         await self._every(self.settings.probe_interval, self.probe, "probing disabled endpoints")
 
-    async def check(self) -> list[dict[str, Any]]:
+    async def check(self) -> list[Disabled]:
         """Complete due key rotations; disable endpoints failing for too long."""
         await self.store.retire_switched_keys()
         disabled = await self.store.disable_failing_endpoints(self.settings.disable_after)
@@ -83,21 +85,22 @@ class HealthMonitor:
             log.warning(
                 "endpoint %s (%s) has failed since %s and is disabled; it is probed every "
                 "%g s and enabled again once it answers",
-                endpoint["id"],
-                endpoint["url"],
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(endpoint["failing_since"])),
+                endpoint.id,
+                endpoint.url,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(endpoint.failing_since)),
                 self.settings.probe_interval,
                 extra={
                     "fields": {
                         "event": "endpoint_auto_disabled",
-                        "endpoint_id": endpoint["id"],
-                        "app_id": endpoint["app_id"],
-                        "url": endpoint["url"],
-                        "failing_since": endpoint["failing_since"],
+                        "endpoint_id": endpoint.id,
+                        "app_id": endpoint.app_id,
+                        "url": endpoint.url,
+                        "failing_since": endpoint.failing_since,
                     }
                 },
             )
-            self._tell("endpoint_disabled", endpoint)
+            for observer in self.observers:
+                _safely(observer.endpoint_disabled, endpoint)
         if disabled:
             self.wake()  # their operational events are due now
         return disabled
@@ -110,7 +113,7 @@ class HealthMonitor:
         endpoints = await self.store.endpoints_to_probe(self.settings.probe_batch)
         gate = asyncio.Semaphore(self.settings.probe_concurrency)
 
-        async def probe_one(endpoint: dict[str, Any]) -> str | None:
+        async def probe_one(endpoint: Probe) -> str | None:
             async with gate:
                 return await self._probe_one(endpoint)
 
@@ -120,23 +123,24 @@ class HealthMonitor:
             self.wake()
         return enabled
 
-    async def _probe_one(self, endpoint: dict[str, Any]) -> str | None:
+    async def _probe_one(self, endpoint: Probe) -> str | None:
         assert self.transport is not None
         job = probe_job(endpoint, self.settings.probe_timeout)
         result = await attempt(self.transport, job, _ONE_TRY, self.clock)
         if result.outcome != "delivered":
-            log.info("probe of endpoint %s: %s", endpoint["id"], result.error)
+            log.info("probe of endpoint %s: %s", endpoint.id, result.error)
             return None
-        if not await self.store.enable_probed_endpoint(endpoint["id"]):
+        if not await self.store.enable_probed_endpoint(endpoint.id):
             return None
         log.warning(
             "endpoint %s answered its probe and is enabled again; its backlog goes out now, "
             "in order",
-            endpoint["id"],
-            extra={"fields": {"event": "endpoint_reenabled", "endpoint_id": endpoint["id"]}},
+            endpoint.id,
+            extra={"fields": {"event": "endpoint_reenabled", "endpoint_id": endpoint.id}},
         )
-        self._tell("endpoint_enabled", endpoint)
-        return str(endpoint["id"])
+        for observer in self.observers:
+            _safely(observer.endpoint_enabled, endpoint)
+        return endpoint.id
 
     async def _every(
         self, seconds: float, step: Callable[[], Awaitable[object]], what: str
@@ -150,33 +154,34 @@ class HealthMonitor:
                 log.warning("%s failed, will try again: %s", what, exc)
             await self.clock.sleep(seconds)
 
-    def _tell(self, hook: str, endpoint: dict[str, Any]) -> None:
-        for observer in self.observers:
-            with contextlib.suppress(Exception):
-                getattr(observer, hook)(endpoint)
+
+def _safely(hook: Callable[[T], None], endpoint: T) -> None:
+    """An observer that fails never stops the health check."""
+    with contextlib.suppress(Exception):
+        hook(endpoint)
 
 
-def probe_job(endpoint: dict[str, Any], max_timeout: float) -> Job:
+def probe_job(endpoint: Probe, max_timeout: float) -> Job:
     """A signed sample event of a type the endpoint subscribes to; never stored. It waits
     for the endpoint's timeout, or ``max_timeout`` if that is shorter."""
-    wanted = [t for t in endpoint["event_types"] if t in EVENT_TYPES]
+    wanted = [t for t in endpoint.event_types if t in EVENT_TYPES]
     event_type = wanted[0] if wanted else "order_completed"
     return Job(
         delivery_id=0,
         token=new_token(),
         attempts=0,
-        endpoint_id=endpoint["id"],
+        endpoint_id=endpoint.id,
         lane=PROBE_USER,
         user_id=PROBE_USER,
-        app_id=endpoint["app_id"],
+        app_id=endpoint.app_id,
         event_type=event_type,
         event_id="evt_probe_" + secrets.token_hex(8),
         data=orjson.dumps(sample_data(event_type)).decode(),
-        url=endpoint["url"],
-        timeout=min(float(endpoint["timeout"]), max_timeout),
-        keys=endpoint["keys"],
-        headers=endpoint["headers"],
-        client_cert=endpoint["client_cert"],
-        client_key=endpoint["client_key"],
-        endpoint_version=float(endpoint["endpoint_updated_at"]),
+        url=endpoint.url,
+        timeout=min(endpoint.timeout, max_timeout),
+        keys=endpoint.keys,
+        headers=endpoint.headers,
+        client_cert=endpoint.client_cert,
+        client_key=endpoint.client_key,
+        endpoint_version=endpoint.version,
     )

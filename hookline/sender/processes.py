@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hookline.sender.engine import EngineObserver
-from hookline.store import AttemptResult, Job
+from hookline.store import AttemptResult, Disabled, Job, Probe
 
 if TYPE_CHECKING:
     from hookline.metrics import SenderMetrics
@@ -219,10 +219,10 @@ class Reporter(EngineObserver):
         if result.latency_ms is not None:
             self._latencies.append(round(result.latency_ms, 2))
 
-    def endpoint_disabled(self, endpoint: dict[str, Any]) -> None:
+    def endpoint_disabled(self, endpoint: Disabled) -> None:
         self._disabled += 1
 
-    def endpoint_enabled(self, endpoint: dict[str, Any]) -> None:
+    def endpoint_enabled(self, endpoint: Probe) -> None:
         self._enabled += 1
 
     def line(self) -> bytes:

@@ -7,10 +7,12 @@ from hookline.store.records import (
     AttemptResult,
     Claimed,
     Delivery,
+    Disabled,
     Endpoint,
     Installation,
     Job,
     NewEvent,
+    Probe,
     Published,
 )
 
@@ -20,10 +22,12 @@ __all__ = [
     "AttemptResult",
     "Claimed",
     "Delivery",
+    "Disabled",
     "Endpoint",
     "Installation",
     "Job",
     "NewEvent",
+    "Probe",
     "Published",
     "Store",
 ]

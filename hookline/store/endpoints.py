@@ -23,7 +23,7 @@ from hookline.store.base import (
 )
 from hookline.store.connector import Row
 from hookline.store.publishing import announce, grow_lanes, lanes_of
-from hookline.store.records import Endpoint
+from hookline.store.records import Disabled, Endpoint, Probe
 from hookline.store.sealing import masked_header
 
 #: Endpoint columns ``update_endpoint`` may change.
@@ -262,7 +262,7 @@ class Endpoints(Apps):
             "truncated": len(attempts) >= limit,
         }
 
-    async def disable_failing_endpoints(self, failing_for: float) -> list[Row]:
+    async def disable_failing_endpoints(self, failing_for: float) -> list[Disabled]:
         """Disable every endpoint that has been failing for longer than ``failing_for``
         seconds; return them. Their pending deliveries stay, in order."""
         now = self.clock.now()
@@ -277,9 +277,9 @@ class Endpoints(Apps):
             await announce(
                 tx, [operational.disabled_for_failing(row, reason, now) for row in disabled], now
             )
-        return disabled
+        return [Disabled.from_row(row) for row in disabled]
 
-    async def endpoints_to_probe(self, limit: int = 100) -> list[Row]:
+    async def endpoints_to_probe(self, limit: int = 100) -> list[Probe]:
         """Take the next ``limit`` endpoints the health check disabled for a probe, each
         with the keys that sign it: those probed longest ago first. Taking them moves
         them to the back, so however many keep failing, every one gets its turn."""
@@ -288,13 +288,22 @@ class Endpoints(Apps):
             rows = await tx.fetch("endpoints_to_probe", limit=limit)
             if rows:
                 await tx.execute("mark_probed", ids=to_json([r["id"] for r in rows]), now=now)
-        for row in rows:
-            row["keys"] = signing_keys(self._opened(row), now)
-            row["event_types"] = orjson.loads(row["event_types"])
-            # In full: a probe goes out with the endpoint's headers, as deliveries do.
-            row["headers"] = tuple(self._open_headers(row["headers"]).items())
-            row["client_key"] = self.keys.open_optional(row["client_key"])
-        return rows
+        return [
+            Probe(
+                id=row["id"],
+                app_id=row["app_id"],
+                url=row["url"],
+                timeout=float(row["timeout"]),
+                event_types=tuple(orjson.loads(row["event_types"])),
+                keys=signing_keys(self._opened(row), now),
+                # In full: a probe goes out with the endpoint's headers, as deliveries do.
+                headers=tuple(self._open_headers(row["headers"]).items()),
+                client_cert=row["client_cert"],
+                client_key=self.keys.open_optional(row["client_key"]),
+                version=float(row["endpoint_updated_at"]),
+            )
+            for row in rows
+        ]
 
     async def enable_probed_endpoint(self, endpoint_id: str) -> bool:
         """Enable an endpoint that answered its probe; its backlog goes out at once."""

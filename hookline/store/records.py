@@ -220,6 +220,40 @@ class Delivery:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Disabled:
+    """An endpoint the health check has just disabled for failing since ``failing_since``."""
+
+    id: str
+    app_id: str
+    url: str
+    failing_since: float
+
+    @classmethod
+    def from_row(cls, row: Row) -> Disabled:
+        return cls(row["id"], row["app_id"], row["url"], float(row["failing_since"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """An endpoint disabled for failing, taken for a probe: all it takes to send it a
+    signed sample event as its deliveries go out (its secrets out of ``repr``)."""
+
+    id: str
+    app_id: str
+    url: str
+    timeout: float
+    event_types: tuple[str, ...]
+    #: The keys that sign it now, the signing one first.
+    keys: tuple[str, ...] = field(repr=False)
+    #: Its own headers, in full.
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    client_cert: str | None
+    client_key: str | None = field(repr=False)
+    #: When the endpoint last changed (see ``Job.endpoint_version``).
+    version: float
+
+
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 

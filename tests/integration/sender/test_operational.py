@@ -266,7 +266,7 @@ async def test_the_operator_url_is_an_endpoint_of_the_app_that_only_it_changes(
                   ops.url, 1.0, ("k",))  # fmt: skip
         async with store.db.transaction() as tx:
             await store._track_endpoints(tx, [AttemptResult(job, "failed", 100.0)], 0.0)
-        assert [e["id"] for e in await store.disable_failing_endpoints(0)] == [ops.id]
+        assert [e.id for e in await store.disable_failing_endpoints(0)] == [ops.id]
         assert await store.enable_probed_endpoint(ops.id)
         assert len(await store.list_deliveries(app.id, endpoint_id=ops.id)) == 2
 

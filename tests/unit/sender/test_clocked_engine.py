@@ -177,7 +177,7 @@ async def test_an_endpoint_failing_for_days_is_disabled_probed_and_enabled_again
     assert await monitor.check() == []
     clock.advance(2)
     [disabled] = await monitor.check()
-    assert disabled["id"] == endpoint.id
+    assert disabled.id == endpoint.id
     assert not (await store.get_endpoint(endpoint.id)).enabled
 
     assert await monitor.probe() == []  # still failing: stays disabled

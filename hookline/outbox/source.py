@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -33,6 +34,14 @@ def check_url(url: str) -> None:
             "(write postgresql://user@host/database)"
         )
     check_postgres_url(url)
+    if "schema" in parse_qs(urlsplit(url).query):
+        # asyncpg would pass it on as a server setting, which PostgreSQL refuses with
+        # "unrecognized configuration parameter".
+        raise ConfigError(
+            f"{redact_url(url)!r}: ?schema= says where hookline's own tables are, on "
+            "hookline's URL; the outbox is always the table hookline.outbox of the "
+            "platform's database: drop ?schema= from the outbox's URL"
+        )
 
 
 @contextlib.asynccontextmanager

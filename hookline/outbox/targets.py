@@ -15,14 +15,15 @@ What it raises tells the relay what to do:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from hookline.config import EngineSettings, redact_url
-from hookline.exceptions import ConfigError, ValidationError
+from hookline.exceptions import ConfigError, StorageError, ValidationError
 from hookline.store.records import NewEvent
 
 
@@ -102,17 +103,28 @@ class StoreTarget:
         self._store: object | None = None
 
     async def open(self) -> None:
-        """Nothing yet: the database is opened by the first ``send``, so that a relay
-        started while it is down waits for it like for any other outage."""
+        """Open hookline's database now, so that a URL that names none (a missing file,
+        a database without hookline's tables: a ``ConfigError``) stops the relay at its
+        start rather than at the first row. One that is down or failing is opened by
+        the first ``send`` instead, so that a relay started meanwhile waits for it like
+        for any other outage."""
+        with contextlib.suppress(StorageError):
+            await self._open()
 
-    async def send(self, events: Sequence[NewEvent]) -> None:
+    async def _open(self) -> Any:
         from hookline.store import Store
 
         if self._store is None:
             # create=False: a relay never makes hookline's database; `hookline migrate`
             # or `hookline serve` does.
             self._store = await Store.open(self.url, create=False)
-        assert isinstance(self._store, Store)
+        return self._store
+
+    async def send(self, events: Sequence[NewEvent]) -> None:
+        from hookline.store import Store
+
+        store = await self._open()
+        assert isinstance(store, Store)
         for event in events:
             # The store checks ids, user and type; the size is the API's rule.
             if len(event.data.encode()) > self.max_event_bytes:
@@ -120,7 +132,7 @@ class StoreTarget:
                     f"event {event.id!r}: data is {len(event.data.encode())} bytes; "
                     f"hookline takes at most {self.max_event_bytes}"
                 )
-        await self._store.publish(events)
+        await store.publish(events)
 
     async def close(self) -> None:
         from hookline.store import Store

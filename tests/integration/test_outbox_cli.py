@@ -81,13 +81,48 @@ async def test_relay_reads_only_from_postgresql() -> None:
     assert "the outbox lives in a PostgreSQL database" in result.output
 
 
-async def test_relay_stops_at_once_on_a_database_without_an_outbox(database: str) -> None:
+async def test_relay_stops_at_once_on_a_database_without_an_outbox(
+    database: str, tmp_path: object
+) -> None:
+    hookline_db = f"sqlite:///{tmp_path}/hookline.db"
+    assert (await hl("migrate", "--database", hookline_db)).exit_code == 0
     # The real command (it sets signal handlers, which only a main thread may).
     relay = await asyncio.create_subprocess_exec(
         HOOKLINE,
-        *("relay", "--from", database, "--to", "sqlite:///unused.db"),
+        *("relay", "--from", database, "--to", hookline_db),
         stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(relay.communicate(), 60)
     assert relay.returncode == 1
     assert "has no outbox (table hookline.outbox)" in stderr.decode()
+
+
+async def test_a_schema_in_the_outbox_url_is_refused_with_the_reason(database: str) -> None:
+    """?schema= is for hookline's own URL; the outbox is hookline.outbox whatever it says."""
+    for command in (["outbox", "install", "--database"], ["relay", "--to", "/x", "--from"]):
+        result = await hl(*command, database + "?schema=hookline")
+        assert result.exit_code == 1, result.output
+        assert "the outbox is always the table hookline.outbox" in result.output
+        assert "drop ?schema=" in result.output
+
+
+@pytest.mark.parametrize("to", ["sqlite:///{tmp}/missing.db", "{database}"])
+async def test_relay_stops_at_its_start_on_a_target_that_is_not_hookline(
+    database: str, to: str, tmp_path: object
+) -> None:
+    """A --to that names no hookline database stops the relay when it starts, not when
+    the first row arrives (an empty outbox would hide it until then)."""
+    assert (await hl("outbox", "install", "--database", database)).exit_code == 0
+    relay = await asyncio.create_subprocess_exec(
+        HOOKLINE,
+        *("relay", "--from", database, "--to", to.format(tmp=tmp_path, database=database)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(relay.communicate(), 60)
+    finally:
+        if relay.returncode is None:
+            relay.kill()
+            await relay.wait()
+    assert relay.returncode == 1
+    assert "hookline migrate" in stderr.decode()

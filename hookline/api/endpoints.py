@@ -173,11 +173,11 @@ async def send_test_notification(
     await endpoint_of(request, who, app_id, endpoint_id)
     charge(request, who.app_id, "tests")
     data = orjson.dumps(sample_data(body.event_type)).decode()
-    event = await store(request).send_test(
+    delivery = await store(request).send_test(
         endpoint_id, body.event_type, data, user_id=body.user_id or TEST_USER
     )
     wake_engine(request)
-    return await store(request).delivery_for_event(int(event["seq"]), endpoint_id)
+    return delivery
 
 
 @router.get(

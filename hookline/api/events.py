@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Header, Request
 from starlette.datastructures import Headers
 
@@ -17,7 +16,7 @@ from hookline.api import schemas as s
 from hookline.api.body import JsonRoute
 from hookline.api.common import BODY, Auth, errors, store
 from hookline.rules import event_data
-from hookline.store import NewEvent, Published
+from hookline.store import Event, NewEvent, Published
 from hookline.store.base import new_id
 from hookline.traceparent import HEADER, parse, parse_headers
 
@@ -105,7 +104,6 @@ async def publish_events(
 
 
 @router.get("/events/{event_id}", response_model=s.EventDetail, responses=errors(403, 404))
-async def get_event(event_id: str, request: Request, who: Auth) -> dict[str, Any]:
+async def get_event(event_id: str, request: Request, who: Auth) -> Event:
     who.require_admin()
-    row = await store(request).get_event(event_id)
-    return {**row, "data": orjson.loads(row["data"])}
+    return await store(request).get_event(event_id)

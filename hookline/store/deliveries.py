@@ -77,7 +77,7 @@ class Deliveries(Endpoints):
             for row in rows
         ]
 
-    async def delivery_for_event(self, event_seq: int, endpoint_id: str) -> Delivery:
+    async def _delivery_of_event(self, event_seq: int, endpoint_id: str) -> Delivery:
         row = await self.db.fetchrow(
             "delivery_of_event", event_seq=event_seq, endpoint_id=endpoint_id
         )
@@ -96,8 +96,9 @@ class Deliveries(Endpoints):
 
     async def send_test(
         self, endpoint_id: str, event_type: str, data: str, *, user_id: str = TEST_USER
-    ) -> Row:
-        """Publish a sample event to one endpoint only, through the normal pipeline.
+    ) -> Delivery:
+        """Publish a sample event to one endpoint only, through the normal pipeline;
+        return its one delivery.
 
         The event is stored like any other and gets one delivery, for this endpoint,
         whatever its subscription or the user's installations: a developer checks
@@ -135,7 +136,7 @@ class Deliveries(Endpoints):
                 rows=to_json([{"endpoint_id": endpoint_id, "lane": lane, "count": 1}]),
                 now=now,
             )
-        return {**event, "endpoint_id": endpoint_id}
+        return await self._delivery_of_event(int(event["seq"]), endpoint_id)
 
     async def retry_deliveries(self, delivery_ids: Sequence[int]) -> int:
         """Send finished deliveries (failed, or delivered: a replay) once more, now.

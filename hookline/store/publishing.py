@@ -20,7 +20,7 @@ from hookline.exceptions import EventConflict, NotFound, TooLarge
 from hookline.store.base import StoreBase, to_json
 from hookline.store.connector import Connection, Row, Subscription
 from hookline.store.operational import Notice
-from hookline.store.records import NewEvent, Published
+from hookline.store.records import Event, NewEvent, Published
 
 #: Notified by every publish that made deliveries (``notify_published``).
 PUBLISHED_CHANNEL = "hookline_published"
@@ -50,11 +50,11 @@ class Publishing(StoreBase):
         """Tell the engines of every process that a delivery may be due now."""
         await self.db.execute("notify_published")
 
-    async def get_event(self, event_id: str) -> Row:
+    async def get_event(self, event_id: str) -> Event:
         row = await self.db.fetchrow("get_event", id=event_id)
         if row is None:
             raise NotFound(f"no event with id {event_id!r}")
-        return row
+        return Event.from_row(row)
 
 
 def check_events(events: Sequence[NewEvent]) -> None:

@@ -133,6 +133,33 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """An event as stored, its data decoded."""
+
+    #: Its place in the order of publication.
+    seq: int
+    id: str
+    event_type: str
+    user_id: str
+    data: dict[str, Any]
+    created_at: float
+    #: The W3C trace context its deliveries carry (None: none).
+    traceparent: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Event:
+        return cls(
+            seq=int(row["seq"]),
+            id=row["id"],
+            event_type=row["event_type"],
+            user_id=row["user_id"],
+            data=orjson.loads(row["data"]),
+            created_at=float(row["created_at"]),
+            traceparent=row["traceparent"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One attempt at a delivery, as its log keeps it."""
 

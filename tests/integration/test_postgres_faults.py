@@ -69,7 +69,7 @@ async def test_the_store_fails_fast_while_the_database_is_gone_and_recovers(
     direct = await Store.open(postgres_url)
     try:
         for event_id in ("before", "after"):
-            assert (await direct.get_event(event_id))["id"] == event_id
+            assert (await direct.get_event(event_id)).id == event_id
     finally:
         await direct.close()
 

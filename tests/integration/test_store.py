@@ -135,7 +135,7 @@ async def test_publish_fans_out_to_matching_endpoints_of_installed_apps(store: S
         ("e2", "u2"),
     ]
     assert len({d.token for d in deliveries}) == 3
-    assert (await store.get_event("e3"))["user_id"] == "stranger"
+    assert (await store.get_event("e3")).user_id == "stranger"
 
 
 async def test_the_same_event_id_again_publishes_nothing_new(store: Store) -> None:
@@ -219,7 +219,7 @@ async def test_a_job_carries_the_trace_context_its_event_was_published_with(
     await store.record("w1", [result(first[0])])
     (second,) = await claim(store)
     assert second.event_id == "e2" and second.traceparent is None
-    assert (await store.get_event("e1"))["traceparent"] == given
+    assert (await store.get_event("e1")).traceparent == given
 
 
 async def test_the_in_flight_cap_of_an_endpoint_holds_across_claimers(store: Store) -> None:

@@ -45,10 +45,11 @@ async def test_send_test_reaches_one_endpoint_only(store: Store) -> None:
     app_id, endpoint_id = await _setup(store)
     # Another endpoint of the same app, subscribed to everything, gets nothing.
     await store.create_endpoint(app_id, url="https://example.org/", event_types=["*"], timeout=5)
-    event = await store.send_test(endpoint_id, "product_created", '{"id": "p-1"}')
+    sent = await store.send_test(endpoint_id, "product_created", '{"id": "p-1"}')
     (delivery,) = await store.list_deliveries(app_id)
     assert delivery.endpoint_id == endpoint_id
-    assert delivery.event_id == event["id"]
+    assert (delivery.id, delivery.status) == (sent.id, "pending")
+    assert (await store.get_event(delivery.event_id)).data == {"id": "p-1"}
     assert delivery.user_id == TEST_USER
     assert delivery.event_type == "product_created"  # even though not subscribed
     (job,) = await store.claim("t", limit=10, default_cap=64, lease_margin=5)

@@ -117,7 +117,7 @@ async def test_commit_keeps_the_event_and_its_deliveries_and_rollback_leaves_not
         platform.roll_back()
 
     assert await platform.orders() == {"o-1", "o-1b"}
-    assert (await world.store.get_event("order-1"))["data"] == '{"id":"o-1"}'
+    assert (await world.store.get_event("order-1")).data == {"id": "o-1"}
     with pytest.raises(NotFound):
         await world.store.get_event("order-2")
     assert sorted(await _deliveries(world)) == ["order-1", "order-1"]

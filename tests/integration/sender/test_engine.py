@@ -484,7 +484,7 @@ async def test_recover_counts_as_an_attempt_and_the_log_keeps_its_first_and_last
 
         # Retention keys on the event's age: the recovers just now do not keep it.
         event = await store.get_event("store-1-0")
-        age = time.time() - event["created_at"]
+        age = time.time() - event.created_at
         assert delivery.updated_at > time.time() - age / 2
         assert await store.prune(age / 2) == 1
         assert await store.list_deliveries(app["id"]) == []

@@ -10,7 +10,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
@@ -82,7 +81,6 @@ def _environment() -> Environment:
         autoescape=select_autoescape(["html"]),
     )
     env.filters["when"] = _format_time
-    env.filters["loads"] = orjson.loads
     env.globals.update(
         event_types=EVENT_TYPES,
         operational_types=OPERATIONAL_EVENT_TYPES,

@@ -34,6 +34,12 @@ COMMENT ON TABLE hookline.outbox IS
 -- uninstall --
 DROP TABLE IF EXISTS hookline.outbox;
 
+-- lock --
+-- Taken by uninstall before it counts the rows: it waits for every transaction that
+-- wrote into the outbox and has not ended, so a row committed by one of them is
+-- counted, not dropped unseen.
+LOCK TABLE hookline.outbox IN ACCESS EXCLUSIVE MODE
+
 -- where --
 SELECT to_regclass('hookline.outbox') IS NOT NULL AS outbox
 

@@ -152,21 +152,25 @@ async def status(url: str) -> dict[str, Any]:
 
 async def uninstall(url: str, *, force: bool = False) -> int:
     """Drop the outbox; refused while rows still wait for the relay, unless ``force``.
+    Waits first for the platform's transactions that wrote into it and are still open.
 
     Returns how many rows were dropped with it."""
     source = Source(url)
     await source.open()
     try:
-        (row,) = await source._fetch("status")
-        waiting = int(row["pending"]) + int(row["failed"])
-        if waiting and not force:
-            raise ConfigError(
-                f"the outbox still holds {row['pending']} row(s) for the relay and "
-                f"{row['failed']} refused one(s); let `hookline relay` empty it first, or "
-                "pass --force to drop them"
-            )
         conn = source._open()
-        async with _errors("dropping the outbox", url):
+        # One transaction, the table locked first: no platform transaction can commit
+        # a row between the count and the drop.
+        async with _errors("dropping the outbox", url), conn.transaction():
+            await source._fetch("lock")
+            (row,) = await source._fetch("status")
+            waiting = int(row["pending"]) + int(row["failed"])
+            if waiting and not force:
+                raise ConfigError(
+                    f"the outbox still holds {row['pending']} row(s) for the relay and "
+                    f"{row['failed']} refused one(s); let `hookline relay` empty it first, "
+                    "or pass --force to drop them"
+                )
             await conn.execute(queries()["uninstall"])
     finally:
         await source.close()

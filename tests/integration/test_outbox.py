@@ -403,3 +403,40 @@ async def test_a_row_whose_data_is_not_json_is_set_aside(platform: str, tmp_path
         await eventually(lambda: (relay.relayed, relay.refused) == (1, 1), message="both done")
     (kept,) = await outbox_rows(platform)
     assert (kept["event_id"], kept["error"]) == ("evt-bad", "event 'evt-bad': its data is not JSON")
+
+
+async def test_uninstall_waits_for_a_publish_in_flight_and_keeps_its_row(platform: str) -> None:
+    """`outbox uninstall` while a platform transaction has written a row but not yet
+    committed it: the uninstall waits for that transaction, then finds the row and
+    refuses, instead of counting none and dropping the row committed meanwhile."""
+    conn = await asyncpg.connect(platform)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await write(conn, "u1", "evt-in-flight", n=1)
+        uninstalling = asyncio.create_task(source.uninstall(platform))
+
+        async def blocked() -> bool:
+            # Or done: dropped at once, without waiting (what is tested against).
+            return await _waiting_on_a_lock(platform) > 0 or uninstalling.done()
+
+        await eventually(blocked, message="the uninstall to wait for the publishing transaction")
+        await tx.commit()
+        with pytest.raises(ConfigError, match="still holds 1 row"):
+            await asyncio.wait_for(uninstalling, 30)
+    finally:
+        await conn.close()
+    assert [row["event_id"] for row in await outbox_rows(platform)] == ["evt-in-flight"]
+
+
+async def _waiting_on_a_lock(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    finally:
+        await conn.close()

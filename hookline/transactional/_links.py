@@ -214,12 +214,24 @@ class SQLAlchemyLink(SyncLink):
         from sqlalchemy.orm import Session
 
         self._session = conn if isinstance(conn, Session) else None
-        self._conn = conn.connection() if self._session is not None else conn
-        name = self._conn.dialect.name
+        # A session's connection is taken only when a statement needs it: taking it
+        # begins the session's transaction, which ``wake_workers`` after the commit must
+        # not do.
+        self._taken = None if self._session is not None else conn
+        self._bind = conn.get_bind() if self._session is not None else conn
+        name = self._bind.dialect.name
         if name not in ("postgresql", "sqlite"):
             raise TypeError(f"hookline publishes on PostgreSQL or SQLite, not on {name}")
         self.dialect = "postgres" if name == "postgresql" else "sqlite"
-        self._style = self._conn.dialect.paramstyle
+        self._style = self._bind.dialect.paramstyle
+
+    @property
+    def _conn(self) -> Any:
+        """The ``Connection`` the statements go through (a session's: in its transaction)."""
+        if self._taken is None:
+            assert self._session is not None
+            self._taken = self._session.connection()
+        return self._taken
 
     def require_transaction(self) -> None:
         if self._autocommits():
@@ -268,7 +280,7 @@ class SQLAlchemyLink(SyncLink):
         return [dict(row) for row in result.mappings()]
 
     def database_file(self) -> str | None:
-        return self._conn.engine.url.database if self.dialect == "sqlite" else None
+        return self._bind.engine.url.database if self.dialect == "sqlite" else None
 
     def identity(self) -> Any:
         # A session's Connection lasts one transaction; the pooled DB-API one under it
@@ -378,6 +390,11 @@ def _async_kind(conn: Any) -> Callable[[Any], AsyncLink] | None:
         if isinstance(conn, psycopg.AsyncConnection):
             return AsyncPsycopgLink
     return None
+
+
+def is_asyncio(conn: Any) -> bool:
+    """An asyncpg connection or a psycopg ``AsyncConnection``."""
+    return _async_kind(conn) is not None
 
 
 def is_sqlalchemy_async(conn: Any) -> bool:

@@ -35,6 +35,7 @@ from hookline.transactional._links import (
     AsyncLink,
     SyncLink,
     async_link_for,
+    is_asyncio,
     is_sqlalchemy_async,
     link_for,
 )
@@ -333,7 +334,13 @@ def wake_workers(conn: Any) -> None:
     caller knows when its transaction committed: call this after the commit, or the
     workers find the deliveries at their next poll (``HOOKLINE_POLL_INTERVAL``, 0.5 s by
     default). On PostgreSQL the commit itself wakes them (``NOTIFY``): this does nothing.
+    It takes the connections ``publish`` and ``publish_async`` take, and begins nothing.
     """
+    if is_sqlalchemy_async(conn):
+        # Its sync face, which link_for takes (nothing is run through it).
+        conn = conn.sync_session if hasattr(conn, "sync_session") else conn.sync_connection
+    elif is_asyncio(conn):
+        return  # asyncpg and psycopg's AsyncConnection: PostgreSQL only
     link = link_for(conn)
     path = link.database_file()
     if link.dialect != "sqlite" or path is None:

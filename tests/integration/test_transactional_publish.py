@@ -364,3 +364,74 @@ async def test_on_sqlite_wake_workers_after_the_commit_wakes_listening_engines(
             conn.close()
         finally:
             await listener.close()
+
+
+async def test_wake_workers_on_a_session_leaves_it_as_it_was(tmp_path: Any) -> None:
+    """``wake_workers(session)`` after the commit begins nothing: the session's next
+    ``begin()`` works, and it holds no connection meanwhile."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+    from sqlalchemy.pool import NullPool
+
+    from hookline.transactional import wake_workers
+
+    url = f"sqlite:///{tmp_path}/hookline.db"
+    async with _world("sqlite3", url, url) as world:
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with Session(engine) as session:
+                with session.begin():
+                    hookline.publish(session, **_order(1))
+                wake_workers(session)
+                assert not session.in_transaction()
+                with session.begin():
+                    hookline.publish(session, **_order(2))
+                wake_workers(session)
+        finally:
+            engine.dispose()
+        assert sorted(await _deliveries(world)) == ["order-1", "order-1", "order-2", "order-2"]
+
+
+async def test_wake_workers_takes_an_async_session_too(tmp_path: Any) -> None:
+    """The SQLite wake-up after an ``AsyncSession``'s commit, as after a ``Session``'s."""
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from hookline.store.publishing import PUBLISHED_CHANNEL
+    from hookline.store.wakeup import Listener
+    from hookline.transactional import wake_workers
+
+    path = f"{tmp_path}/hookline.db"
+    async with _world("sqlite3", f"sqlite:///{path}", f"sqlite:///{path}"):
+        woken = asyncio.Event()
+        listener = Listener(path, PUBLISHED_CHANNEL, woken.set)
+        engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=NullPool)
+        try:
+            async with AsyncSession(engine) as session:
+                async with session.begin():
+                    await hookline.publish_async(session, **_order(1))
+                wake_workers(session)
+                assert not session.in_transaction()
+            await asyncio.wait_for(woken.wait(), 10)
+        finally:
+            await engine.dispose()
+            await listener.close()
+
+
+@pytest.mark.postgres
+async def test_wake_workers_does_nothing_on_postgresql_asyncio_connections() -> None:
+    """As the docs say: on PostgreSQL the commit's NOTIFY wakes the workers, whatever
+    the connection (not a TypeError for an asyncio one)."""
+    import asyncpg
+    import psycopg
+
+    from hookline.transactional import wake_workers
+
+    async with fresh_postgres() as url:
+        conn = await asyncpg.connect(url)
+        try:
+            wake_workers(conn)
+        finally:
+            await conn.close()
+        async with await psycopg.AsyncConnection.connect(url) as aconn:
+            wake_workers(aconn)

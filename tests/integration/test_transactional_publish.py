@@ -30,13 +30,13 @@ from tests.conftest import fresh_postgres
 from tests.support.eventually import eventually
 from tests.support.platforms import (
     POSTGRES_DRIVERS,
-    SQLALCHEMY_SQLITE_DRIVERS,
+    OTHER_SQLITE_DRIVERS,
     SQLITE_DRIVERS,
     Platform,
     open_platform,
 )
 
-ON_SQLITE = [*SQLITE_DRIVERS, *SQLALCHEMY_SQLITE_DRIVERS]
+ON_SQLITE = [*SQLITE_DRIVERS, *OTHER_SQLITE_DRIVERS]
 DRIVERS = [pytest.param(d, marks=pytest.mark.postgres) for d in POSTGRES_DRIVERS] + ON_SQLITE
 
 #: The drivers whose connection can be outside a transaction. (psycopg outside
@@ -44,6 +44,7 @@ DRIVERS = [pytest.param(d, marks=pytest.mark.postgres) for d in POSTGRES_DRIVERS
 CAN_BE_OUTSIDE = [
     *(pytest.param(d, marks=pytest.mark.postgres) for d in ("asyncpg", "psycopg_async", "django")),
     "sqlite3",
+    "django_sqlite",
 ]
 
 

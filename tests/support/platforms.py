@@ -42,8 +42,9 @@ POSTGRES_DRIVERS = [
     "django",
 ]
 SQLITE_DRIVERS = ["sqlite3"]
-#: SQLAlchemy's Session and AsyncSession on hookline's SQLite file (pysqlite, aiosqlite).
-SQLALCHEMY_SQLITE_DRIVERS = ["sqlalchemy_sqlite", "sqlalchemy_async_sqlite"]
+#: SQLAlchemy's Session and AsyncSession (pysqlite, aiosqlite) and Django on hookline's
+#: SQLite file.
+OTHER_SQLITE_DRIVERS = ["sqlalchemy_sqlite", "sqlalchemy_async_sqlite", "django_sqlite"]
 
 
 class Rollback(Exception):
@@ -445,6 +446,7 @@ PLATFORMS: dict[str, type[Platform]] = {
     "sqlite3": SQLitePlatform,
     "sqlalchemy_sqlite": SQLAlchemyPlatform,
     "sqlalchemy_async_sqlite": AsyncSQLAlchemyPlatform,
+    "django_sqlite": DjangoPlatform,
 }
 
 

@@ -29,8 +29,8 @@ from hookline.store import Store
 from tests.conftest import fresh_postgres
 from tests.support.eventually import eventually
 from tests.support.platforms import (
-    POSTGRES_DRIVERS,
     OTHER_SQLITE_DRIVERS,
+    POSTGRES_DRIVERS,
     SQLITE_DRIVERS,
     Platform,
     open_platform,

@@ -440,3 +440,22 @@ async def _waiting_on_a_lock(url: str) -> int:
         )
     finally:
         await conn.close()
+
+
+async def test_a_commit_wakes_the_waiting_relay_without_its_poll(
+    platform: str, hookline_db: str
+) -> None:
+    """The relay waiting for rows hears the commit's NOTIFY: a row goes at once, not at
+    the next poll (here far beyond the test's wait)."""
+    conn = await asyncpg.connect(platform)
+    try:
+        await write(conn, "store-1", "evt-1", n=1)
+        async with Running(platform, StoreTarget(hookline_db), poll=3600) as relay:
+            # The first read finds the row; the relay then waits (listening since start).
+            await eventually(lambda: relay.relayed == 1, timeout=30, message="the first row")
+            async with conn.transaction():
+                await write(conn, "store-1", "evt-2", n=2)
+            await eventually(lambda: relay.relayed == 2, timeout=30, message="woken by NOTIFY")
+    finally:
+        await conn.close()
+    assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]

@@ -180,10 +180,13 @@ class PsycopgLink(SyncLink):
         _psycopg_transaction(self._conn, "psycopg connection")
 
     def run(self, sql: str, params: dict[str, Any]) -> list[Row]:
+        from psycopg.rows import dict_row
+
         statement = render(sql, "pyformat")
-        with self._conn.cursor() as cur:
+        # dict rows whatever row_factory the platform gave its connection.
+        with self._conn.cursor(row_factory=dict_row) as cur:
             cur.execute(statement.sql, statement.args(params))
-            return _rows(cur.description, cur.fetchall() if cur.description else ())
+            return cur.fetchall() if cur.description else []
 
 
 class AsyncPsycopgLink(AsyncLink):
@@ -196,10 +199,12 @@ class AsyncPsycopgLink(AsyncLink):
         _psycopg_transaction(self._conn, "psycopg async connection")
 
     async def run(self, sql: str, params: dict[str, Any]) -> list[Row]:
+        from psycopg.rows import dict_row
+
         statement = render(sql, "pyformat")
-        async with self._conn.cursor() as cur:
+        async with self._conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(statement.sql, statement.args(params))
-            return _rows(cur.description, await cur.fetchall() if cur.description else ())
+            return await cur.fetchall() if cur.description else []
 
 
 # -- SQLAlchemy ----------------------------------------------------------------------------
@@ -340,16 +345,19 @@ class SQLiteLink(SyncLink):
             )
 
     def run(self, sql: str, params: dict[str, Any]) -> list[Row]:
-        cur = self._conn.execute(sql, params)
+        cur = self._conn.cursor()
+        # Tuples, whatever row_factory the platform gave its connection.
+        cur.row_factory = None
         try:
+            cur.execute(sql, params)
             return _rows(cur.description, cur.fetchall() if cur.description else ())
         finally:
             cur.close()
 
     def database_file(self) -> str | None:
-        for _, name, path in self._conn.execute("PRAGMA database_list").fetchall():
-            if name == "main":
-                return str(path) or None
+        for row in self.run("PRAGMA database_list", {}):
+            if row["name"] == "main":
+                return str(row["file"]) or None
         return None
 
 

@@ -436,3 +436,49 @@ async def test_wake_workers_does_nothing_on_postgresql_asyncio_connections() -> 
             await conn.close()
         async with await psycopg.AsyncConnection.connect(url) as aconn:
             wake_workers(aconn)
+
+
+@pytest.mark.postgres
+async def test_a_psycopg_connection_with_its_own_row_factory_publishes() -> None:
+    """psycopg connections made with ``row_factory=dict_row`` (or another): hookline's
+    statements read their rows their own way."""
+    import psycopg
+    from psycopg.rows import dict_row, namedtuple_row
+
+    async with fresh_postgres() as url, _world("psycopg", url, url + "?schema=hookline") as world:
+        for n, factory in enumerate([dict_row, namedtuple_row]):
+            with psycopg.connect(url, row_factory=factory) as conn, conn.transaction():
+                hookline.publish(conn, **_order(n))
+        async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as aconn:
+            async with aconn.transaction():
+                await hookline.publish_async(aconn, **_order(2))
+        assert sorted(await _deliveries(world)) == [f"order-{n}" for n in (0, 0, 1, 1, 2, 2)]
+
+
+async def test_a_sqlite3_connection_with_its_own_row_factory_publishes(tmp_path: Any) -> None:
+    """sqlite3 with a row_factory of the platform's (dicts here): hookline's statements
+    read tuples, and wake_workers still finds the file."""
+    import sqlite3
+
+    from hookline.store.publishing import PUBLISHED_CHANNEL
+    from hookline.store.wakeup import Listener
+    from hookline.transactional import wake_workers
+
+    path = f"{tmp_path}/hookline.db"
+    async with _world("sqlite3", f"sqlite:///{path}", f"sqlite:///{path}") as world:
+        woken = asyncio.Event()
+        listener = Listener(path, PUBLISHED_CHANNEL, woken.set)
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.row_factory = lambda cur, row: {
+                d[0]: v for d, v in zip(cur.description, row, strict=True)
+            }
+            conn.execute("BEGIN IMMEDIATE")
+            hookline.publish(conn, **_order(1))
+            conn.execute("COMMIT")
+            wake_workers(conn)
+            await asyncio.wait_for(woken.wait(), 10)
+        finally:
+            conn.close()
+            await listener.close()
+        assert await _deliveries(world) == ["order-1", "order-1"]

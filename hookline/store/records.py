@@ -331,14 +331,14 @@ class Job:
     data: str
     url: str
     timeout: float
-    keys: tuple[str, ...]
+    keys: tuple[str, ...] = field(repr=False)
     #: When the delivery was last attempted (None before its first attempt).
     last_attempt_at: float | None = None
     #: The endpoint's own headers (custom, basic or bearer auth), in full.
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     #: The endpoint's client certificate and its private key (PEM), for mutual TLS.
     client_cert: str | None = None
-    client_key: str | None = None
+    client_key: str | None = field(default=None, repr=False)
     #: When the endpoint last changed: what its TLS context is cached under.
     endpoint_version: float = 0.0
     #: The event's W3C trace context, sent on as the ``traceparent`` header.

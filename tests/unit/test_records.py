@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hookline.store.records import App, Delivery, Endpoint, Probe
+from hookline.store.records import App, Delivery, Endpoint, Job, Probe
 
 SECRET = "s3cr3t-value"
 
@@ -76,7 +76,10 @@ def test_no_secret_in_a_records_repr() -> None:
         client_key=SECRET,
         version=2.0,
     )
-    for record in (app, endpoint, probe):
+    job = Job(1, "t", 0, "ep_1", "u", "u", "app_1", "order_completed", "e", "{}",
+              "https://example.com/hook", 10.0, (SECRET,), headers=(("X-Key", SECRET),),
+              client_key=SECRET)  # fmt: skip
+    for record in (app, endpoint, probe, job):
         assert SECRET not in repr(record)
         assert "app_1" in repr(record)
 

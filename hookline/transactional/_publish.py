@@ -290,6 +290,11 @@ def publish(
     """
     event = new_event(event_type, user_id, data, event_id, traceparent)
     check_schema(schema)
+    return _publish_blocking(conn, event, schema)
+
+
+def _publish_blocking(conn: Any, event: NewEvent, schema: str | None) -> Published:
+    """One checked event through a blocking connection (an AsyncSession's sync one too)."""
     link = link_for(conn)
     link.require_transaction()
     (published,), _ = _drive(publish_on(_Blocking(link), [event], schema))
@@ -313,13 +318,7 @@ async def publish_async(
     check_schema(schema)
     if is_sqlalchemy_async(conn):
         # An AsyncSession runs blocking code in its greenlet: the sync path, as is.
-        def on_sync(sync_conn: Any) -> Published:
-            link = link_for(sync_conn)
-            link.require_transaction()
-            (published,), _ = _drive(publish_on(_Blocking(link), [event], schema))
-            return published
-
-        result: Published = await conn.run_sync(on_sync)
+        result: Published = await conn.run_sync(_publish_blocking, event, schema)
         return result
     link = async_link_for(conn)
     link.require_transaction()

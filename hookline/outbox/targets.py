@@ -9,7 +9,8 @@ What it raises tells the relay what to do:
 * ``ValidationError`` or ``EventConflict``: hookline refuses an event of the batch, and
   would refuse it again; the relay finds which one and sets it aside.
 * ``Unauthorized`` / ``Forbidden`` / ``ConfigError``: the token is wrong, or the
-  database is not hookline's; nothing will get through.
+  database is not hookline's; nothing will get through. ``open`` checks both where it
+  can, so that the relay stops at its start rather than at the first row.
 * anything else: an error worth retrying, with a log line.
 """
 
@@ -23,7 +24,14 @@ from typing import Any, Protocol
 import orjson
 
 from hookline.config import EngineSettings, redact_url
-from hookline.exceptions import ConfigError, StorageError, ValidationError
+from hookline.exceptions import (
+    ConfigError,
+    Forbidden,
+    HooklineError,
+    StorageError,
+    Unauthorized,
+    ValidationError,
+)
 from hookline.store.records import NewEvent
 
 
@@ -54,9 +62,23 @@ class HttpTarget:
 
         # One try per call: the relay itself waits and sends again, and says so in its
         # log, for as long as hookline is away.
-        self._client = AsyncClient(
+        client = AsyncClient(
             self.base_url, self.token, timeout=self.timeout, retries=Retries(attempts=1)
         )
+        self._client = client
+        # A token hookline refuses stops the relay at its start, not at the first row (an
+        # empty outbox would hide it until then): an admin-only read, of an event that
+        # need not exist (404 is an answer to the admin token). Any other failure,
+        # hookline being down included, is left to the sends, which wait it out.
+        try:
+            await client.events.get("hookline-relay:token-check")
+        except (Unauthorized, Forbidden) as exc:
+            await self.close()
+            raise ConfigError(
+                f"{self.description} refused the relay's token: {exc.message}"
+            ) from exc
+        except HooklineError:
+            pass
 
     async def send(self, events: Sequence[NewEvent]) -> None:
         from hookline.client import AsyncClient

@@ -303,9 +303,10 @@ async def test_a_503_a_429_and_a_lost_answer_from_hookline_publish_each_event_on
         await conn.close()
     async with (
         ServeProcess(tmp_path / "hookline.db") as serve,
-        # The first try gets a 503, the second a 429; the third is stored by hookline,
-        # but its answer is lost on the way back; the fourth goes through.
-        FaultyProxy(serve.base_url, ["503", "429", "drop"]) as proxy,
+        # The relay's check of its token at its start goes through. The first try
+        # gets a 503, the second a 429; the third is stored by hookline, but its
+        # answer is lost on the way back; the fourth goes through.
+        FaultyProxy(serve.base_url, ["forward", "503", "429", "drop"]) as proxy,
     ):
         with caplog.at_level(logging.WARNING, "hookline.relay"):
             async with Running(platform, HttpTarget(proxy.url, ADMIN_TOKEN)) as relay:
@@ -361,6 +362,24 @@ async def test_a_token_hookline_refuses_stops_the_relay(platform: str, tmp_path:
         with pytest.raises(ConfigError, match="refused the relay's token"):
             await asyncio.wait_for(relay.run(), 60)
     assert len(await outbox_rows(platform)) == 1  # kept for a relay with the right one
+
+
+async def test_a_token_hookline_refuses_stops_the_relay_at_its_start(
+    platform: str, tmp_path: Any
+) -> None:
+    """An empty outbox: the relay stops at once all the same, not at its first row; the
+    admin token gets past the start and relays."""
+    async with ServeProcess(tmp_path / "hookline.db") as serve:
+        relay = Relay(platform, HttpTarget(serve.base_url, "not-the-admin-token-at-all"))
+        with pytest.raises(ConfigError, match="refused the relay's token"):
+            await asyncio.wait_for(relay.run(), 60)
+        async with Running(platform, HttpTarget(serve.base_url, ADMIN_TOKEN)) as relay:
+            conn = await asyncpg.connect(platform)
+            try:
+                await write(conn, "store-1", "evt-1", n=1)
+            finally:
+                await conn.close()
+            await eventually(lambda: relay.relayed == 1, message="the row relayed")
 
 
 async def test_a_statement_that_hangs_makes_the_relay_connect_again(

@@ -128,6 +128,18 @@ def _refuse(what: str, how: str) -> NotInTransaction:
 # -- asyncpg -------------------------------------------------------------------------------
 
 
+#: A ``$n::jsonb`` parameter: asyncpg encodes it with the connection's jsonb codec, and
+#: a platform's (asyncpg's own recipe: ``encoder=json.dumps``) would make hookline's
+#: JSON text a JSON string. Sent as text instead, and cast by the server.
+_JSONB_PARAM = re.compile(r"(\$\d+)::jsonb\b")
+
+
+@cache
+def _asyncpg_statement(sql: str) -> Statement:
+    statement = render(sql, "numeric_dollar")
+    return Statement(_JSONB_PARAM.sub(r"\1::text::jsonb", statement.sql), statement.names)
+
+
 class AsyncpgLink(AsyncLink):
     dialect = "postgres"
 
@@ -146,7 +158,7 @@ class AsyncpgLink(AsyncLink):
             )
 
     async def run(self, sql: str, params: dict[str, Any]) -> list[Row]:
-        statement = render(sql, "numeric_dollar")
+        statement = _asyncpg_statement(sql)
         return [dict(row) for row in await self._conn.fetch(statement.sql, *statement.args(params))]
 
 

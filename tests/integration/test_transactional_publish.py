@@ -482,3 +482,25 @@ async def test_a_sqlite3_connection_with_its_own_row_factory_publishes(tmp_path:
             conn.close()
             await listener.close()
         assert await _deliveries(world) == ["order-1", "order-1"]
+
+
+@pytest.mark.postgres
+async def test_an_asyncpg_connection_with_its_own_json_codecs_publishes() -> None:
+    """asyncpg's own recipe for JSON (``set_type_codec("jsonb", encoder=json.dumps,
+    ...)``) on the platform's connection: hookline's JSON goes as JSON all the same."""
+    import json
+
+    import asyncpg
+
+    async with fresh_postgres() as url, _world("asyncpg", url, url + "?schema=hookline") as world:
+        conn = await asyncpg.connect(url)
+        try:
+            for kind in ("json", "jsonb"):
+                await conn.set_type_codec(
+                    kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+                )
+            async with conn.transaction():
+                await hookline.publish_async(conn, **_order(1))
+        finally:
+            await conn.close()
+        assert await _deliveries(world) == ["order-1", "order-1"]

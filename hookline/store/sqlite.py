@@ -187,6 +187,12 @@ class SQLiteConnector:
                 await self._begin(db)
             except SQLITE_ERRORS as exc:
                 raise _error(exc, "starting a transaction") from exc
+            except asyncio.CancelledError:
+                # aiosqlite runs the BEGIN in its own thread, which a cancelled caller
+                # does not stop: end what it may have opened (queued after it, so in
+                # order) before the connection serves another writer.
+                await db.rollback()
+                raise
             conn = _Conn(db, self._queries)
             try:
                 yield conn

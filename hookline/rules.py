@@ -532,7 +532,24 @@ def event_data(data: dict[str, Any], *, max_bytes: int) -> str:
         raise ValidationError(
             f"data is {len(text)} bytes once serialised; the limit is {max_bytes} bytes"
         )
+    # orjson writes NaN and ±Infinity as null, so only data with a null can hold one.
+    if b"null" in text and not _finite(data):
+        raise ValidationError(
+            "data holds NaN or Infinity, which JSON cannot carry (it would be sent as "
+            "null); send only finite numbers"
+        )
     return text.decode()
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or ±Infinity anywhere in ``value`` (nesting is bounded: orjson wrote it)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _unwritable(reason: str) -> str:

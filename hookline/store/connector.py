@@ -1,7 +1,8 @@
 """The small interface every database backend implements.
 
-The store (``manager.py``) speaks only in query names and keyword arguments and gets
-plain dict rows back; each backend is one module that runs its dialect's named queries
+The store's resource modules (``apps``, ``endpoints``, ``claims``, ...) speak only in
+query names and keyword arguments and get plain dict rows back, which they decode into
+records (``records``); each backend is one module that runs its dialect's named queries
 and turns its driver's errors into hookline's own (``StorageError`` and
 ``StorageUnavailable``), so nothing above this layer ever sees a driver exception.
 """

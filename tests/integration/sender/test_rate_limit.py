@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
+from hookline.clock import ManualClock
 from hookline.config import EngineSettings, RetryPolicy
 from hookline.exceptions import ValidationError
 from hookline.sender import Engine
 from hookline.store import AttemptResult, Claimed, Endpoint, Job, NewEvent, Store
-from tests.support.eventually import eventually
 from tests.support.recorder import Recorder, in_flight_peak, most_in_one_second
 
 SLOW = 0.01  # one delivery every 100 s: nothing refills within a test
@@ -130,27 +130,33 @@ async def test_the_stricter_of_the_limit_and_the_in_flight_cap_holds(store: Stor
     assert await claim(store) == []  # the limit alone
 
 
-async def test_the_stricter_of_the_limit_and_the_pace_holds(store: Store) -> None:
-    await endpoint_for(store, 10, rate_limit=SLOW, rate_limit_burst=5)
-    await publish(store, 10, 1)
-    (job, *_) = await claim(store, limit=1)
-    # A 429: the endpoint is paced (and paused for what it asked, here nothing more).
-    slow_down = AttemptResult(
-        job=job,
-        outcome="retry",
-        attempted_at=time.time(),
-        status_code=429,
-        retry_at=time.time(),
-        throttle_for=0.0,
-    )
-    await store.record("w1", [slow_down])
-    row = await store.get_endpoint(job.endpoint_id)
-    assert row.pace > 0
-    assert row.paused_until is not None
-    await eventually(lambda: time.time() > row.paused_until)
-    paced = await claim(store)
-    assert len(paced) == 1  # the pace: one per claim, though the limit allows four more
-    assert paced.opens_at is not None  # and when the pace lets the next one go
+async def test_the_stricter_of_the_limit_and_the_pace_holds(database_url: str) -> None:
+    clock = ManualClock(start=time.time())
+    store = await Store.open(database_url, clock=clock)
+    try:
+        await endpoint_for(store, 10, rate_limit=SLOW, rate_limit_burst=5)
+        await publish(store, 10, 1)
+        (job, *_) = await claim(store, limit=1)
+        # A 429: the endpoint is paced (and paused for what it asked, here nothing more).
+        slow_down = AttemptResult(
+            job=job,
+            outcome="retry",
+            attempted_at=clock.now(),
+            status_code=429,
+            retry_at=clock.now(),
+            throttle_for=0.0,
+        )
+        await store.record("w1", [slow_down])
+        row = await store.get_endpoint(job.endpoint_id)
+        assert row.pace > 0
+        assert row.paused_until is not None
+        assert await claim(store) == []  # paused
+        clock.set(row.paused_until + 0.001)  # the pause is over: moved to, not waited for
+        paced = await claim(store)
+        assert len(paced) == 1  # the pace: one per claim, though the limit allows four more
+        assert paced.opens_at is not None  # and when the pace lets the next one go
+    finally:
+        await store.close()
 
 
 async def record_keeping(store: Store, jobs: list[Job]) -> list[Job]:

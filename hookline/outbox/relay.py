@@ -186,7 +186,12 @@ class Relay:
                         exc.message,
                     )
                     return [], [(rows[0].id, exc.message)]
-                return await self._one_by_one(rows)
+                log.info(
+                    "hookline refused a batch of %d row(s) (%s); sending it in halves",
+                    len(rows),
+                    exc.message,
+                )
+                return await self._in_halves(rows)
             except (Unauthorized, Forbidden) as exc:
                 raise ConfigError(
                     f"{self.target.description} refused the relay's token: {exc.message}"
@@ -219,15 +224,18 @@ class Relay:
                 return [row.id for row in rows], []
         return [], []
 
-    async def _one_by_one(
+    async def _in_halves(
         self, rows: Sequence[OutboxRow]
     ) -> tuple[list[int], list[tuple[int, str]]]:
-        """A batch hookline refused as a whole: each row alone, in order, so that the one
-        it refuses is set aside and the others go."""
+        """A batch hookline refused as a whole: its first half, then its second, each
+        halved again while refused, so that a row refused alone is set aside and the
+        others go, in order; and a batch too large for one publish (its body, or its
+        deliveries) goes in a few smaller ones rather than in one request a row."""
         sent: list[int] = []
         failed: list[tuple[int, str]] = []
-        for row in rows:
-            ok, bad = await self._publish([row])
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            ok, bad = await self._publish(part)
             if not ok and not bad:  # stopped
                 break
             sent += ok

@@ -478,3 +478,41 @@ async def test_a_commit_wakes_the_waiting_relay_without_its_poll(
     finally:
         await conn.close()
     assert await stored_ids(hookline_db) == ["evt-1", "evt-2"]
+
+
+async def test_a_batch_too_large_for_one_publish_goes_in_halves_not_row_by_row(
+    platform: str, hookline_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hookline refuses a batch as a whole (here: more deliveries than one publish may
+    make): the relay sends it in smaller batches, in order, not one request a row."""
+    monkeypatch.setenv("HOOKLINE_MAX_DELIVERIES_PER_PUBLISH", "4")
+    store = await Store.open(hookline_db)
+    try:
+        app, _ = await store.create_app("shop")
+        await store.install(app.id, "store-1")
+        await store.create_endpoint(
+            app.id, url="http://127.0.0.1:9/hook", event_types=["*"], timeout=5
+        )
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(platform)
+    try:
+        async with conn.transaction():
+            for n in range(8):
+                await write(conn, "store-1", f"evt-{n}", n=n)
+    finally:
+        await conn.close()
+
+    target = StoreTarget(hookline_db)
+    batches: list[int] = []
+    send = target.send
+
+    async def counted(events: Any) -> None:
+        batches.append(len(events))
+        await send(events)
+
+    monkeypatch.setattr(target, "send", counted)
+    async with Running(platform, target) as relay:
+        await eventually(lambda: relay.relayed == 8, message="8 rows relayed")
+    assert batches == [8, 4, 4]
+    assert await stored_ids(hookline_db) == [f"evt-{n}" for n in range(8)]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hookline.clock import ManualClock
 from hookline.config import RetryPolicy
 from hookline.events import parse_envelope
 from hookline.receiver import Event, Receiver
@@ -160,16 +161,30 @@ async def test_shutdown_lets_a_running_handler_finish(database_url: str) -> None
 
 
 async def test_a_lane_whose_owner_died_is_taken_over_after_its_lease(database_url: str) -> None:
-    """A process that stops renewing its leases (killed) loses its users to another."""
-    crashed = _receiver(database_url, lease_seconds=0.5)
+    """A process that stops renewing its leases (killed) loses its users to another, once
+    the lease has run out (on a clock the test moves) and not before."""
+    clock = ManualClock()
+    poll, lease = 1.0, 30.0  # seconds a float holds exactly, for clock.pending()
+
+    def receiver() -> Receiver:
+        return Receiver(
+            keys=[KEY], database=database_url, poll_interval=poll, lease_seconds=lease, clock=clock
+        )
+
+    crashed = receiver()
     async with crashed.running(workers=False):
         inbox = await crashed.open_inbox()
         await _send(crashed, user_id="u", event_id="evt_orphan")
-        assert await inbox.claim_lanes("dead-process", 10, time.time(), 0.5) == ["u"]
-    survivor = _receiver(database_url, lease_seconds=0.5)
+        assert await inbox.claim_lanes("dead-process", 10, clock.now(), lease) == ["u"]
+    survivor = receiver()
     handled: list[str] = []
     survivor.on("*")(lambda event: handled.append(event.event_id))
     async with survivor.running():
+        await eventually(lambda: poll in clock.pending(), message="the dispatcher asleep")
+        clock.advance(lease - 1)
+        await eventually(lambda: poll in clock.pending(), message="the dispatcher asleep")
+        assert handled == []
+        clock.advance(2)
         await eventually(lambda: handled == ["evt_orphan"])
 
 

@@ -15,6 +15,7 @@ from hookline.store.records import (
     NewEvent,
     Probe,
     Published,
+    Tally,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "Probe",
     "Published",
     "Store",
+    "Tally",
 ]

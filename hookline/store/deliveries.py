@@ -13,7 +13,7 @@ from hookline.store.base import new_id, to_json
 from hookline.store.connector import Row
 from hookline.store.endpoints import Endpoints
 from hookline.store.publishing import grow_lanes, lanes_of
-from hookline.store.records import Attempt, Delivery
+from hookline.store.records import Attempt, Delivery, Tally
 
 #: The user_id of test notifications: no real store, so no real user's lane waits on them.
 TEST_USER = "hookline-test"
@@ -194,10 +194,10 @@ class Deliveries(Endpoints):
         bucket: float,
         endpoint_id: str | None = None,
         limit: int = 10_000,
-    ) -> list[Row]:
-        """``{bucket, status, n}`` rows: deliveries created per ``bucket`` seconds since
-        ``since``, by their status now, from at most the newest ``limit`` deliveries."""
-        return await self.db.fetch(
+    ) -> list[Tally]:
+        """Deliveries created per ``bucket`` seconds since ``since``, by their status now,
+        from at most the newest ``limit`` deliveries."""
+        rows = await self.db.fetch(
             "delivery_timeline",
             app_id=app_id,
             endpoint_id=endpoint_id,
@@ -205,3 +205,4 @@ class Deliveries(Endpoints):
             bucket=bucket,
             limit=limit,
         )
+        return [Tally.from_row(row) for row in rows]

@@ -189,6 +189,20 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Tally:
+    """How many deliveries created in one bucket of a timeline have ``status`` now (the
+    dashboard's chart); ``bucket`` counts buckets from the timeline's start."""
+
+    bucket: int
+    status: str
+    count: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> Tally:
+        return cls(bucket=int(row["bucket"]), status=str(row["status"]), count=int(row["n"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One event on its way to one endpoint, with its attempt log: its first and last
     few attempts, oldest first (empty when listed without them)."""

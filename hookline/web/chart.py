@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from hookline.events import format_timestamp
+from hookline.store import Tally
 
 WIDTH, HEIGHT, AXIS = 720.0, 150.0, 18.0
 STATUSES = ("delivered", "failed", "pending")
@@ -58,12 +58,11 @@ def window(hours: int = 24, buckets: int = 48, now: float | None = None) -> tupl
     return end - hours * 3600, bucket
 
 
-def build(rows: list[dict[str, Any]], since: float, bucket: float, buckets: int = 48) -> Chart:
+def build(tallies: list[Tally], since: float, bucket: float, buckets: int = 48) -> Chart:
     counts = [dict.fromkeys(STATUSES, 0) for _ in range(buckets)]
-    for row in rows:
-        index, status = int(row["bucket"]), str(row["status"])
-        if 0 <= index < buckets and status in STATUSES:
-            counts[index][status] += int(row["n"])
+    for tally in tallies:
+        if 0 <= tally.bucket < buckets and tally.status in STATUSES:
+            counts[tally.bucket][tally.status] += tally.count
     peak = max((sum(c.values()) for c in counts), default=0)
     slot = WIDTH / buckets
     scale = (HEIGHT - AXIS - 4) / peak if peak else 0.0

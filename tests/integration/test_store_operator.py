@@ -103,7 +103,7 @@ async def test_timeline_buckets_by_status(store: Store) -> None:
     await store.send_test(endpoint_id, "order_completed", "{}")
     now = time.time()
     rows = await store.delivery_timeline(app_id, since=now - 3600, bucket=600)
-    counts = {(r["bucket"], r["status"]): r["n"] for r in rows}
+    counts = {(r.bucket, r.status): r.count for r in rows}
     assert counts == {(5, "failed"): 1, (5, "pending"): 1}
     assert await store.delivery_timeline(app_id, since=now + 60, bucket=600) == []
     only_other = await store.delivery_timeline(

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import hookline
 from hookline.store import Published
 from hookline.transactional import wake_workers
+from tests.support.django_settings import configure_django
 
 T = TypeVar("T")
 
@@ -324,13 +325,9 @@ class DjangoPlatform(Platform):
     def _configure(self) -> None:
         from urllib.parse import urlsplit
 
-        import django
-        from django.conf import settings
         from django.db import connections
 
-        if not settings.configured:
-            settings.configure()
-            django.setup()
+        configure_django()
         parts = urlsplit(self.url)
         given = {
             "ENGINE": "django.db.backends.postgresql",

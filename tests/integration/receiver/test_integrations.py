@@ -17,6 +17,7 @@ import uvicorn
 
 from hookline.receiver import Receiver
 from tests.conftest import free_port
+from tests.support.django_settings import configure_django
 from tests.support.eventually import eventually, eventually_sync
 from tests.support.receiver import post, signed_webhook
 
@@ -111,17 +112,7 @@ def test_flask_view() -> None:
 
 
 def test_django_view_is_csrf_exempt_and_post_only() -> None:
-    import django
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            ROOT_URLCONF="examples.receiver.django_app",
-            ALLOWED_HOSTS=["testserver"],
-            SECRET_KEY="test-only",
-            MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
-        )
-        django.setup()
+    configure_django()
     from django.test import Client
     from django.urls import resolve
 
